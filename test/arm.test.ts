@@ -1,0 +1,354 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  AML_API_VERSION,
+  ARM_SCOPE,
+  ArmError,
+  DeadlineError,
+  LongRunningOperationError,
+  backoffDelay,
+  createArmClient,
+  parseRetryAfter,
+  waitForLongRunningOperation,
+  withApiVersion,
+  workspacePath,
+  type ArmClientOptions,
+} from "../jobs/lib/arm";
+import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
+
+const WS = { subscriptionId: "00000000-1111-2222-3333-444444444444", resourceGroup: "rg-ml", workspace: "ws-ml" };
+const WS_PATH = workspacePath(WS);
+
+let fake: FakeArm;
+let clock: FakeClock;
+let cred: FakeCredential;
+let retries: string[];
+
+function client(extra: Partial<ArmClientOptions> = {}) {
+  return createArmClient({
+    baseUrl: fake.baseUrl,
+    credential: cred,
+    sleep: clock.sleep,
+    now: clock.now,
+    maxRetries: 4,
+    backoffBaseMs: 100,
+    maxBackoffMs: 5000,
+    random: () => 1,
+    onRetry: (l) => retries.push(l),
+    ...extra,
+  });
+}
+
+beforeEach(async () => {
+  fake = await startFakeArm();
+  clock = fakeClock();
+  cred = fakeCredential({ now: clock.now });
+  retries = [];
+});
+afterEach(async () => {
+  await fake.close();
+});
+
+describe("paths", () => {
+  it("builds the Azure ML workspace path and appends the 2025-12-01 api-version", () => {
+    expect(AML_API_VERSION).toBe("2025-12-01");
+    expect(WS_PATH).toBe(
+      "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices/workspaces/ws-ml",
+    );
+    expect(withApiVersion("/a")).toBe("/a?api-version=2025-12-01");
+    expect(withApiVersion("/a?x=1")).toBe("/a?x=1&api-version=2025-12-01");
+    expect(() => workspacePath({ ...WS, workspace: "" })).toThrow(/workspace is empty/);
+  });
+});
+
+describe("parseRetryAfter / backoffDelay", () => {
+  it("parses seconds and HTTP dates, rejects garbage", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(parseRetryAfter("7", now)).toBe(7000);
+    expect(parseRetryAfter("1.5", now)).toBe(1500);
+    expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:20 GMT", now)).toBe(20_000);
+    expect(parseRetryAfter("Wed, 31 Dec 2025 23:00:00 GMT", now)).toBe(0);
+    expect(parseRetryAfter("soon", now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+  it("grows exponentially, jitters within [d/2, d] and respects the cap", () => {
+    expect(backoffDelay(0, 100, 5000, 1)).toBe(100);
+    expect(backoffDelay(3, 100, 5000, 1)).toBe(800);
+    expect(backoffDelay(3, 100, 5000, 0)).toBe(400);
+    expect(backoffDelay(10, 100, 5000, 1)).toBe(5000);
+    expect(backoffDelay(10, 100, 5000, 0)).toBe(2500);
+  });
+});
+
+describe("createArmClient", () => {
+  it("sends a bearer token for the ARM scope and returns status, headers and parsed JSON", async () => {
+    fake.route("GET", `${WS_PATH}/jobs/j1`, { status: 200, body: { name: "j1" }, headers: { "x-ms-request-id": "abc" } });
+    const res = await client().get(withApiVersion(`${WS_PATH}/jobs/j1`));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ name: "j1" });
+    expect(res.headers["x-ms-request-id"]).toBe("abc");
+    const req = fake.requests[0];
+    expect(req.headers.authorization).toBe(`Bearer ${cred.token}`);
+    expect(req.query["api-version"]).toBe("2025-12-01");
+    expect(cred.scopes).toEqual([ARM_SCOPE]);
+  });
+
+  it("sends JSON bodies with PUT/PATCH/POST and DELETE without a body", async () => {
+    fake.route("PUT", "/x", { status: 201, body: { ok: 1 } });
+    fake.route("PATCH", "/x", { status: 200, body: { ok: 2 } });
+    fake.route("POST", "/x/listKeys", { status: 200, body: { key: "k" } });
+    fake.route("DELETE", "/x", { status: 204 });
+    const c = client();
+    expect((await c.put("/x", { a: 1 })).status).toBe(201);
+    expect((await c.patch("/x", { b: 2 })).body).toEqual({ ok: 2 });
+    expect((await c.post("/x/listKeys")).body).toEqual({ key: "k" });
+    const del = await c.delete("/x");
+    expect(del.status).toBe(204);
+    expect(del.body).toBeUndefined();
+    expect(fake.requests.map((r) => [r.method, r.body])).toEqual([
+      ["PUT", { a: 1 }],
+      ["PATCH", { b: 2 }],
+      ["POST", undefined],
+      ["DELETE", undefined],
+    ]);
+    expect(fake.requests[0].headers["content-type"]).toBe("application/json");
+  });
+
+  it("caches the token across requests", async () => {
+    fake.route("GET", "/x", { status: 200, body: {} });
+    const c = client();
+    await c.get("/x");
+    await c.get("/x");
+    await c.get("/x");
+    expect(cred.calls).toBe(1);
+  });
+
+  it("refreshes a token that is about to expire", async () => {
+    cred = fakeCredential({ now: clock.now, expiresInMs: 10 * 60_000 });
+    fake.route("GET", "/x", { status: 200, body: {} });
+    const c = client();
+    await c.get("/x");
+    clock.advance(6 * 60_000); // within 5 minutes of expiry
+    await c.get("/x");
+    expect(cred.calls).toBe(2);
+  });
+
+  it("honours Retry-After in seconds on 429", async () => {
+    fake.route("GET", "/x", [
+      { status: 429, headers: { "retry-after": "3" }, body: { error: { code: "TooManyRequests", message: "slow down" } } },
+      { status: 200, body: { ok: true } },
+    ]);
+    const res = await client().get("/x");
+    expect(res.body).toEqual({ ok: true });
+    expect(clock.sleeps).toEqual([3000]);
+    expect(fake.requests).toHaveLength(2);
+  });
+
+  it("honours Retry-After as an HTTP date", async () => {
+    const when = new Date(clock.now() + 4000).toUTCString();
+    fake.route("GET", "/x", [{ status: 503, headers: { "retry-after": when } }, { status: 200, body: {} }]);
+    await client().get("/x");
+    expect(clock.sleeps).toEqual([4000]);
+  });
+
+  it("caps Retry-After by maxBackoffMs", async () => {
+    fake.route("GET", "/x", [{ status: 429, headers: { "retry-after": "3600" } }, { status: 200, body: {} }]);
+    await client({ maxBackoffMs: 2500 }).get("/x");
+    expect(clock.sleeps).toEqual([2500]);
+  });
+
+  it("backs off exponentially on 5xx up to the cap, then gives up with the ARM error", async () => {
+    fake.route("GET", "/x", { status: 503, body: { error: { code: "ServiceUnavailable", message: "try later" } } });
+    const err = await client({ maxBackoffMs: 350 }).get("/x").catch((e) => e);
+    expect(err).toBeInstanceOf(ArmError);
+    expect(err.status).toBe(503);
+    expect(err.code).toBe("ServiceUnavailable");
+    expect(err.message).toMatch(/try later/);
+    expect(err.message).toMatch(/after 5 attempts/);
+    expect(clock.sleeps).toEqual([100, 200, 350, 350]);
+    expect(fake.requests).toHaveLength(5);
+    expect(retries).toHaveLength(4);
+  });
+
+  it("uses jitter (random 0 halves the delay)", async () => {
+    fake.route("GET", "/x", [{ status: 500 }, { status: 500 }, { status: 200, body: {} }]);
+    await client({ random: () => 0 }).get("/x");
+    expect(clock.sleeps).toEqual([50, 100]);
+  });
+
+  it("retries network errors", async () => {
+    fake.route("GET", "/x", [{ destroy: true }, { destroy: true }, { status: 200, body: { ok: 1 } }]);
+    const res = await client().get("/x");
+    expect(res.body).toEqual({ ok: 1 });
+    expect(fake.requests).toHaveLength(3);
+    expect(retries[0]).toMatch(/network error/);
+  });
+
+  it("reports exhausted network retries as ArmError NetworkError", async () => {
+    fake.route("GET", "/x", { destroy: true });
+    const err = await client({ maxRetries: 1 }).get("/x").catch((e) => e);
+    expect(err).toBeInstanceOf(ArmError);
+    expect(err.code).toBe("NetworkError");
+    expect(err.status).toBe(0);
+  });
+
+  it("does not retry other 4xx and surfaces code, message and path", async () => {
+    fake.route("GET", "/x", { status: 404, body: { error: { code: "ResourceNotFound", message: "The Resource 'x' was not found." } } });
+    const err = await client().get("/x?api-version=2025-12-01").catch((e) => e);
+    expect(err).toBeInstanceOf(ArmError);
+    expect(err.status).toBe(404);
+    expect(err.code).toBe("ResourceNotFound");
+    expect(err.armMessage).toBe("The Resource 'x' was not found.");
+    expect(err.path).toBe("/x?api-version=2025-12-01");
+    expect(err.message).toContain("GET /x?api-version=2025-12-01");
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it("turns a non-JSON error body into the message", async () => {
+    fake.route("GET", "/x", { status: 400, body: "plain text failure" });
+    const err = await client().get("/x").catch((e) => e);
+    expect(err.code).toBe("HTTP400");
+    expect(err.armMessage).toBe("plain text failure");
+  });
+
+  it("401: refreshes the token once, then fails clearly without leaking the token", async () => {
+    fake.route("GET", "/x", (req) => ({
+      status: 401,
+      body: {
+        error: {
+          code: "InvalidAuthenticationToken",
+          message: `The access token is invalid. Token: ${req.headers.authorization}`,
+        },
+      },
+    }));
+    const err = await client().get("/x").catch((e) => e);
+    expect(err).toBeInstanceOf(ArmError);
+    expect(err.status).toBe(401);
+    expect(err.code).toBe("InvalidAuthenticationToken");
+    expect(err.message).toMatch(/The access token is invalid/);
+    expect(err.message).toMatch(/az login/);
+    expect(cred.calls).toBe(2);
+    expect(fake.requests).toHaveLength(2);
+    const everything = [err.message, err.armMessage, String(err), JSON.stringify(err), JSON.stringify(err.body), err.stack, ...retries].join("\n");
+    expect(everything).not.toContain(cred.token);
+    expect(everything).toContain("[redacted]");
+  });
+
+  it("401 then success after the refresh", async () => {
+    fake.route("GET", "/x", [{ status: 401, body: { error: { code: "ExpiredAuthenticationToken", message: "expired" } } }, { status: 200, body: { ok: 1 } }]);
+    const res = await client().get("/x");
+    expect(res.body).toEqual({ ok: 1 });
+    expect(cred.calls).toBe(2);
+  });
+
+  it("403: no retry, clear permission hint", async () => {
+    fake.route("GET", "/x", { status: 403, body: { error: { code: "AuthorizationFailed", message: "The client 'abc' does not have authorization" } } });
+    const err = await client().get("/x").catch((e) => e);
+    expect(err.status).toBe(403);
+    expect(err.code).toBe("AuthorizationFailed");
+    expect(err.message).toMatch(/lacks permission/);
+    expect(fake.requests).toHaveLength(1);
+    expect(err.message).not.toContain(cred.token);
+  });
+
+  it("credential failure becomes ArmError CredentialUnavailable and sends nothing", async () => {
+    cred = fakeCredential({ fail: true });
+    fake.route("GET", "/x", { status: 200, body: {} });
+    const err = await client().get("/x").catch((e) => e);
+    expect(err).toBeInstanceOf(ArmError);
+    expect(err.code).toBe("CredentialUnavailable");
+    expect(err.message).toMatch(/No credential in the chain/);
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  it("refuses to send the token to another origin", async () => {
+    const err = await client().get("http://127.0.0.1:1/steal").catch((e) => e);
+    expect(String(err)).toMatch(/refusing to send an ARM token/);
+    expect(cred.calls).toBe(0);
+  });
+
+  it("accepts absolute URLs on its own origin", async () => {
+    fake.route("GET", "/op/1", { status: 200, body: { status: "Succeeded" } });
+    const res = await client().get(`${fake.baseUrl}/op/1?api-version=2025-12-01`);
+    expect(res.body).toEqual({ status: "Succeeded" });
+  });
+});
+
+describe("waitForLongRunningOperation", () => {
+  it("follows Azure-AsyncOperation until Succeeded, honouring Retry-After", async () => {
+    fake.route("PUT", "/ep", (_req, f) => ({
+      status: 201,
+      body: { name: "ep" },
+      headers: { "azure-asyncoperation": `${f.baseUrl}/ops/1?api-version=2025-12-01`, "retry-after": "2" },
+    }));
+    fake.route("GET", "/ops/1", [
+      { status: 200, body: { status: "InProgress" } },
+      { status: 200, body: { status: "InProgress" }, headers: { "retry-after": "4" } },
+      { status: 200, body: { status: "Succeeded" } },
+    ]);
+    const c = client();
+    const initial = await c.put("/ep", { a: 1 });
+    const lines: string[] = [];
+    const r = await waitForLongRunningOperation(c, initial, {
+      deadlineAt: clock.now() + 60_000,
+      pollIntervalMs: 1000,
+      now: clock.now,
+      sleep: clock.sleep,
+      log: (l) => lines.push(l),
+      description: "update of ep",
+    });
+    expect(r.status).toBe("Succeeded");
+    expect(clock.sleeps).toEqual([2000, 1000, 4000]);
+    expect(lines).toEqual(["update of ep: InProgress", "update of ep: Succeeded"]);
+  });
+
+  it("throws LongRunningOperationError with the ARM error on Failed", async () => {
+    fake.route("PUT", "/ep", (_req, f) => ({ status: 201, headers: { "azure-asyncoperation": `${f.baseUrl}/ops/2` } }));
+    fake.route("GET", "/ops/2", {
+      status: 200,
+      body: { status: "Failed", error: { code: "BadArgument", message: "Traffic values need to sum to 100" } },
+    });
+    const c = client();
+    const initial = await c.put("/ep", {});
+    const err = await waitForLongRunningOperation(c, initial, { deadlineAt: clock.now() + 60_000, pollIntervalMs: 10, now: clock.now, sleep: clock.sleep }).catch((e) => e);
+    expect(err).toBeInstanceOf(LongRunningOperationError);
+    expect(err.status).toBe("Failed");
+    expect(err.code).toBe("BadArgument");
+    expect(err.message).toMatch(/Traffic values need to sum to 100/);
+  });
+
+  it("follows Location while 202, returns the final body", async () => {
+    fake.route("DELETE", "/ep", (_req, f) => ({ status: 202, headers: { location: `${f.baseUrl}/loc/1` } }));
+    fake.route("GET", "/loc/1", [{ status: 202 }, { status: 202 }, { status: 200, body: { done: true } }]);
+    const c = client();
+    const initial = await c.delete("/ep");
+    const r = await waitForLongRunningOperation(c, initial, { deadlineAt: clock.now() + 60_000, pollIntervalMs: 10, now: clock.now, sleep: clock.sleep });
+    expect(r).toEqual({ status: "Succeeded", body: { done: true } });
+    expect(fake.requestsTo("GET", "/loc/1")).toHaveLength(3);
+  });
+
+  it("returns at once for a synchronous answer", async () => {
+    fake.route("PUT", "/ep", { status: 200, body: { ok: 1 } });
+    const c = client();
+    const initial = await c.put("/ep", {});
+    const r = await waitForLongRunningOperation(c, initial, { deadlineAt: clock.now() + 1, now: clock.now, sleep: clock.sleep });
+    expect(r).toEqual({ status: "Synchronous", body: { ok: 1 } });
+  });
+
+  it("gives up at the deadline with DeadlineError", async () => {
+    fake.route("PUT", "/ep", (_req, f) => ({ status: 201, headers: { "azure-asyncoperation": `${f.baseUrl}/ops/3` } }));
+    fake.route("GET", "/ops/3", { status: 200, body: { status: "InProgress" } });
+    const c = client();
+    const initial = await c.put("/ep", {});
+    const err = await waitForLongRunningOperation(c, initial, {
+      deadlineAt: clock.now() + 10_000,
+      pollIntervalMs: 3000,
+      now: clock.now,
+      sleep: clock.sleep,
+      description: "update of ep",
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(DeadlineError);
+    expect(err.message).toMatch(/update of ep did not finish before the deadline/);
+    expect(err.message).toMatch(/last status InProgress/);
+    expect(fake.requestsTo("GET", "/ops/3")).toHaveLength(3);
+  });
+});

@@ -1,0 +1,216 @@
+/**
+ * A tiny fake Azure Resource Manager for tests: an HTTP server on 127.0.0.1 (random port)
+ * that records every request and answers from scripted routes.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { AccessToken, TokenCredential } from "@azure/identity";
+
+/** A request the fake server received. */
+export interface RecordedRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  /** Query parameters. */
+  query: Record<string, string>;
+  /** Request headers (lower-case names). */
+  headers: Record<string, string>;
+  /** Parsed JSON body (or raw text, or undefined). */
+  body: unknown;
+}
+
+/** A scripted answer. `destroy: true` closes the socket without answering (network error). */
+export interface FakeResponse {
+  status?: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  destroy?: boolean;
+}
+
+/** Computes an answer from the request (may read/modify test state). */
+export type FakeHandler = (req: RecordedRequest, server: FakeArm) => FakeResponse | Promise<FakeResponse>;
+
+interface Route {
+  method: string;
+  path: string | RegExp;
+  handler: FakeHandler;
+}
+
+/** The running fake ARM server. */
+export interface FakeArm {
+  /** `http://127.0.0.1:<port>`. */
+  baseUrl: string;
+  /** Every request received, in order. */
+  requests: RecordedRequest[];
+  /** Requests that matched no route (answered 404 `FakeArmNoRoute`). */
+  unmatched: RecordedRequest[];
+  /**
+   * Adds a route. `responses` is a handler or a list answered in order (the last one repeats).
+   * Later routes take precedence over earlier ones for the same method and path.
+   */
+  route(method: string, path: string | RegExp, responses: FakeHandler | FakeResponse[] | FakeResponse): void;
+  /** Requests with this method whose path equals `path` (or matches the RegExp). */
+  requestsTo(method: string, path: string | RegExp): RecordedRequest[];
+  /** Stops the server. */
+  close(): Promise<void>;
+}
+
+function matches(pattern: string | RegExp, path: string): boolean {
+  return typeof pattern === "string" ? pattern === path : pattern.test(path);
+}
+
+/** Starts a fake ARM server on 127.0.0.1, port 0. */
+export async function startFakeArm(): Promise<FakeArm> {
+  const routes: Route[] = [];
+  const requests: RecordedRequest[] = [];
+  const unmatched: RecordedRequest[] = [];
+  // eslint-disable-next-line prefer-const
+  let fake: FakeArm;
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      void (async () => {
+        const url = new URL(req.url ?? "/", "http://127.0.0.1");
+        const text = Buffer.concat(chunks).toString("utf8");
+        let body: unknown = undefined;
+        if (text !== "") {
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = text;
+          }
+        }
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : String(v ?? "");
+        const rec: RecordedRequest = {
+          method: req.method ?? "GET",
+          path: url.pathname,
+          query: Object.fromEntries(url.searchParams.entries()),
+          headers,
+          body,
+        };
+        requests.push(rec);
+        const route = [...routes].reverse().find((r) => r.method === rec.method && matches(r.path, rec.path));
+        let answer: FakeResponse;
+        if (!route) {
+          unmatched.push(rec);
+          answer = { status: 404, body: { error: { code: "FakeArmNoRoute", message: `no route for ${rec.method} ${rec.path}` } } };
+        } else {
+          try {
+            answer = await route.handler(rec, fake);
+          } catch (err) {
+            answer = { status: 500, body: { error: { code: "FakeArmHandlerError", message: String(err) } } };
+          }
+        }
+        if (answer.destroy) {
+          req.socket.destroy();
+          return;
+        }
+        const payload = answer.body === undefined ? "" : typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
+        res.writeHead(answer.status ?? 200, {
+          "content-type": "application/json",
+          ...(answer.headers ?? {}),
+        });
+        res.end(payload);
+      })();
+    });
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+
+  fake = {
+    baseUrl: `http://127.0.0.1:${port}`,
+    requests,
+    unmatched,
+    route(method, path, responses) {
+      let handler: FakeHandler;
+      if (typeof responses === "function") {
+        handler = responses;
+      } else {
+        const list = Array.isArray(responses) ? [...responses] : [responses];
+        let i = 0;
+        handler = () => {
+          const r = list[Math.min(i, list.length - 1)];
+          i++;
+          return r;
+        };
+      }
+      routes.push({ method: method.toUpperCase(), path, handler });
+    },
+    requestsTo(method, path) {
+      return requests.filter((r) => r.method === method.toUpperCase() && matches(path, r.path));
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
+    },
+  };
+  return fake;
+}
+
+/** A fake TokenCredential that counts calls and can be made to fail. */
+export interface FakeCredential extends TokenCredential {
+  /** Number of getToken calls. */
+  calls: number;
+  /** Scopes requested. */
+  scopes: string[];
+  /** The token handed out (tests check it never leaks). */
+  token: string;
+}
+
+/**
+ * Creates a fake credential.
+ *
+ * @param opts - `token` to hand out, `expiresInMs` lifetime (default 1 hour from `now()`),
+ *   `fail` to throw a CredentialUnavailableError-like error instead, `now` clock.
+ */
+export function fakeCredential(opts: { token?: string; expiresInMs?: number; fail?: boolean; now?: () => number } = {}): FakeCredential {
+  const cred: FakeCredential = {
+    calls: 0,
+    scopes: [],
+    token: opts.token ?? "eyFAKE.secret-token-value.sig-0123456789",
+    async getToken(scopes: string | string[]): Promise<AccessToken | null> {
+      cred.calls++;
+      cred.scopes.push(...(Array.isArray(scopes) ? scopes : [scopes]));
+      if (opts.fail) {
+        const e = new Error("No credential in the chain provided a token");
+        e.name = "CredentialUnavailableError";
+        throw e;
+      }
+      const now = (opts.now ?? Date.now)();
+      return { token: cred.token, expiresOnTimestamp: now + (opts.expiresInMs ?? 3_600_000) };
+    },
+  };
+  return cred;
+}
+
+/** A controllable clock: `sleep` advances `now` instantly and records the delays. */
+export interface FakeClock {
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+  sleeps: number[];
+  advance(ms: number): void;
+}
+
+/** Creates a {@link FakeClock} starting at `start` (epoch ms). */
+export function fakeClock(start = Date.parse("2026-01-01T00:00:00Z")): FakeClock {
+  let t = start;
+  const clock: FakeClock = {
+    now: () => t,
+    sleeps: [],
+    async sleep(ms: number) {
+      clock.sleeps.push(ms);
+      t += ms;
+      await new Promise((r) => setImmediate(r));
+    },
+    advance(ms: number) {
+      t += ms;
+    },
+  };
+  return clock;
+}
