@@ -1,0 +1,353 @@
+// Cost estimate for the Azure ML stack: serving (managed online endpoint deployments, billed
+// for every hour they exist) and the AmlCompute clusters (billed per node-hour while nodes
+// are up). Pure functions, no Pulumi and no network: the prices come from infra/prices.json
+// (list prices recorded by the project) plus optional overrides from stack config.
+//
+// Units: money is in the table's currency (USD); rates are per hour; a "month" here is a
+// 30-day month of 720 hours. Nothing is rounded in arithmetic, only when formatting.
+
+import { z } from "zod";
+import rawTable from "./prices.json";
+
+/** Hours in the 30-day month used for monthly figures (30 × 24). */
+export const HOURS_PER_30_DAYS = 720;
+
+/** A price table: where the prices come from and the hourly price of each VM size. */
+export interface PriceTable {
+  /** Where the prices come from (free text). */
+  source: string;
+  /** Date the prices were recorded, YYYY-MM-DD. */
+  retrieved: string;
+  /** ISO currency code of every price, e.g. "USD". */
+  currency: string;
+  /** Azure region the prices apply to, e.g. "eastus2". */
+  region: string;
+  /** Caveats (free text). */
+  note: string;
+  /** Price per hour of one VM (one node / one instance), keyed by VM size, e.g. "Standard_NC24ads_A100_v4". */
+  hourly: Record<string, number>;
+  /** VM sizes whose price came from an override rather than from infra/prices.json. */
+  overridden: string[];
+}
+
+/** A positive, finite hourly price. zod 4's z.number() already rejects NaN and ±Infinity; the refine keeps that explicit. */
+const hourlyPrice = z
+  .number()
+  .positive()
+  .refine((n) => Number.isFinite(n), { message: "must be finite" });
+
+const vmSizeName = z.string().trim().min(1);
+
+const tableSchema = z.object({
+  source: z.string().min(1),
+  retrieved: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be YYYY-MM-DD"),
+  currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code"),
+  region: z.string().min(1),
+  note: z.string().min(1),
+  hourly: z.record(vmSizeName, hourlyPrice).refine((h) => Object.keys(h).length > 0, {
+    message: "must list at least one VM size",
+  }),
+});
+
+/** Case-insensitive lookup: Azure treats VM size names case-insensitively. */
+function findKey(hourly: Record<string, number>, vmSize: string): string | undefined {
+  if (Object.prototype.hasOwnProperty.call(hourly, vmSize)) return vmSize;
+  const lower = vmSize.toLowerCase();
+  return Object.keys(hourly).find((k) => k.toLowerCase() === lower);
+}
+
+/**
+ * Loads the project's price table (infra/prices.json) and applies overrides.
+ *
+ * @param overrides Optional map of VM size → price in the table's currency (USD) per hour
+ *   for one VM, typically read from stack config. An override replaces the recorded price of
+ *   the same size (matched case-insensitively, as Azure does) or adds a new size. Typed as
+ *   `unknown` values because config is untrusted: every value is validated.
+ * @returns The validated table; `overridden` lists the sizes whose price came from `overrides`.
+ * @throws Error if infra/prices.json is malformed, or if an override's size name is empty or
+ *   its value is not a positive finite number (NaN, ±Infinity, 0, negatives, strings are all
+ *   rejected); the message names the offending size and value.
+ * Source of the recorded prices: see the table's `source` and `note` fields.
+ */
+export function loadPriceTable(overrides?: Record<string, unknown>): PriceTable {
+  const parsed = tableSchema.safeParse(rawTable);
+  if (!parsed.success) {
+    throw new Error(`infra/prices.json is invalid: ${z.prettifyError(parsed.error)}`);
+  }
+  const hourly: Record<string, number> = { ...parsed.data.hourly };
+  const overridden: string[] = [];
+
+  if (overrides !== undefined) {
+    if (overrides === null || typeof overrides !== "object" || Array.isArray(overrides)) {
+      throw new Error(
+        `Price overrides must be an object of VM size → USD per hour, got ${describe(overrides)}`,
+      );
+    }
+    for (const [rawSize, value] of Object.entries(overrides)) {
+      const size = rawSize.trim();
+      if (size === "") {
+        throw new Error("Price override has an empty VM size name");
+      }
+      const price = hourlyPrice.safeParse(value);
+      if (!price.success) {
+        throw new Error(
+          `Invalid price override for VM size "${size}": expected a positive finite number ` +
+            `(${parsed.data.currency} per hour), got ${describe(value)}`,
+        );
+      }
+      const key = findKey(hourly, size) ?? size;
+      hourly[key] = price.data;
+      if (!overridden.includes(key)) overridden.push(key);
+    }
+  }
+
+  return { ...parsed.data, hourly, overridden };
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "number") return String(value);
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value;
+}
+
+/**
+ * Price per hour of one VM of `vmSize` in `prices` (matched case-insensitively), or
+ * `undefined` when the table has no price for it. Never guesses.
+ */
+export function hourlyPriceOf(prices: PriceTable, vmSize: string): number | undefined {
+  const key = findKey(prices.hourly, vmSize);
+  return key === undefined ? undefined : prices.hourly[key];
+}
+
+const count = z.number().int().nonnegative();
+
+const clusterSchema = z
+  .object({ vmSize: vmSizeName, minNodes: count, maxNodes: count })
+  .refine((c) => c.minNodes <= c.maxNodes, { message: "minNodes must be ≤ maxNodes" });
+
+const inputSchema = z.object({
+  training: clusterSchema,
+  prep: clusterSchema.optional(),
+  deployments: z.array(
+    z.object({ name: z.string().min(1), instanceType: vmSizeName, instanceCount: count }),
+  ),
+});
+
+/** An AmlCompute cluster to price: VM size and its scale settings (node counts). */
+export interface ClusterSpec {
+  vmSize: string;
+  minNodes: number;
+  maxNodes: number;
+}
+
+/** One managed online deployment to price. */
+export interface DeploymentSpec {
+  name: string;
+  instanceType: string;
+  instanceCount: number;
+}
+
+/** What to price: the training cluster, an optional data-prep cluster, the online deployments. */
+export interface CostInput {
+  training: ClusterSpec;
+  prep?: ClusterSpec;
+  deployments: DeploymentSpec[];
+}
+
+/** Cost of one deployment. `null` money means the VM size has no price in the table. */
+export interface ServingLine {
+  name: string;
+  instanceType: string;
+  instanceCount: number;
+  /** Price of one instance, per hour; null when unknown. */
+  unitPerHour: number | null;
+  /** unitPerHour × instanceCount, per hour; null when unknown (0 when instanceCount is 0). */
+  perHour: number | null;
+}
+
+/** Serving cost: managed online deployments bill every hour they exist, traffic or not. */
+export interface ServingEstimate {
+  /** Sum of every line per hour; null if any line's price is unknown (a partial sum would understate). */
+  perHour: number | null;
+  /** perHour × 720; null when perHour is null. */
+  per30Days: number | null;
+  lines: ServingLine[];
+}
+
+/** Cost of an AmlCompute cluster. `null` money means the VM size has no price in the table. */
+export interface ClusterEstimate {
+  vmSize: string;
+  minNodes: number;
+  maxNodes: number;
+  /** Price of one node per hour; null when unknown. */
+  unitPerHour: number | null;
+  /** Cost per hour with the cluster scaled out to maxNodes (price × maxNodes); null when unknown. */
+  perClusterHour: number | null;
+  /** Cost per hour of the nodes kept up when idle (price × minNodes): 0 when minNodes is 0, whatever the price; null when unknown and minNodes > 0. */
+  idlePerHour: number | null;
+  /** idlePerHour × 720: what an idle cluster costs per 30 days; null when idlePerHour is null. */
+  idlePer30Days: number | null;
+}
+
+/** Result of {@link estimateCost}. Money in `currency` (USD). */
+export interface CostEstimate {
+  currency: string;
+  region: string;
+  source: string;
+  retrieved: string;
+  /** Sizes whose price came from stack-config overrides (copied from the table). */
+  overridden: string[];
+  serving: ServingEstimate;
+  training: ClusterEstimate;
+  prep?: ClusterEstimate;
+  /** VM sizes used by the input that have no price in the table (each listed once, in order of first use). */
+  unknownSizes: string[];
+}
+
+/**
+ * Estimates serving and cluster costs from list prices.
+ *
+ * - Serving: per deployment, unit price × instanceCount per hour; summed over deployments;
+ *   per30Days = perHour × 720 (a managed online deployment bills every hour it exists; Azure
+ *   ML adds no surcharge over the VM price).
+ * - Clusters: perClusterHour = price × maxNodes (scaled out); idlePerHour = price × minNodes
+ *   (0 at minNodes 0). Training hours depend on the job, so no monthly total is given.
+ *
+ * Sizes missing from the table are listed in `unknownSizes` and their money fields, plus any
+ * total that depends on them, are `null`: never counted as 0, never guessed.
+ * Nothing is rounded here.
+ *
+ * @param input Cluster specs and deployments (counts are non-negative integers, minNodes ≤ maxNodes).
+ * @param prices Table from {@link loadPriceTable}.
+ * @throws Error if the input is malformed (negative or fractional counts, minNodes > maxNodes,
+ *   empty names); the message says which field.
+ */
+export function estimateCost(input: CostInput, prices: PriceTable): CostEstimate {
+  const parsed = inputSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new Error(`Invalid cost input: ${z.prettifyError(parsed.error)}`);
+  }
+  const { training, prep, deployments } = parsed.data;
+  const unknownSizes: string[] = [];
+  const priceOf = (vmSize: string): number | null => {
+    const p = hourlyPriceOf(prices, vmSize);
+    if (p === undefined) {
+      if (!unknownSizes.some((u) => u.toLowerCase() === vmSize.toLowerCase())) {
+        unknownSizes.push(vmSize);
+      }
+      return null;
+    }
+    return p;
+  };
+
+  const lines: ServingLine[] = deployments.map((d) => {
+    const unit = priceOf(d.instanceType);
+    return {
+      name: d.name,
+      instanceType: d.instanceType,
+      instanceCount: d.instanceCount,
+      unitPerHour: unit,
+      perHour: unit === null ? null : unit * d.instanceCount,
+    };
+  });
+  let servingPerHour: number | null = 0;
+  for (const line of lines) {
+    servingPerHour = servingPerHour === null || line.perHour === null ? null : servingPerHour + line.perHour;
+  }
+
+  const cluster = (c: ClusterSpec): ClusterEstimate => {
+    const unit = priceOf(c.vmSize);
+    const idle = c.minNodes === 0 ? 0 : unit === null ? null : unit * c.minNodes;
+    return {
+      vmSize: c.vmSize,
+      minNodes: c.minNodes,
+      maxNodes: c.maxNodes,
+      unitPerHour: unit,
+      perClusterHour: unit === null ? null : unit * c.maxNodes,
+      idlePerHour: idle,
+      idlePer30Days: idle === null ? null : idle * HOURS_PER_30_DAYS,
+    };
+  };
+
+  const trainingEstimate = cluster(training);
+  const prepEstimate = prep === undefined ? undefined : cluster(prep);
+
+  return {
+    currency: prices.currency,
+    region: prices.region,
+    source: prices.source,
+    retrieved: prices.retrieved,
+    overridden: [...prices.overridden],
+    serving: {
+      perHour: servingPerHour,
+      per30Days: servingPerHour === null ? null : servingPerHour * HOURS_PER_30_DAYS,
+      lines,
+    },
+    training: trainingEstimate,
+    ...(prepEstimate === undefined ? {} : { prep: prepEstimate }),
+    unknownSizes,
+  };
+}
+
+/**
+ * Formats an amount of money with 2 decimals and its currency, e.g. `USD 2644.56`;
+ * `null` (unknown price) becomes `unknown`.
+ * @throws Error if the amount is not a finite number.
+ */
+export function formatMoney(amount: number | null, currency: string): string {
+  if (amount === null) return "unknown";
+  if (!Number.isFinite(amount)) throw new Error(`Cannot format non-finite amount ${amount}`);
+  return `${currency} ${amount.toFixed(2)}`;
+}
+
+/**
+ * Renders an estimate as printable lines (no trailing newlines): the price source and date,
+ * one line per deployment, the serving total per hour and per 30 days (720 h), each cluster's
+ * cost at max nodes and when idle, and a warning naming every VM size without a price.
+ * Money is rounded to 2 decimals here only.
+ */
+export function formatCostReport(estimate: CostEstimate): string[] {
+  const cur = estimate.currency;
+  const m = (n: number | null): string => formatMoney(n, cur);
+  const out: string[] = [];
+  out.push(
+    `Cost estimate: list prices, ${cur}, region ${estimate.region}, recorded ${estimate.retrieved} ` +
+      `(no tax, discounts, storage or egress; Azure ML adds no surcharge over VM prices).`,
+  );
+  out.push(`Price source: ${estimate.source}`);
+  if (estimate.overridden.length > 0) {
+    out.push(`Prices overridden by stack config: ${estimate.overridden.join(", ")}`);
+  }
+
+  out.push("Serving (managed online deployments bill every hour they exist, with or without traffic):");
+  if (estimate.serving.lines.length === 0) out.push("  (no deployments)");
+  for (const l of estimate.serving.lines) {
+    out.push(
+      `  ${l.name}: ${l.instanceCount} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(l.perHour)}/h`,
+    );
+  }
+  out.push(
+    `  total: ${m(estimate.serving.perHour)}/h, ${m(estimate.serving.per30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`,
+  );
+
+  const cluster = (label: string, c: ClusterEstimate): void => {
+    out.push(`${label} cluster: ${c.vmSize}, ${c.minNodes}–${c.maxNodes} nodes @ ${m(c.unitPerHour)}/node-hour`);
+    out.push(
+      `  scaled out (${c.maxNodes} nodes): ${m(c.perClusterHour)}/h; idle (${c.minNodes} nodes): ` +
+        `${m(c.idlePerHour)}/h = ${m(c.idlePer30Days)} per 30 days`,
+    );
+  };
+  cluster("Training", estimate.training);
+  if (estimate.prep !== undefined) cluster("Prep", estimate.prep);
+
+  if (estimate.unknownSizes.length > 0) {
+    out.push(
+      `WARNING: no price for ${estimate.unknownSizes.join(", ")}: amounts that depend on ` +
+        `${estimate.unknownSizes.length === 1 ? "it" : "them"} are "unknown", not 0. ` +
+        `Add the price (${cur} per hour) as a stack-config override.`,
+    );
+  }
+  return out;
+}
