@@ -1,0 +1,756 @@
+// Command-line client for the deployed Azure ML managed online endpoint.
+//
+//   npm run chat -- "Who founded Microsoft?"        one question, answer on stdout
+//   npm run chat                                     interactive (stdin is a TTY), or -i
+//   echo "Who founded Microsoft?" | npm run chat     question read from piped stdin
+//
+// Endpoint: ENDPOINT_URI / ENDPOINT_KEY, else the stack outputs `scoringUri` and
+// `endpointKey` read with `pulumi stack output --json --show-secrets`.
+// Payload shapes: shared/REFERENCE.md "Scoring payloads" (catalog chat models:
+// `{"input_data": {"input_string": [...], "parameters": {...}}}` -> `{"output": "..."}`;
+// the seed's fine-tuned MLflow model: `{"input_data": [prompt], "params": {...}}` -> list).
+//
+// The endpoint key is never printed: every message that could contain it goes through
+// `maskSecret`, and URLs are shown without credentials or query string.
+
+import { execFile } from "node:child_process";
+import { accessSync, constants as fsConstants } from "node:fs";
+import { delimiter, join } from "node:path";
+import { createInterface } from "node:readline";
+
+/** Payload shape understood by the endpoint (see module header). */
+export type Shape = "chat" | "prompt-list";
+
+/** One chat turn, as sent in the `chat` payload shape. */
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** Parsed command line of `jobs/chat.ts`. */
+export interface ChatArgs {
+  /** The question (positional arguments joined by spaces), if any. */
+  question?: string;
+  /** `-i` / `--interactive` was given. */
+  interactive: boolean;
+  /** `-h` / `--help` was given. */
+  help: boolean;
+  /** `--stack <name>`: Pulumi stack to read outputs from (default: the selected stack). */
+  stack?: string;
+  /** Sampling temperature, >= 0 (default 0.7). */
+  temperature: number;
+  /** Maximum number of generated tokens, integer >= 1 (default 128). */
+  maxNewTokens: number;
+  /** Payload shape (default `chat`). */
+  shape: Shape;
+  /** Per-request timeout in seconds, > 0 (default 90). */
+  timeoutSec: number;
+  /** Retries after HTTP 429/503, integer >= 0 (default 4). */
+  retries: number;
+}
+
+/** Generation parameters put in the payload. */
+export interface GenerationOptions {
+  /** Sampling temperature (>= 0). */
+  temperature: number;
+  /** Maximum number of new tokens (integer >= 1). */
+  maxNewTokens: number;
+}
+
+/** Where the endpoint comes from. */
+export interface EndpointConfig {
+  uri: string;
+  key: string;
+  /** `env` when both values came from the environment, else `pulumi`. */
+  source: "env" | "pulumi";
+}
+
+/**
+ * Runs the Pulumi CLI with the given arguments and resolves to its stdout, or to `null`
+ * when the CLI is not installed. Rejects when the CLI fails.
+ */
+export type PulumiRunner = (args: string[]) => Promise<string | null>;
+
+/** Error for a bad command line (exit code 2). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Error for a missing or unusable endpoint configuration (exit code 1). */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Failure calling the endpoint; `kind` says which. Messages never contain the key. */
+export class EndpointError extends Error {
+  override name = "EndpointError";
+  constructor(
+    message: string,
+    readonly kind: "auth" | "http" | "busy" | "timeout" | "network" | "response",
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Usage text printed by `--help` and after a usage error. */
+export const USAGE = `Usage: npm run chat -- [options] ["question"]
+
+Asks the deployed Azure ML online endpoint a question and prints the answer.
+Without a question: interactive mode when stdin is a terminal, else the question is read
+from stdin. Endpoint from ENDPOINT_URI / ENDPOINT_KEY, else from the Pulumi stack outputs
+scoringUri / endpointKey.
+
+Options:
+  -i, --interactive         conversation loop (type "exit" or press Ctrl-D to quit)
+  --stack <name>            Pulumi stack to read outputs from (default: selected stack)
+  --temperature <n>         sampling temperature, >= 0 (default 0.7)
+  --max-new-tokens <n>      maximum generated tokens (default 128)
+  --shape chat|prompt-list  payload shape (default chat; prompt-list for the seed's
+                            fine-tuned MLflow model)
+  --timeout <seconds>       per-request timeout (default 90)
+  --retries <n>             retries on HTTP 429/503 (default 4)
+  -h, --help                this help`;
+
+const VALUE_OPTIONS = new Set(["--stack", "--temperature", "--max-new-tokens", "--shape", "--timeout", "--retries"]);
+
+function numberOption(name: string, raw: string, check: (n: number) => boolean, what: string): number {
+  const n = raw.trim() === "" ? NaN : Number(raw);
+  if (!Number.isFinite(n) || !check(n)) {
+    throw new UsageError(`${name} must be ${what}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+/**
+ * Parses the command line (without `node` and the script path).
+ *
+ * Accepts `--opt value` and `--opt=value`; `--` ends options; other arguments are joined by
+ * spaces into the question. Defaults: temperature 0.7, max-new-tokens 128, shape `chat`,
+ * timeout 90 s, retries 4.
+ *
+ * @param argv e.g. `process.argv.slice(2)`.
+ * @throws {UsageError} on an unknown option, a missing value, or an out-of-range value
+ *   (temperature < 0, max-new-tokens / retries not integers, timeout <= 0, unknown shape).
+ */
+export function parseArgs(argv: readonly string[]): ChatArgs {
+  const out: ChatArgs = {
+    interactive: false,
+    help: false,
+    temperature: 0.7,
+    maxNewTokens: 128,
+    shape: "chat",
+    timeoutSec: 90,
+    retries: 4,
+  };
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") {
+      words.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg === "-i" || arg === "--interactive") {
+      out.interactive = true;
+      continue;
+    }
+    if (arg === "-h" || arg === "--help") {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      words.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    if (!VALUE_OPTIONS.has(name)) throw new UsageError(`unknown option ${name}`);
+    let value: string;
+    if (eq !== -1) {
+      value = arg.slice(eq + 1);
+    } else {
+      if (i + 1 >= argv.length) throw new UsageError(`${name} needs a value`);
+      value = argv[++i];
+    }
+    switch (name) {
+      case "--stack":
+        if (value.trim() === "") throw new UsageError("--stack needs a stack name");
+        out.stack = value;
+        break;
+      case "--temperature":
+        out.temperature = numberOption(name, value, (n) => n >= 0, "a number >= 0");
+        break;
+      case "--max-new-tokens":
+        out.maxNewTokens = numberOption(name, value, (n) => Number.isInteger(n) && n >= 1, "an integer >= 1");
+        break;
+      case "--timeout":
+        out.timeoutSec = numberOption(name, value, (n) => n > 0, "a number of seconds > 0");
+        break;
+      case "--retries":
+        out.retries = numberOption(name, value, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
+        break;
+      case "--shape":
+        if (value !== "chat" && value !== "prompt-list") {
+          throw new UsageError(`--shape must be "chat" or "prompt-list", got ${JSON.stringify(value)}`);
+        }
+        out.shape = value;
+        break;
+    }
+  }
+  const question = words.join(" ").trim();
+  if (question !== "") out.question = question;
+  return out;
+}
+
+/**
+ * Builds the JSON request body for the endpoint (shared/REFERENCE.md "Scoring payloads").
+ *
+ * - `chat`: `{"input_data": {"input_string": messages, "parameters": {temperature,
+ *   max_new_tokens, do_sample: true}}}`; `messages` is the whole conversation, oldest
+ *   first, ending with the new user question.
+ * - `prompt-list`: `{"input_data": [last user content], "params": {temperature,
+ *   max_new_tokens, do_sample: true, return_full_text: false}}` (the seed's fine-tuned
+ *   MLflow model, which takes single prompts: earlier turns are not sent).
+ *
+ * @param shape payload shape.
+ * @param messages conversation, oldest first.
+ * @param opts generation parameters.
+ * @throws {Error} when `messages` holds no user message.
+ */
+export function buildPayload(shape: Shape, messages: readonly ChatMessage[], opts: GenerationOptions): unknown {
+  const lastUser = [...messages].reverse().find((m) => m.role === "user");
+  if (!lastUser) throw new Error("buildPayload: the conversation has no user message");
+  if (shape === "chat") {
+    return {
+      input_data: {
+        input_string: messages.map((m) => ({ role: m.role, content: m.content })),
+        parameters: { temperature: opts.temperature, max_new_tokens: opts.maxNewTokens, do_sample: true },
+      },
+    };
+  }
+  return {
+    input_data: [lastUser.content],
+    params: {
+      temperature: opts.temperature,
+      max_new_tokens: opts.maxNewTokens,
+      do_sample: true,
+      return_full_text: false,
+    },
+  };
+}
+
+function snippet(text: string, max = 300): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+/** Parses JSON; a JSON string that itself holds a JSON object/array (double encoding) is unwrapped once. */
+function parseBody(body: string): unknown {
+  let value: unknown = JSON.parse(body);
+  if (typeof value === "string" && /^\s*[[{]/.test(value)) {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      // a plain answer that happens to start with a bracket
+    }
+  }
+  return value;
+}
+
+/**
+ * Extracts the answer text from an endpoint response body.
+ *
+ * - `chat`: `{"output": "..."}`, or a bare JSON string.
+ * - `prompt-list`: a JSON list whose first element is a string, or an object with key
+ *   `"0"` or `generated_text` holding a string.
+ * A JSON string holding JSON (MLflow servers sometimes double-encode) is decoded once.
+ *
+ * @param shape payload shape that was sent.
+ * @param body raw response text.
+ * @throws {EndpointError} kind `response` when the body is not JSON or has another shape;
+ *   the message quotes the first 300 characters of the body.
+ */
+export function parseAnswer(shape: Shape, body: string): string {
+  let value: unknown;
+  try {
+    value = parseBody(body);
+  } catch {
+    throw new EndpointError(`the endpoint answered with something that is not JSON: ${snippet(body)}`, "response");
+  }
+  if (shape === "chat") {
+    if (typeof value === "string") return value;
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+      const output = (value as Record<string, unknown>).output;
+      if (typeof output === "string") return output;
+    }
+    throw new EndpointError(
+      `unexpected answer for --shape chat (expected {"output": "..."}): ${snippet(body)}` +
+        (Array.isArray(value) ? ' (a list: try --shape prompt-list)' : ""),
+      "response",
+    );
+  }
+  if (Array.isArray(value) && value.length > 0) {
+    const first: unknown = value[0];
+    if (typeof first === "string") return first;
+    if (typeof first === "object" && first !== null) {
+      const rec = first as Record<string, unknown>;
+      if (typeof rec["0"] === "string") return rec["0"];
+      if (typeof rec.generated_text === "string") return rec.generated_text;
+    }
+  }
+  throw new EndpointError(
+    `unexpected answer for --shape prompt-list (expected a list whose first item is a string, {"0": ...} or {"generated_text": ...}): ${snippet(body)}` +
+      (typeof value === "object" && value !== null && !Array.isArray(value) && "output" in value ? " (try --shape chat)" : ""),
+    "response",
+  );
+}
+
+/**
+ * Replaces every occurrence of `secret` (raw and URL-encoded) in `text` with `***`.
+ *
+ * @param text any text that might contain the secret (error message, body, URL).
+ * @param secret the value to hide; nothing is replaced when it is empty/undefined.
+ */
+export function maskSecret(text: string, secret: string | undefined): string {
+  if (!secret) return text;
+  let out = text.split(secret).join("***");
+  const encoded = encodeURIComponent(secret);
+  if (encoded !== secret) out = out.split(encoded).join("***");
+  return out;
+}
+
+/**
+ * Returns a URL fit for messages: origin and path only (no user info, query or fragment,
+ * where keys or SAS tokens could hide). Unparseable input yields `<invalid URL>`.
+ *
+ * @param uri absolute URL.
+ */
+export function displayUrl(uri: string): string {
+  try {
+    const u = new URL(uri);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return "<invalid URL>";
+  }
+}
+
+/** Parses Retry-After (delta-seconds or HTTP-date) into milliseconds, or undefined. */
+function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (header === null || header.trim() === "") return undefined;
+  const trimmed = header.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Arguments of {@link askEndpoint}. */
+export interface AskOptions {
+  /** Scoring URI (http or https). */
+  uri: string;
+  /** Endpoint key, sent as `Authorization: Bearer <key>`. */
+  key: string;
+  /** JSON-serialisable request body, e.g. from {@link buildPayload}. */
+  payload: unknown;
+  /** Deadline per attempt in milliseconds, covering headers and body. */
+  timeoutMs: number;
+  /** Retries after HTTP 429 / 503 (so at most `retries + 1` requests). */
+  retries: number;
+  /** Backoff before retry n (0-based) is `backoffBaseMs * 2^n` unless Retry-After says otherwise. */
+  backoffBaseMs: number;
+  /** Upper bound for any single wait, Retry-After included, in ms (default 60000). */
+  maxBackoffMs?: number;
+  /** fetch implementation (default: global fetch). */
+  fetchImpl?: typeof fetch;
+  /** Called before each wait, e.g. to tell the user; `attempt` is 1-based. */
+  onRetry?: (info: { attempt: number; status: number; waitMs: number }) => void;
+}
+
+/**
+ * POSTs `payload` as JSON to the scoring URI with `Authorization: Bearer <key>` and
+ * resolves to the response body text of the first 2xx answer.
+ *
+ * HTTP 429 and 503 are retried up to `retries` times with exponential backoff
+ * (`backoffBaseMs * 2^n`), honouring a `Retry-After` header (seconds or HTTP-date), each
+ * wait capped at `maxBackoffMs`. Error messages never contain the key and show the URL
+ * without query string.
+ *
+ * @throws {EndpointError} `auth` on 401/403 (key rejected); `busy` when 429/503 persist
+ *   after all retries; `http` on other non-2xx (status and first 300 chars of the body);
+ *   `timeout` when an attempt exceeds `timeoutMs`; `network` when the server cannot be
+ *   reached.
+ */
+export async function askEndpoint(opts: AskOptions): Promise<string> {
+  const { uri, key, payload, timeoutMs, retries, backoffBaseMs } = opts;
+  const maxBackoffMs = opts.maxBackoffMs ?? 60_000;
+  const doFetch = opts.fetchImpl ?? fetch;
+  const where = displayUrl(uri);
+  const seconds = `${Number((timeoutMs / 1000).toFixed(3))} s`;
+  const body = JSON.stringify(payload);
+
+  for (let attempt = 0; ; attempt++) {
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    let status: number;
+    let text: string;
+    let retryAfter: string | null;
+    try {
+      const res = await doFetch(uri, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", Accept: "application/json" },
+        body,
+        signal: controller.signal,
+      });
+      status = res.status;
+      retryAfter = res.headers.get("retry-after");
+      text = await res.text();
+    } catch (e) {
+      if (timedOut) {
+        throw new EndpointError(
+          `no answer from ${where} within ${seconds} (timeout). A cold or busy endpoint can be slow: retry, or raise --timeout.`,
+          "timeout",
+        );
+      }
+      const err = e as Error & { cause?: { message?: string; code?: string } };
+      const cause = err.cause?.code ?? err.cause?.message ?? "";
+      const raw = `${err.message}${cause ? ` (${cause})` : ""}`;
+      const detail = maskSecret(raw.split(uri).join(where), key);
+      throw new EndpointError(`could not reach ${where}: ${detail}`, "network");
+    } finally {
+      clearTimeout(timer);
+    }
+
+    if (status >= 200 && status < 300) return text;
+    const shown = maskSecret(snippet(text), key);
+    if (status === 401 || status === 403) {
+      throw new EndpointError(
+        `the endpoint rejected the key (HTTP ${status}). Check it with ` +
+          "`pulumi stack output endpointKey --show-secrets` (or ENDPOINT_KEY), or regenerate the " +
+          "endpoint keys (`az ml online-endpoint regenerate-keys`) and run `pulumi up` again.",
+        "auth",
+        status,
+      );
+    }
+    if (status === 429 || status === 503) {
+      if (attempt >= retries) {
+        throw new EndpointError(
+          `the endpoint is still busy after ${attempt + 1} attempt${attempt === 0 ? "" : "s"}: HTTP ${status} from ${where}: ${shown}`,
+          "busy",
+          status,
+        );
+      }
+      const waitMs = Math.min(maxBackoffMs, retryAfterMs(retryAfter) ?? backoffBaseMs * 2 ** attempt);
+      opts.onRetry?.({ attempt: attempt + 1, status, waitMs });
+      await sleep(waitMs);
+      continue;
+    }
+    throw new EndpointError(`HTTP ${status} from ${where}: ${shown}`, "http", status);
+  }
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Finds `cmd` on PATH (with PATHEXT extensions on Windows); undefined when absent. */
+function findOnPath(cmd: string, env: NodeJS.ProcessEnv): string | undefined {
+  const dirs = (env.PATH ?? env.Path ?? "").split(delimiter).filter(Boolean);
+  const exts = process.platform === "win32" ? (env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";") : [""];
+  for (const dir of dirs) {
+    for (const ext of exts) {
+      const candidate = join(dir, cmd + ext);
+      if (isExecutable(candidate)) return candidate;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Default {@link PulumiRunner}: runs the `pulumi` CLI found on PATH (resolves `null` when
+ * there is none) with a 60 s deadline. Its stdout may hold secrets and is never printed.
+ *
+ * @param args CLI arguments, e.g. `["stack", "output", "--json", "--show-secrets"]`.
+ * @throws {Error} with the exit status and the first 300 characters of stderr when the
+ *   CLI fails.
+ */
+export const defaultPulumiRunner: PulumiRunner = (args) => {
+  const exe = findOnPath("pulumi", process.env);
+  if (!exe) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    execFile(
+      exe,
+      args,
+      { timeout: 60_000, maxBuffer: 16 * 1024 * 1024, windowsHide: true, env: { ...process.env, PULUMI_SKIP_UPDATE_CHECK: "true" } },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`\`pulumi ${args.join(" ")}\` failed: ${snippet(String(stderr).trim() || err.message)}`));
+        } else {
+          resolve(String(stdout));
+        }
+      },
+    );
+  });
+};
+
+function checkUri(uri: string, from: string): string {
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    throw new ConfigError(`${from} is not a valid URL`);
+  }
+  if (u.protocol !== "https:" && u.protocol !== "http:") {
+    throw new ConfigError(`${from} must be an http(s) URL, got ${u.protocol}`);
+  }
+  return uri;
+}
+
+/**
+ * Finds the scoring URI and key: `ENDPOINT_URI` / `ENDPOINT_KEY` from `env` first (each
+ * wins on its own); whatever is missing comes from the Pulumi stack outputs `scoringUri`
+ * and `endpointKey` (`pulumi stack output --json --show-secrets [--stack <stack>]`).
+ * Values are trimmed.
+ *
+ * @param env environment, e.g. `process.env`.
+ * @param runPulumi Pulumi CLI runner (default {@link defaultPulumiRunner}); resolves `null`
+ *   when no CLI is installed.
+ * @param stack optional stack name passed as `--stack`.
+ * @throws {ConfigError} when neither source provides both values, when the stack outputs
+ *   are missing, still `[secret]`, or not JSON, when the URI is not http(s), or when the
+ *   CLI fails (its stderr is quoted). Messages never contain the key.
+ */
+export async function resolveEndpoint(
+  env: NodeJS.ProcessEnv,
+  runPulumi: PulumiRunner = defaultPulumiRunner,
+  stack?: string,
+): Promise<EndpointConfig> {
+  const envUri = env.ENDPOINT_URI?.trim() || undefined;
+  const envKey = env.ENDPOINT_KEY?.trim() || undefined;
+  if (envUri && envKey) return { uri: checkUri(envUri, "ENDPOINT_URI"), key: envKey, source: "env" };
+
+  const args = ["stack", "output", "--json", "--show-secrets", ...(stack ? ["--stack", stack] : [])];
+  let stdout: string | null;
+  try {
+    stdout = await runPulumi(args);
+  } catch (e) {
+    throw new ConfigError(
+      `${maskSecret((e as Error).message, envKey)}\n` +
+        `Set ENDPOINT_URI and ENDPOINT_KEY, or fix the Pulumi login/stack (${stack ? `stack "${stack}"` : "select one with --stack <name>"}).`,
+    );
+  }
+  if (stdout === null) {
+    const missing = [envUri ? "" : "ENDPOINT_URI", envKey ? "" : "ENDPOINT_KEY"].filter(Boolean).join(" and ");
+    throw new ConfigError(
+      `No endpoint configured: ${missing} ${missing.includes(" and ") ? "are" : "is"} not set and the pulumi CLI is not on PATH.\n` +
+        "Set ENDPOINT_URI and ENDPOINT_KEY (e.g. from `pulumi stack output scoringUri` and " +
+        "`pulumi stack output endpointKey --show-secrets`), or install the Pulumi CLI.",
+    );
+  }
+  let outputs: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(stdout);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+    outputs = parsed as Record<string, unknown>;
+  } catch {
+    throw new ConfigError("`pulumi stack output --json` did not print a JSON object");
+  }
+  const stackName = stack ? `stack "${stack}"` : "the selected stack";
+  const pick = (name: string): string => {
+    const v = outputs[name];
+    if (typeof v !== "string" || v.trim() === "") {
+      throw new ConfigError(
+        `${stackName} has no output "${name}" (has it been deployed with \`pulumi up\`?). ` +
+          "Or set ENDPOINT_URI and ENDPOINT_KEY.",
+      );
+    }
+    if (v === "[secret]") throw new ConfigError(`output "${name}" of ${stackName} is still encrypted ([secret])`);
+    return v.trim();
+  };
+  const uri = envUri ?? pick("scoringUri");
+  const key = envKey ?? pick("endpointKey");
+  return { uri: checkUri(uri, envUri ? "ENDPOINT_URI" : "stack output scoringUri"), key, source: "pulumi" };
+}
+
+/** Minimal writable used for output; `isTTY` enables the spinner on stderr. */
+export interface OutStream {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+}
+
+/** I/O and injectable dependencies of {@link main}. */
+export interface MainIO {
+  stdout: OutStream;
+  stderr: OutStream;
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  runPulumi?: PulumiRunner;
+  fetchImpl?: typeof fetch;
+  /** Base of the retry backoff in ms (default 1000). */
+  backoffBaseMs?: number;
+}
+
+const SPINNER_FRAMES = ["|", "/", "-", "\\"];
+
+/** Starts a spinner on `stream` when it is a TTY; returns the function that erases it. */
+function startSpinner(stream: OutStream): () => void {
+  if (!stream.isTTY) return () => undefined;
+  const started = Date.now();
+  let frame = 0;
+  const draw = () => {
+    const secs = Math.floor((Date.now() - started) / 1000);
+    stream.write(`\r${SPINNER_FRAMES[frame++ % SPINNER_FRAMES.length]} waiting for the endpoint (${secs}s)`);
+  };
+  draw();
+  const timer = setInterval(draw, 120);
+  return () => {
+    clearInterval(timer);
+    stream.write("\r\x1b[K");
+  };
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/**
+ * Runs the CLI: parses `argv`, resolves the endpoint, then answers one question (argument
+ * or piped stdin) or runs the interactive loop, keeping the conversation history for the
+ * `chat` shape. Answers go to `io.stdout`; prompts, progress and errors to `io.stderr`.
+ * The key is never written anywhere.
+ *
+ * @param argv arguments without node and script path (default `process.argv.slice(2)`).
+ * @param env environment (default `process.env`).
+ * @param io streams and injectable dependencies (default the process streams).
+ * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error. Never throws.
+ */
+export async function main(
+  argv: readonly string[] = process.argv.slice(2),
+  env: NodeJS.ProcessEnv = process.env,
+  io: MainIO = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+): Promise<number> {
+  let key: string | undefined;
+  const say = (text: string) => io.stderr.write(`${maskSecret(text, key)}\n`);
+  let args: ChatArgs;
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    say(`chat: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    io.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+
+  let endpoint: EndpointConfig;
+  try {
+    endpoint = await resolveEndpoint(env, io.runPulumi ?? defaultPulumiRunner, args.stack);
+  } catch (e) {
+    say(`chat: ${(e as Error).message}`);
+    return 1;
+  }
+  key = endpoint.key;
+
+  const history: ChatMessage[] = [];
+  const ask = async (question: string): Promise<string> => {
+    const messages: ChatMessage[] = [...history, { role: "user", content: question }];
+    const payload = buildPayload(args.shape, messages, { temperature: args.temperature, maxNewTokens: args.maxNewTokens });
+    const stop = startSpinner(io.stderr);
+    try {
+      const text = await askEndpoint({
+        uri: endpoint.uri,
+        key: endpoint.key,
+        payload,
+        timeoutMs: args.timeoutSec * 1000,
+        retries: args.retries,
+        backoffBaseMs: io.backoffBaseMs ?? 1000,
+        fetchImpl: io.fetchImpl,
+        onRetry: ({ attempt, status, waitMs }) => {
+          const clear = io.stderr.isTTY ? "\r\x1b[K" : "";
+          say(`${clear}endpoint busy (HTTP ${status}), retry ${attempt}/${args.retries} in ${(waitMs / 1000).toFixed(1)} s`);
+        },
+      });
+      const answer = parseAnswer(args.shape, text);
+      history.push({ role: "user", content: question }, { role: "assistant", content: answer });
+      return answer;
+    } finally {
+      stop();
+    }
+  };
+  const failure = (e: unknown): number => {
+    say(`chat: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  };
+
+  let question = args.question;
+  const interactive = args.interactive || (question === undefined && io.stdin.isTTY === true);
+  if (!interactive) {
+    if (question === undefined) {
+      question = (await readAll(io.stdin)).trim();
+      if (question === "") {
+        say(`chat: no question given (argument or stdin)\n\n${USAGE}`);
+        return 2;
+      }
+    }
+    try {
+      io.stdout.write(`${await ask(question)}\n`);
+      return 0;
+    } catch (e) {
+      return failure(e);
+    }
+  }
+
+  // Interactive loop; prompts on stderr so stdout carries only answers.
+  const rl = createInterface({ input: io.stdin, output: io.stderr as NodeJS.WritableStream, terminal: io.stdin.isTTY === true && io.stderr.isTTY === true });
+  rl.setPrompt("you> ");
+  say(`Connected to ${displayUrl(endpoint.uri)} (shape ${args.shape}). Type "exit" or press Ctrl-D to quit.`);
+  try {
+    if (question !== undefined) {
+      io.stderr.write(`you> ${question}\n`);
+      io.stdout.write(`${await ask(question)}\n`);
+    }
+    rl.prompt();
+    for await (const line of rl) {
+      const q = line.trim();
+      if (q === "exit" || q === "quit") break;
+      if (q !== "") {
+        try {
+          io.stdout.write(`${await ask(q)}\n`);
+        } catch (e) {
+          const code = failure(e);
+          if (e instanceof EndpointError && e.kind === "auth") return code;
+        }
+      }
+      rl.prompt();
+    }
+    return 0;
+  } catch (e) {
+    return failure(e);
+  } finally {
+    rl.close();
+  }
+}
+
+if (typeof require !== "undefined" && typeof module !== "undefined" && require.main === module) {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      // main never throws; this is a last resort that still must not print the key
+      process.stderr.write(`chat: unexpected error: ${maskSecret(String(e), process.env.ENDPOINT_KEY?.trim())}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
