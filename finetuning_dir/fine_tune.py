@@ -1,0 +1,601 @@
+"""Supervised fine-tuning of a Phi-3 chat model on Azure Machine Learning (command job).
+
+Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
+
+* base model ``microsoft/Phi-3-mini-4k-instruct`` (``--base-model``), loaded in bfloat16 with the
+  eager attention implementation and ``use_cache=False`` for training;
+* every row's ``messages`` go through the tokenizer's chat template, with an empty system turn
+  inserted in front when the conversation has none (:func:`normalize_messages`);
+* trl ``SFTTrainer`` with packing, bf16 mixed precision, gradient checkpointing and a cosine
+  schedule; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
+  scheduler and seed come from the command line (defaults 3, 5e-6, 4, 2048, 0.2, cosine, 0);
+* evaluation on the test split after every epoch; every number the trainer logs (loss,
+  learning rate, eval loss, runtime...) goes to the active MLflow run through a small callback
+  (the stock ``MLflowCallback`` is disabled: it logs every TrainingArguments field as a param
+  and Azure ML rejects some of them, the INVALID_PARAMETER_VALUE error the sample works
+  around);
+* the trained model is cast to ``--serving-dtype`` (float16 by default: the V100/T4 GPUs of
+  the usual serving SKUs have no bfloat16) and written with ``mlflow.transformers.save_model``
+  straight into ``--model-output``, so an Azure ML ``mlflow_model`` / ``uri_folder`` job output
+  holds the MLflow model (``MLmodel`` at its root). Unless ``--no-log-model-to-run`` is given,
+  the same directory is also uploaded to the run's artifacts under ``model_output``, so the
+  sample's registration URI ``azureml://jobs/<job>/outputs/artifacts/paths/model_output``
+  works too. (The folder is uploaded as-is instead of calling ``mlflow.transformers.log_model``
+  a second time: that would serialise the 7+ GB of weights again.)
+
+Targeted library API: trl 0.8.6 (see ``conda.yml``): ``SFTTrainer(model, args=
+transformers.TrainingArguments(...), tokenizer=..., dataset_text_field=..., max_seq_length=...,
+packing=...)`` with transformers 4.41 (``eval_strategy``), mlflow 2.16.2.
+
+Serving contract (what the logged MLflow model accepts)
+-------------------------------------------------------
+The model is saved with task ``text-generation`` (not ``llm/v1/chat``: Azure ML's no-code MLflow
+scoring server hands ``input_data`` to the pyfunc as-is, and the ``llm/v1/chat`` signature
+expects an OpenAI-style ``{"messages": ...}`` object, which is neither of the payload shapes our
+clients speak; the ``{"input_data": {"input_string": [...], "parameters": {...}}}`` chat shape
+is produced by the custom scoring script of Azure's model-catalog containers, not by the
+generic MLflow server). So the endpoint accepts the **list-of-prompts** shape::
+
+    {"input_data": ["Who founded Microsoft?"],
+     "params": {"temperature": 0.7, "max_new_tokens": 256, "do_sample": true,
+                "return_full_text": false, "top_p": 0.95}}
+
+and answers a JSON list with one generated string per prompt, e.g. ``["Bill Gates and ..."]``.
+Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`). Each prompt is
+wrapped in the chat template before generation (MLflow ``prompt_template`` built from the
+tokenizer's own template with the same empty system turn used in training), so clients send
+the bare question; ``return_full_text`` defaults to false so only the answer comes back.
+
+Command line::
+
+    python fine_tune.py --train-file PATH --eval-file PATH --model-output DIR
+        [--base-model ID] [--epochs 3] [--learning-rate 5e-6] [--per-device-batch-size 4]
+        [--max-seq-length 2048] [--warmup-ratio 0.2] [--lr-scheduler cosine] [--seed 0]
+        [--serving-dtype float16|bfloat16] [--trust-remote-code]
+        [--log-model-to-run | --no-log-model-to-run]
+
+``--train-file`` / ``--eval-file`` take a JSONL file or a folder holding exactly one ``.jsonl``
+(an Azure ML ``uri_folder`` input such as the outputs of ``prepare_data.py``).
+
+Heavy libraries (torch, transformers, trl, datasets, mlflow) are imported inside the functions
+that use them, so the pure helpers import and test with the standard library alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+
+#: trl release this script is written against (keep in sync with conda.yml).
+TARGET_TRL_VERSION = "0.8.6"
+
+#: Roles accepted in a chat message.
+ALLOWED_ROLES = ("system", "user", "assistant")
+
+#: Learning-rate schedules offered on the command line (transformers SchedulerType values).
+LR_SCHEDULERS = (
+    "cosine",
+    "linear",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+
+#: Canonical serving dtype names and the spellings accepted for them.
+_DTYPE_ALIASES = {
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "torch.float16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "torch.bfloat16": "bfloat16",
+}
+SERVING_DTYPES = ("float16", "bfloat16")
+
+#: Generation parameters a caller may send in ``params`` (with their defaults). They form the
+#: params schema of the model signature; MLflow ignores keys outside the schema.
+DEFAULT_INFERENCE_PARAMS: Dict[str, Any] = {
+    "max_new_tokens": 256,
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "do_sample": True,
+    "return_full_text": False,
+}
+
+#: Payload shape accepted by the saved model (recorded in its metadata).
+SERVING_PAYLOAD_SHAPE = "prompt-list"
+
+#: Pip requirements added to the ones MLflow infers for the saved model. Without
+#: azureml-ai-monitoring the no-code MLflow deployment answers 502; mlflow is pinned because
+#: later versions fail to log to Azure ML.
+EXTRA_PIP_REQUIREMENTS = ["azureml-ai-monitoring", "mlflow==2.16.2"]
+
+#: Run artifact path of the model copy (the sample registers ``.../paths/model_output``).
+RUN_ARTIFACT_PATH = "model_output"
+
+_PROMPT_MARKER = "<<<__MLFLOW_PROMPT_PLACEHOLDER__>>>"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def serving_dtype_name(value: Any) -> str:
+    """Canonical name (``"float16"`` or ``"bfloat16"``) of a serving dtype spelling.
+
+    Accepts ``float16``/``fp16``/``half``/``bfloat16``/``bf16`` (any case, optional ``torch.``
+    prefix) or a ``torch.dtype``. Raises ``ValueError`` for anything else (float32 is refused
+    on purpose: it doubles the model size for no gain at serving time).
+    """
+    text = str(value).strip().lower()
+    try:
+        return _DTYPE_ALIASES[text]
+    except KeyError:
+        raise ValueError(
+            f"unsupported serving dtype {value!r}: use one of {', '.join(SERVING_DTYPES)} "
+            "(float16 for V100/T4 GPUs, which have no bfloat16)"
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0.0 <= value < 1.0):
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _dtype_arg(text: str) -> str:
+    try:
+        return serving_dtype_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="SFT of a Phi-3 chat model with trl; saves an MLflow model to --model-output."
+    )
+    parser.add_argument("--train-file", required=True,
+                        help="training JSONL file, or a folder holding exactly one .jsonl")
+    parser.add_argument("--eval-file", required=True,
+                        help="evaluation JSONL file, or a folder holding exactly one .jsonl")
+    parser.add_argument("--model-output", "--model_output_dir", dest="model_output", required=True,
+                        help="empty directory that receives the MLflow model (job output)")
+    parser.add_argument("--base-model", default=DEFAULT_BASE_MODEL,
+                        help=f"Hugging Face model id or local path (default {DEFAULT_BASE_MODEL})")
+    parser.add_argument("--epochs", type=_positive_int, default=3)
+    parser.add_argument("--learning-rate", type=_positive_float, default=5e-6)
+    parser.add_argument("--per-device-batch-size", type=_positive_int, default=4)
+    parser.add_argument("--max-seq-length", type=_positive_int, default=2048)
+    parser.add_argument("--warmup-ratio", type=_ratio, default=0.2)
+    parser.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, default="cosine")
+    parser.add_argument("--seed", type=_non_negative_int, default=0)
+    parser.add_argument("--serving-dtype", type=_dtype_arg, default="float16",
+                        help="dtype of the saved weights: float16 (default; V100/T4 have no "
+                             "bf16) or bfloat16 (A100/H100/A10)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow model code from the hub (not needed for Phi-3/3.5-mini: "
+                             "transformers 4.41 implements Phi3 natively)")
+    parser.add_argument("--log-model-to-run", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"also upload the saved model to the run's artifacts under "
+                             f"'{RUN_ARTIFACT_PATH}' (default: yes)")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parses the command line (``argv`` without the program name). Exits with status 2 on
+    invalid arguments, like any argparse program."""
+    return build_parser().parse_args(argv)
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_jsonl(path: str) -> str:
+    """Returns the JSONL file designated by ``path``.
+
+    ``path`` is either a file (returned as is) or a folder (an Azure ML ``uri_folder`` input)
+    holding exactly one ``*.jsonl`` file at its top level; hidden files are ignored.
+    Raises ``FileNotFoundError`` when nothing exists at ``path`` and ``ValueError`` when a
+    folder holds no or several JSONL files.
+    """
+    if os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no file or folder at {path!r}")
+    with os.scandir(path) as entries:
+        candidates = sorted(
+            entry.path
+            for entry in entries
+            if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(".jsonl")
+        )
+    if len(candidates) != 1:
+        found = ", ".join(os.path.basename(c) for c in candidates) or "none"
+        raise ValueError(
+            f"folder {path!r} must hold exactly one .jsonl file, found {len(candidates)} ({found})"
+        )
+    return candidates[0]
+
+
+def normalize_messages(messages: Any) -> List[Dict[str, Any]]:
+    """Validates a chat conversation and puts an empty system turn in front when it has none.
+
+    Each message must be a dict with a ``role`` in :data:`ALLOWED_ROLES` and a string
+    ``content``; a system message is only allowed first, and at least one non-system message
+    is required. Nothing else is changed: contents are not stripped and extra keys are kept.
+    Returns a new list (the input is not modified). Raises ``ValueError`` when invalid.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    out: List[Dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"message {index} is not an object")
+        role = message.get("role")
+        if role not in ALLOWED_ROLES:
+            raise ValueError(
+                f"message {index} has role {role!r}; expected one of {', '.join(ALLOWED_ROLES)}"
+            )
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"message {index} ({role}) has no string content")
+        if role == "system" and index != 0:
+            raise ValueError(f"message {index}: a system message is only allowed first")
+        out.append(dict(message))
+    if out[0]["role"] != "system":
+        out.insert(0, {"role": "system", "content": ""})
+    if len(out) < 2:
+        raise ValueError("messages hold no user or assistant turn")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer configuration
+# --------------------------------------------------------------------------------------------
+
+
+def default_checkpoint_dir() -> str:
+    """Scratch directory for the trainer (no checkpoints are saved; kept out of the outputs)."""
+    return os.path.join(tempfile.gettempdir(), "phi3-sft-trainer")
+
+
+def training_arguments_kwargs(args: argparse.Namespace, output_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Keyword arguments for ``transformers.TrainingArguments`` (the trainer config of trl 0.8).
+
+    bf16 mixed precision, gradient checkpointing (non-reentrant), evaluation and logging-only
+    reporting, no intermediate checkpoints (a full Phi-3 checkpoint with optimizer states is
+    ~45 GB; only the final model is kept, in ``--model-output``).
+    """
+    return {
+        "output_dir": output_dir or default_checkpoint_dir(),
+        "overwrite_output_dir": True,
+        "num_train_epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.per_device_batch_size,
+        "per_device_eval_batch_size": args.per_device_batch_size,
+        "gradient_accumulation_steps": 1,
+        "lr_scheduler_type": args.lr_scheduler,
+        "warmup_ratio": args.warmup_ratio,
+        "seed": args.seed,
+        "bf16": True,
+        "gradient_checkpointing": True,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "do_eval": True,
+        "eval_strategy": "epoch",
+        "logging_strategy": "steps",
+        "logging_steps": 20,
+        "save_strategy": "no",
+        "report_to": "none",
+        "remove_unused_columns": True,
+    }
+
+
+def sft_trainer_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    """SFT-specific keyword arguments, passed to ``SFTTrainer`` itself in trl 0.8."""
+    return {
+        "dataset_text_field": "text",
+        "max_seq_length": args.max_seq_length,
+        "packing": True,
+    }
+
+
+def trl_api_supported(version: str) -> bool:
+    """True when ``trl`` at ``version`` still takes ``tokenizer``/``max_seq_length``/``packing``/
+    ``dataset_text_field`` as SFTTrainer arguments (0.8.x to 0.11.x; 0.12 moved them)."""
+    match = re.match(r"^\s*(\d+)\.(\d+)", version)
+    if not match:
+        return False
+    major, minor = int(match.group(1)), int(match.group(2))
+    return major == 0 and 8 <= minor <= 11
+
+
+def numeric_metrics(logs: Optional[Mapping[str, Any]], prefix: str = "") -> Dict[str, float]:
+    """The finite numbers of a trainer log record, as MLflow metrics.
+
+    Booleans, strings and NaN/inf are dropped; keys are restricted to the characters MLflow
+    accepts (others become ``_``) and prefixed with ``prefix``.
+    """
+    out: Dict[str, float] = {}
+    for key, value in (logs or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            continue
+        name = re.sub(r"[^0-9A-Za-z_\-. /]", "_", f"{prefix}{key}")
+        out[name] = number
+    return out
+
+
+def run_params(args: argparse.Namespace) -> Dict[str, str]:
+    """Hyperparameters worth recording as MLflow params (short strings; no paths)."""
+    keys = (
+        "base_model", "epochs", "learning_rate", "per_device_batch_size", "max_seq_length",
+        "warmup_ratio", "lr_scheduler", "seed", "serving_dtype",
+    )
+    return {key: str(getattr(args, key))[:250] for key in keys}
+
+
+# --------------------------------------------------------------------------------------------
+# Serving configuration
+# --------------------------------------------------------------------------------------------
+
+
+def prompt_template_from_rendered(rendered: str, marker: str = _PROMPT_MARKER,
+                                  bos_token: Optional[str] = None) -> str:
+    """Turns a chat-template rendering whose user content is ``marker`` into an MLflow
+    ``prompt_template`` (a ``str.format`` string with a single ``{prompt}`` placeholder).
+
+    Literal braces are escaped, and a leading ``bos_token`` is dropped (the pipeline's
+    tokenizer adds it again). Raises ``ValueError`` unless ``marker`` occurs exactly once.
+    """
+    count = rendered.count(marker)
+    if count != 1:
+        raise ValueError(f"the rendered chat template holds the prompt marker {count} times, expected 1")
+    if bos_token and rendered.startswith(bos_token):
+        rendered = rendered[len(bos_token):]
+    escaped = rendered.replace("{", "{{").replace("}", "}}")
+    return escaped.replace(marker, "{prompt}")
+
+
+def build_prompt_template(tokenizer: Any) -> str:
+    """MLflow prompt template equivalent to the chat template applied in training."""
+    conversation = normalize_messages([{"role": "user", "content": _PROMPT_MARKER}])
+    rendered = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return prompt_template_from_rendered(rendered, _PROMPT_MARKER, getattr(tokenizer, "bos_token", None))
+
+
+def serving_input_example() -> tuple:
+    """``(inputs, params)`` input example: one prompt and the default generation params."""
+    return (["Who founded Microsoft?"], dict(DEFAULT_INFERENCE_PARAMS))
+
+
+def model_metadata(args: argparse.Namespace) -> Dict[str, Any]:
+    """Free-form metadata stored in the MLmodel file."""
+    return {
+        "base_model": args.base_model,
+        "serving_dtype": args.serving_dtype,
+        "payload_shape": SERVING_PAYLOAD_SHAPE,
+        "payload_example": {"input_data": ["Who founded Microsoft?"],
+                            "params": dict(DEFAULT_INFERENCE_PARAMS)},
+        "trained_with": f"trl=={TARGET_TRL_VERSION} SFTTrainer (packing, bf16)",
+    }
+
+
+def ensure_empty_dir(path: str) -> None:
+    """Creates ``path`` if needed; raises ``ValueError`` when it exists and is not empty
+    (``mlflow.transformers.save_model`` refuses non-empty targets, so fail before training)."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"--model-output {path!r} exists and is not a directory")
+        with os.scandir(path) as entries:
+            non_empty = any(True for _ in entries)
+        if non_empty:
+            raise ValueError(f"--model-output {path!r} is not empty")
+    else:
+        os.makedirs(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Training (needs torch, transformers, trl, datasets, mlflow)
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16}[serving_dtype_name(name)]
+
+
+def load_model_and_tokenizer(args: argparse.Namespace) -> tuple:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(
+        args.base_model,
+        torch_dtype=torch.bfloat16,
+        use_cache=False,
+        attn_implementation="eager",
+        trust_remote_code=args.trust_remote_code,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=args.trust_remote_code)
+    tokenizer.model_max_length = args.max_seq_length
+    # Padding with the end-of-text token would teach the model to ignore it; <unk> is inert.
+    if tokenizer.unk_token is not None and tokenizer.unk_token != tokenizer.eos_token:
+        tokenizer.pad_token = tokenizer.unk_token
+    elif tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return model, tokenizer
+
+
+def load_text_datasets(train_path: str, eval_path: str, tokenizer: Any) -> tuple:
+    """Loads both JSONL files and renders each conversation to a ``text`` column."""
+    from datasets import load_dataset
+
+    def render(example: Dict[str, Any]) -> Dict[str, str]:
+        messages = normalize_messages(example["messages"])
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        return {"text": text}
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    out = []
+    for name, path in (("train", train_path), ("eval", eval_path)):
+        dataset = load_dataset("json", data_files=path, split="train")
+        if "messages" not in dataset.column_names:
+            raise ValueError(f"{path}: rows have no 'messages' field (columns: {dataset.column_names})")
+        if len(dataset) == 0:
+            raise ValueError(f"{path}: no rows")
+        dataset = dataset.map(
+            render,
+            remove_columns=dataset.column_names,
+            num_proc=workers if len(dataset) >= 64 * workers else None,
+            desc=f"Applying the chat template to the {name} split",
+        )
+        out.append(dataset)
+    return tuple(out)
+
+
+def make_mlflow_callback() -> Any:
+    """A transformers callback that sends every numeric log record to the active MLflow run."""
+    import mlflow
+    from transformers import TrainerCallback
+
+    class MlflowMetricsCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 - HF hook
+            if state.is_world_process_zero:
+                metrics = numeric_metrics(logs)
+                if metrics:
+                    mlflow.log_metrics(metrics, step=state.global_step)
+
+    return MlflowMetricsCallback()
+
+
+def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace) -> None:
+    """Casts ``model`` to the serving dtype and saves it as an MLflow model in ``--model-output``."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    dtype = _torch_dtype(args.serving_dtype)
+    model = model.to(dtype=dtype)
+    model.config.use_cache = True
+    tokenizer.padding_side = "left"  # batched generation pads on the left
+
+    inputs, params = serving_input_example()
+    signature = infer_signature(model_input=inputs, model_output=["Bill Gates and Paul Allen."],
+                                params=params)
+    mlflow.transformers.save_model(
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        path=args.model_output,
+        task="text-generation",
+        torch_dtype=dtype,
+        signature=signature,
+        input_example=(inputs, params),
+        prompt_template=build_prompt_template(tokenizer),
+        extra_pip_requirements=list(EXTRA_PIP_REQUIREMENTS),
+        metadata=model_metadata(args),
+    )
+
+
+def train(args: argparse.Namespace) -> None:
+    import mlflow
+    import torch
+    import trl
+    from transformers import TrainingArguments
+    from trl import SFTTrainer
+
+    if not trl_api_supported(trl.__version__):
+        raise RuntimeError(
+            f"trl {trl.__version__} is installed but this script targets the trl "
+            f"{TARGET_TRL_VERSION} SFTTrainer API (see conda.yml)"
+        )
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(
+            "this GPU has no bfloat16 support (V100/T4); train on an A100/H100/A10 SKU "
+            "such as Standard_NC24ads_A100_v4 (serving in float16 on V100/T4 is fine)"
+        )
+
+    train_path = resolve_jsonl(args.train_file)
+    eval_path = resolve_jsonl(args.eval_file)
+    ensure_empty_dir(args.model_output)
+
+    with mlflow.start_run():
+        mlflow.log_params(run_params(args))
+        model, tokenizer = load_model_and_tokenizer(args)
+        train_dataset, eval_dataset = load_text_datasets(train_path, eval_path, tokenizer)
+        mlflow.log_metrics({"train_rows": float(len(train_dataset)), "eval_rows": float(len(eval_dataset))})
+
+        trainer = SFTTrainer(
+            model=model,
+            args=TrainingArguments(**training_arguments_kwargs(args)),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            tokenizer=tokenizer,
+            callbacks=[make_mlflow_callback()],
+            **sft_trainer_kwargs(args),
+        )
+        result = trainer.train()
+        trainer.log_metrics("train", result.metrics)
+        mlflow.log_metrics(numeric_metrics(result.metrics, prefix="final_"))
+
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        save_mlflow_model(trained, tokenizer, args)
+        if args.log_model_to_run:
+            mlflow.log_artifacts(args.model_output, artifact_path=RUN_ARTIFACT_PATH)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Belt and braces: keep transformers' own MLflow integration off (see module docstring).
+    os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
+    args = parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Tests for promptflow/call_endpoint.py and promptflow/flow.dag.yml (stdlib only).
+
+HTTP tests talk to a throwaway http.server bound to 127.0.0.1 on a free port.
+"""
+
+import http.server
+import inspect
+import json
+import os
+import re
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+from unittest import mock
+
+import helpers
+
+helpers.add_to_path(helpers.PROMPTFLOW_DIR)
+
+import call_endpoint  # noqa: E402
+
+KEY = "test-key-3f9a1c"
+NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Routes: /ok -> 200 ["..."], /chat -> 200 {"output"}, /unauthorized -> 401 (echoes the
+    Authorization header in a long body), /boom -> 500, /slow -> sleeps, /notjson -> 200 text."""
+
+    requests = []
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        Handler.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+        if self.path == "/ok":
+            self.reply(200, json.dumps(["Bill Gates and Paul Allen."]))
+        elif self.path == "/score":
+            self.reply(200, json.dumps([{"0": "from /score"}]))
+        elif self.path == "/chat":
+            self.reply(200, json.dumps({"output": "chat answer"}))
+        elif self.path == "/unauthorized":
+            echoed = self.headers.get("Authorization", "")
+            self.reply(401, "denied for " + echoed + " " + "x" * 1000)
+        elif self.path == "/boom":
+            self.reply(500, '{"error": "model crashed"}')
+        elif self.path == "/slow":
+            time.sleep(1.0)
+            self.reply(200, "[]")
+        elif self.path == "/notjson":
+            self.reply(200, "<html>upstream</html>")
+        else:
+            self.reply(404, "no route")
+
+    def reply(self, status, text):
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (timeout test)
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+
+def setUpModule():
+    global SERVER, BASE, _env_patch
+    _env_patch = mock.patch.dict(os.environ)
+    _env_patch.start()
+    for name in PROXY_VARS:
+        os.environ.pop(name, None)
+    SERVER = Server(("127.0.0.1", 0), Handler)
+    BASE = f"http://127.0.0.1:{SERVER.server_address[1]}"
+    threading.Thread(target=SERVER.serve_forever, daemon=True).start()
+
+
+def tearDownModule():
+    SERVER.shutdown()
+    SERVER.server_close()
+    _env_patch.stop()
+
+
+class StdlibImportTest(unittest.TestCase):
+    def test_only_stdlib_or_guarded_promptflow_at_module_level(self):
+        path = os.path.join(helpers.PROMPTFLOW_DIR, "call_endpoint.py")
+        imports = helpers.top_level_imports(path)
+        for name, guarded in imports:
+            if name == "promptflow":
+                self.assertTrue(guarded, "promptflow imports must sit in try/except")
+            else:
+                self.assertIn(name, sys.stdlib_module_names, name)
+        self.assertIn(("promptflow", True), imports)
+        self.assertNotIn("__future__", [name for name, _ in imports],
+                         "Prompt flow needs real annotations to recognise the connection")
+
+    def test_tool_signature(self):
+        params = inspect.signature(call_endpoint.ask_phi3).parameters
+        self.assertIs(params["connection"].annotation, call_endpoint.CustomConnection)
+        self.assertIs(params["question"].annotation, str)
+
+
+class BuildPayloadTest(unittest.TestCase):
+    def test_prompt_list(self):
+        self.assertEqual(
+            call_endpoint.build_payload("Who founded Microsoft?", "prompt-list", 0.7, 128),
+            {"input_data": ["Who founded Microsoft?"],
+             "params": {"temperature": 0.7, "max_new_tokens": 128, "do_sample": True,
+                        "return_full_text": False}},
+        )
+
+    def test_chat(self):
+        self.assertEqual(
+            call_endpoint.build_payload("Who founded Microsoft?", "chat", 0.5, 64),
+            {"input_data": {"input_string": [{"role": "user", "content": "Who founded Microsoft?"}],
+                            "parameters": {"temperature": 0.5, "max_new_tokens": 64, "do_sample": True}}},
+        )
+
+    def test_greedy_at_zero_temperature_and_int_temperature(self):
+        payload = call_endpoint.build_payload("q", "prompt-list", 0, 10)
+        self.assertIs(payload["params"]["do_sample"], False)
+        self.assertIsInstance(payload["params"]["temperature"], float)
+        self.assertIs(call_endpoint.build_payload("q", "chat", 0, 10)["input_data"]["parameters"]["do_sample"], False)
+
+    def test_default_shape_is_prompt_list(self):
+        self.assertEqual(call_endpoint.DEFAULT_SHAPE, "prompt-list")
+        self.assertIn("params", call_endpoint.build_payload("q"))
+
+    def test_invalid(self):
+        cases = [("", "chat", 0.7, 10), ("   ", "chat", 0.7, 10), (None, "chat", 0.7, 10),
+                 ("q", "openai", 0.7, 10), ("q", "chat", -0.1, 10), ("q", "chat", float("nan"), 10),
+                 ("q", "chat", 0.7, 0), ("q", "chat", 0.7, 1.5), ("q", "chat", True, 10),
+                 ("q", "chat", 0.7, True)]
+        for args in cases:
+            with self.subTest(args=args), self.assertRaises(ValueError):
+                call_endpoint.build_payload(*args)
+
+
+class ParseResponseTest(unittest.TestCase):
+    def test_shapes(self):
+        cases = [
+            ('{"output": "catalog"}', "catalog"),
+            ('["mlflow list"]', "mlflow list"),
+            ('[{"0": "frame"}]', "frame"),
+            ('[{"generated_text": "pipeline"}]', "pipeline"),
+            ('{"predictions": ["wrapped"]}', "wrapped"),
+            (b'["bytes \xc3\xa9"]', "bytes é"),
+            (["already parsed"], "already parsed"),
+            ('"[\\"double encoded\\"]"', "double encoded"),
+            ('"[not json] plain"', "[not json] plain"),
+            ('"just a string"', "just a string"),
+        ]
+        for body, expected in cases:
+            with self.subTest(body=body):
+                self.assertEqual(call_endpoint.parse_response(body), expected)
+
+    def test_unexpected_shapes_raise_clear_errors(self):
+        for body in ("[]", "{}", '{"output": 3}', "[1]", '[{"text": "x"}]', "null", "42"):
+            with self.subTest(body=body), self.assertRaisesRegex(ValueError, "unexpected endpoint response"):
+                call_endpoint.parse_response(body)
+        with self.assertRaisesRegex(ValueError, "not JSON"):
+            call_endpoint.parse_response("<html>" + "y" * 1000)
+        try:
+            call_endpoint.parse_response("<html>" + "y" * 1000)
+        except ValueError as err:
+            self.assertLess(len(str(err)), 400)
+
+
+class CallEndpointTest(unittest.TestCase):
+    def setUp(self):
+        Handler.requests.clear()
+
+    def test_200_returns_body_and_sends_key_and_json(self):
+        payload = call_endpoint.build_payload("Who founded Microsoft?")
+        body = call_endpoint.call_endpoint(BASE + "/ok", KEY, payload, 5, opener=NO_PROXY_OPENER)
+        self.assertEqual(json.loads(body), ["Bill Gates and Paul Allen."])
+        (request,) = Handler.requests
+        self.assertEqual(request["headers"]["authorization"], f"Bearer {KEY}")
+        self.assertEqual(request["headers"]["content-type"], "application/json")
+        self.assertEqual(json.loads(request["body"]), payload)
+
+    def test_default_opener(self):
+        body = call_endpoint.call_endpoint(BASE + "/chat", KEY, {"x": 1}, 5)
+        self.assertEqual(call_endpoint.parse_response(body), "chat answer")
+
+    def test_extra_headers(self):
+        call_endpoint.call_endpoint(BASE + "/ok", KEY, {}, 5, opener=NO_PROXY_OPENER,
+                                    headers={"azureml-model-deployment": "blue"})
+        self.assertEqual(Handler.requests[0]["headers"]["azureml-model-deployment"], "blue")
+
+    def test_401_names_status_and_body_but_never_the_key(self):
+        with self.assertRaises(call_endpoint.EndpointError) as ctx:
+            call_endpoint.call_endpoint(BASE + "/unauthorized", KEY, {}, 5, opener=NO_PROXY_OPENER)
+        message = str(ctx.exception)
+        self.assertEqual(ctx.exception.status, 401)
+        self.assertIn("HTTP 401", message)
+        self.assertIn("denied for Bearer ***", message)
+        self.assertNotIn(KEY, message)
+        self.assertIn("x" * 250, message)
+        self.assertNotIn("x" * 301, message)
+
+    def test_500(self):
+        with self.assertRaises(call_endpoint.EndpointError) as ctx:
+            call_endpoint.call_endpoint(BASE + "/boom", KEY, {}, 5, opener=NO_PROXY_OPENER)
+        self.assertEqual(ctx.exception.status, 500)
+        self.assertIn("HTTP 500", str(ctx.exception))
+        self.assertIn("model crashed", str(ctx.exception))
+
+    def test_timeout(self):
+        started = time.monotonic()
+        with self.assertRaisesRegex(call_endpoint.EndpointError, "did not answer within 0.2 s"):
+            call_endpoint.call_endpoint(BASE + "/slow", KEY, {}, 0.2, opener=NO_PROXY_OPENER)
+        self.assertLess(time.monotonic() - started, 0.9)
+
+    def test_connection_refused(self):
+        probe = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        port = probe.server_address[1]
+        probe.server_close()
+        with self.assertRaisesRegex(call_endpoint.EndpointError, "cannot reach endpoint"):
+            call_endpoint.call_endpoint(f"http://127.0.0.1:{port}/score", KEY, {}, 2, opener=NO_PROXY_OPENER)
+
+    def test_non_2xx_from_a_custom_opener(self):
+        class FakeResponse:
+            status = 302
+
+            def read(self):
+                return b"moved to " + KEY.encode()
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        class FakeOpener:
+            def open(self, request, timeout=None):
+                self.request, self.timeout = request, timeout
+                return FakeResponse()
+
+        opener = FakeOpener()
+        with self.assertRaises(call_endpoint.EndpointError) as ctx:
+            call_endpoint.call_endpoint("https://e.example/score", KEY, {"a": 1}, 7, opener=opener)
+        self.assertEqual(ctx.exception.status, 302)
+        self.assertIn("HTTP 302", str(ctx.exception))
+        self.assertNotIn(KEY, str(ctx.exception))
+        self.assertEqual(opener.timeout, 7)
+        self.assertEqual(opener.request.get_method(), "POST")
+
+    def test_argument_checks(self):
+        with self.assertRaises(ValueError):
+            call_endpoint.call_endpoint(BASE + "/ok", "", {}, 5)
+        for timeout in (0, -1, "5", True):
+            with self.subTest(timeout=timeout), self.assertRaises(ValueError):
+                call_endpoint.call_endpoint(BASE + "/ok", KEY, {}, timeout)
+        self.assertEqual(Handler.requests, [])
+
+
+class ConnectionTest(unittest.TestCase):
+    def test_endpoint_and_key_in_secrets(self):
+        conn = call_endpoint.CustomConnection(secrets={"endpoint": "https://e.westeurope.inference.ml.azure.com/score",
+                                                       "key": KEY})
+        self.assertEqual(call_endpoint.resolve_connection(conn),
+                         ("https://e.westeurope.inference.ml.azure.com/score", KEY, None))
+
+    def test_endpoint_in_configs_wins_and_deployment(self):
+        conn = call_endpoint.CustomConnection(
+            configs={"endpoint": "https://cfg.example/score", "deployment": "blue"},
+            secrets={"endpoint": "https://secret.example/score", "key": KEY})
+        self.assertEqual(call_endpoint.resolve_connection(conn), ("https://cfg.example/score", KEY, "blue"))
+
+    def test_plain_dict_and_base_url(self):
+        self.assertEqual(call_endpoint.resolve_connection({"endpoint": "https://e.example", "key": KEY}),
+                         ("https://e.example/score", KEY, None))
+
+    def test_missing_values(self):
+        cases = [
+            call_endpoint.CustomConnection(configs={"endpoint": "https://e.example/score"}),
+            call_endpoint.CustomConnection(secrets={"key": KEY}),
+            call_endpoint.CustomConnection(configs={"key": KEY, "endpoint": "https://e.example/score"}),
+            call_endpoint.CustomConnection(secrets={"key": "  ", "endpoint": "https://e.example/score"}),
+            call_endpoint.CustomConnection(secrets={"key": KEY, "endpoint": "ftp://e.example"}),
+        ]
+        for conn in cases:
+            with self.subTest(configs=conn.configs), self.assertRaises(ValueError) as ctx:
+                call_endpoint.resolve_connection(conn)
+            self.assertNotIn(KEY, str(ctx.exception))
+
+    def test_normalize_scoring_url(self):
+        self.assertEqual(call_endpoint.normalize_scoring_url("https://a.example/"), "https://a.example/score")
+        self.assertEqual(call_endpoint.normalize_scoring_url(" https://a.example/v1/score "),
+                         "https://a.example/v1/score")
+        for bad in ("", "a.example/score", "https://"):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                call_endpoint.normalize_scoring_url(bad)
+
+
+class ToolTest(unittest.TestCase):
+    def setUp(self):
+        Handler.requests.clear()
+
+    def test_prompt_list_end_to_end(self):
+        conn = call_endpoint.CustomConnection(secrets={"endpoint": BASE + "/ok", "key": KEY})
+        self.assertEqual(call_endpoint.ask_phi3(conn, "Who founded Microsoft?"), "Bill Gates and Paul Allen.")
+        sent = json.loads(Handler.requests[0]["body"])
+        self.assertEqual(sent["input_data"], ["Who founded Microsoft?"])
+        self.assertNotIn("azureml-model-deployment", Handler.requests[0]["headers"])
+
+    def test_base_url_gets_score_path_and_deployment_header(self):
+        conn = call_endpoint.CustomConnection(configs={"endpoint": BASE, "deployment": "green"},
+                                              secrets={"key": KEY})
+        self.assertEqual(call_endpoint.ask_phi3(conn, "q"), "from /score")
+        self.assertEqual(Handler.requests[0]["path"], "/score")
+        self.assertEqual(Handler.requests[0]["headers"]["azureml-model-deployment"], "green")
+
+    def test_chat_shape_end_to_end(self):
+        conn = call_endpoint.CustomConnection(secrets={"endpoint": BASE + "/chat", "key": KEY})
+        answer = call_endpoint.ask_phi3(conn, "q", payload_shape="chat", temperature=0.2,
+                                        max_new_tokens=32, timeout_seconds=5)
+        self.assertEqual(answer, "chat answer")
+        sent = json.loads(Handler.requests[0]["body"])
+        self.assertEqual(sent["input_data"]["parameters"]["max_new_tokens"], 32)
+
+    def test_non_json_success_is_reported(self):
+        conn = call_endpoint.CustomConnection(secrets={"endpoint": BASE + "/notjson", "key": KEY})
+        with self.assertRaisesRegex(ValueError, "not JSON"):
+            call_endpoint.ask_phi3(conn, "q")
+
+
+class FlowFilesTest(unittest.TestCase):
+    """flow.dag.yml is checked with line-level parsing (no YAML library in the stdlib)."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(helpers.PROMPTFLOW_DIR, "flow.dag.yml"), encoding="utf-8") as handle:
+            cls.text = handle.read()
+        cls.lines = [line for line in cls.text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+    def block(self, header, indent):
+        """key: value pairs at exactly ``indent`` spaces inside the block opened by ``header``."""
+        start = next(i for i, line in enumerate(self.lines) if line.strip() == header)
+        header_indent = len(self.lines[start]) - len(self.lines[start].lstrip())
+        out = {}
+        for line in self.lines[start + 1:]:
+            current = len(line) - len(line.lstrip())
+            if current <= header_indent:
+                break
+            if current == indent:
+                key, _, value = line.strip().partition(":")
+                out[key] = value.strip()
+        return out
+
+    def test_no_tabs(self):
+        self.assertNotIn("\t", self.text)
+
+    def test_inputs_and_outputs(self):
+        self.assertEqual(self.block("question:", 4), {"type": "string", "default": "Who founded Microsoft?"})
+        outputs = self.block("answer:", 4)
+        self.assertEqual(outputs["type"], "string")
+        self.assertEqual(outputs["reference"], "${ask_phi3.output}")
+
+    def test_node_matches_the_tool(self):
+        self.assertRegex(self.text, r"(?m)^- name: ask_phi3$")
+        self.assertRegex(self.text, r"(?m)^\s+type: python$")
+        path = re.search(r"(?m)^\s+path: (\S+)$", self.text).group(1)
+        self.assertTrue(os.path.isfile(os.path.join(helpers.PROMPTFLOW_DIR, path)), path)
+        start = self.text.index("- name: ask_phi3")
+        node_text = self.text[start:]
+        node_inputs = dict(re.findall(r"(?m)^    (\w+): (.+)$", node_text.split("  inputs:", 1)[1]))
+        params = inspect.signature(call_endpoint.ask_phi3).parameters
+        self.assertLessEqual(set(node_inputs), set(params), "node inputs must be tool parameters")
+        required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+        self.assertLessEqual(required, set(node_inputs), "every required tool parameter must be bound")
+        self.assertEqual(node_inputs["connection"], "phi3-endpoint")
+        self.assertEqual(node_inputs["question"], "${inputs.question}")
+        self.assertIn(node_inputs["payload_shape"], call_endpoint.PAYLOAD_SHAPES)
+        self.assertEqual(node_inputs["payload_shape"], call_endpoint.DEFAULT_SHAPE)
+
+    def test_requirements(self):
+        with open(os.path.join(helpers.PROMPTFLOW_DIR, "requirements.txt"), encoding="utf-8") as handle:
+            reqs = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+        self.assertTrue(any(re.match(r"^promptflow\b", r) for r in reqs), reqs)
+        self.assertFalse(any(r.startswith("requests") for r in reqs))
+        self.assertIn("python_requirements_txt: requirements.txt", self.text)
+
+
+if __name__ == "__main__":
+    unittest.main()
