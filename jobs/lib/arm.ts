@@ -210,7 +210,8 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
  * @throws Error when a part is empty.
  */
 export function workspacePath(ws: { subscriptionId: string; resourceGroup: string; workspace: string }): string {
-  for (const [k, v] of Object.entries(ws)) {
+  for (const k of ["subscriptionId", "resourceGroup", "workspace"] as const) {
+    const v = ws[k];
     if (typeof v !== "string" || v.trim() === "") throw new Error(`workspacePath: ${k} is empty`);
   }
   return (
