@@ -6,9 +6,14 @@
 //
 // Endpoint: ENDPOINT_URI / ENDPOINT_KEY, else the stack outputs `scoringUri` and
 // `endpointKey` read with `pulumi stack output --json --show-secrets`.
-// Payload shapes: shared/REFERENCE.md "Scoring payloads" (catalog chat models:
-// `{"input_data": {"input_string": [...], "parameters": {...}}}` -> `{"output": "..."}`;
-// the seed's fine-tuned MLflow model: `{"input_data": [prompt], "params": {...}}` -> list).
+// Payload shapes (`--shape`):
+//   prompt-list (default): `{"input_data": [question], "params": {...}}` -> a JSON list with one
+//     answer per prompt. This is the only shape the fine-tuned MLflow model logged by
+//     finetuning_dir/fine_tune.py accepts (see "Serving contract" in its docstring); a single
+//     question is sent per request, so earlier turns are not part of the prompt.
+//   chat: `{"input_data": {"input_string": [...messages], "parameters": {...}}}` ->
+//     `{"output": "..."}`, for Azure model-catalog chat models (custom scoring script); the
+//     interactive loop sends the whole conversation history in this shape.
 //
 // The endpoint key is never printed: every message that could contain it goes through
 // `maskSecret`, and URLs are shown without credentials or query string.
@@ -41,7 +46,7 @@ export interface ChatArgs {
   temperature: number;
   /** Maximum number of generated tokens, integer >= 1 (default 128). */
   maxNewTokens: number;
-  /** Payload shape (default `chat`). */
+  /** Payload shape (default `prompt-list`, what fine_tune.py's MLflow signature accepts). */
   shape: Shape;
   /** Per-request timeout in seconds, > 0 (default 90). */
   timeoutSec: number;
@@ -106,8 +111,8 @@ Options:
   --stack <name>            Pulumi stack to read outputs from (default: selected stack)
   --temperature <n>         sampling temperature, >= 0 (default 0.7)
   --max-new-tokens <n>      maximum generated tokens (default 128)
-  --shape chat|prompt-list  payload shape (default chat; prompt-list for the seed's
-                            fine-tuned MLflow model)
+  --shape chat|prompt-list  payload shape (default prompt-list: the signature that
+                            finetuning_dir/fine_tune.py logs; chat for catalog models)
   --timeout <seconds>       per-request timeout (default 90)
   --retries <n>             retries on HTTP 429/503 (default 4)
   -h, --help                this help`;
@@ -126,7 +131,7 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
  * Parses the command line (without `node` and the script path).
  *
  * Accepts `--opt value` and `--opt=value`; `--` ends options; other arguments are joined by
- * spaces into the question. Defaults: temperature 0.7, max-new-tokens 128, shape `chat`,
+ * spaces into the question. Defaults: temperature 0.7, max-new-tokens 128, shape `prompt-list`,
  * timeout 90 s, retries 4.
  *
  * @param argv e.g. `process.argv.slice(2)`.
@@ -139,7 +144,7 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
     help: false,
     temperature: 0.7,
     maxNewTokens: 128,
-    shape: "chat",
+    shape: "prompt-list",
     timeoutSec: 90,
     retries: 4,
   };

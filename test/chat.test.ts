@@ -100,11 +100,12 @@ describe("parseArgs", () => {
       help: false,
       temperature: 0.7,
       maxNewTokens: 128,
-      shape: "chat",
+      shape: "prompt-list",
       timeoutSec: 90,
       retries: 4,
     });
     expect(parseArgs([]).question).toBeUndefined();
+    expect(parseArgs(["--shape", "chat", "q"]).shape).toBe("chat");
   });
 
   it("reads every option in both --opt value and --opt=value forms", () => {
@@ -374,22 +375,60 @@ function sink(isTTY = false) {
   return { isTTY, write: (c: string) => chunks.push(c), text: () => chunks.join("") };
 }
 
+/**
+ * Exact request body of the default shape (prompt-list, fine_tune.py's MLflow signature)
+ * for one question with the default generation parameters.
+ */
+const promptListBody = (question: string, temperature = 0.7) =>
+  JSON.stringify({
+    input_data: [question],
+    params: { temperature, max_new_tokens: 128, do_sample: true, return_full_text: false },
+  });
+
+/** True when the body is the prompt-list shape: a list of strings plus params. */
+const isPromptList = (body: string) => {
+  const b = JSON.parse(body) as { input_data?: unknown; params?: unknown };
+  return Array.isArray(b.input_data) && b.input_data.every((x) => typeof x === "string") && typeof b.params === "object";
+};
+
 describe("main (in process)", () => {
   const env = (uri: string) => ({ ENDPOINT_URI: uri, ENDPOINT_KEY: KEY });
   const noPulumi: PulumiRunner = async () => null;
 
-  it("one question: answer on stdout only, exit 0", async () => {
-    const srv = await scoringServer((_n, _s, res) => json(res, 200, { output: "Bill Gates" }));
+  it("one question, default shape: prompt-list body, list answer on stdout only, exit 0", async () => {
+    // Answers like fine_tune.py's MLflow model: a list for a prompt-list body, 400 otherwise.
+    const srv = await scoringServer((_n, s, res) =>
+      isPromptList(s.body) ? json(res, 200, ["Bill Gates and Paul Allen"]) : json(res, 400, "schema mismatch"),
+    );
     const out = sink();
     const err = sink();
     const code = await main(["Who founded Microsoft?"], env(srv.url), { stdout: out, stderr: err, stdin: new PassThrough(), runPulumi: noPulumi });
     expect(code).toBe(0);
+    expect(out.text()).toBe("Bill Gates and Paul Allen\n");
+    expect(err.text()).toBe("");
+    expect(srv.seen).toHaveLength(1);
+    expect(srv.seen[0].body).toBe(promptListBody("Who founded Microsoft?"));
+  });
+
+  it("one question, --shape chat: chat body, {output} answer on stdout only, exit 0", async () => {
+    const srv = await scoringServer((_n, _s, res) => json(res, 200, { output: "Bill Gates" }));
+    const out = sink();
+    const err = sink();
+    const code = await main(["--shape", "chat", "Who founded Microsoft?"], env(srv.url), { stdout: out, stderr: err, stdin: new PassThrough(), runPulumi: noPulumi });
+    expect(code).toBe(0);
     expect(out.text()).toBe("Bill Gates\n");
     expect(err.text()).toBe("");
+    expect(JSON.parse(srv.seen[0].body).input_data.input_string).toEqual([{ role: "user", content: "Who founded Microsoft?" }]);
+  });
+
+  it("--help documents prompt-list as the default shape", async () => {
+    const out = sink();
+    expect(await main(["--help"], {}, { stdout: out, stderr: sink(), stdin: new PassThrough() })).toBe(0);
+    expect(out.text()).toMatch(/--shape chat\|prompt-list\s+payload shape \(default prompt-list/);
   });
 
   it("retries are reported on stderr, spinner only on a TTY stderr, key never written", async () => {
-    const srv = await scoringServer((n, _s, res) => (n === 0 ? json(res, 503, "", { "Retry-After": "0" }) : json(res, 200, { output: "ok" })));
+    const srv = await scoringServer((n, _s, res) => (n === 0 ? json(res, 503, "", { "Retry-After": "0" }) : json(res, 200, ["ok"])));
     const out = sink();
     const err = sink(true);
     const code = await main(["q"], env(srv.url), { stdout: out, stderr: err, stdin: new PassThrough(), runPulumi: noPulumi, backoffBaseMs: 1 });
@@ -398,8 +437,11 @@ describe("main (in process)", () => {
     expect(err.text()).toContain("waiting for the endpoint");
     expect(err.text()).toContain("endpoint busy (HTTP 503), retry 1/4");
     expect(out.text() + err.text()).not.toContain(KEY);
+    expect(srv.seen[1].body).toBe(promptListBody("q")); // the retry resends the same default body
     const plain = sink(false);
-    await main(["q"], env(srv.url), { stdout: sink(), stderr: plain, stdin: new PassThrough(), runPulumi: noPulumi });
+    const plainOut = sink();
+    expect(await main(["q"], env(srv.url), { stdout: plainOut, stderr: plain, stdin: new PassThrough(), runPulumi: noPulumi })).toBe(0);
+    expect(plainOut.text()).toBe("ok\n");
     expect(plain.text()).not.toContain("waiting");
   });
 
@@ -438,13 +480,13 @@ describe("main (in process)", () => {
     expect(JSON.parse(srv.seen[0].body).input_data).toEqual(["Who founded Microsoft?"]);
   });
 
-  it("interactive: keeps the history in the chat payload and stops at exit", async () => {
+  it("interactive --shape chat: keeps the history in the chat payload and stops at exit", async () => {
     const srv = await scoringServer((n, _s, res) => json(res, 200, { output: `answer ${n + 1}` }));
     const stdin = new PassThrough();
     stdin.end("Who founded Microsoft?\n\nWhen?\nexit\nignored after exit\n");
     const out = sink();
     const err = sink();
-    const code = await main(["-i", "--temperature", "0"], env(srv.url), { stdout: out, stderr: err, stdin, runPulumi: noPulumi });
+    const code = await main(["-i", "--shape", "chat", "--temperature", "0"], env(srv.url), { stdout: out, stderr: err, stdin, runPulumi: noPulumi });
     expect(code).toBe(0);
     expect(out.text()).toBe("answer 1\nanswer 2\n");
     expect(srv.seen).toHaveLength(2);
@@ -462,17 +504,33 @@ describe("main (in process)", () => {
     expect(err.text()).not.toContain(KEY);
   });
 
-  it("interactive: Ctrl-D (end of input) quits; a failed turn is reported and left out of the history", async () => {
+  it("interactive --shape chat: Ctrl-D (end of input) quits; a failed turn is reported and left out of the history", async () => {
     const srv = await scoringServer((n, _s, res) => (n === 0 ? json(res, 500, "boom") : json(res, 200, { output: "fine" })));
     const stdin = new PassThrough();
     stdin.end("first\nsecond\n");
     const out = sink();
     const err = sink();
-    const code = await main(["-i"], env(srv.url), { stdout: out, stderr: err, stdin, runPulumi: noPulumi });
+    const code = await main(["-i", "--shape", "chat"], env(srv.url), { stdout: out, stderr: err, stdin, runPulumi: noPulumi });
     expect(code).toBe(0);
     expect(out.text()).toBe("fine\n");
     expect(err.text()).toMatch(/HTTP 500 .*boom/);
     expect(JSON.parse(srv.seen[1].body).input_data.input_string).toEqual([{ role: "user", content: "second" }]);
+  });
+});
+
+describe("main (in process), interactive default shape", () => {
+  it("prompt-list: each turn sends only its own question and reads a list answer", async () => {
+    const srv = await scoringServer((n, s, res) => (isPromptList(s.body) ? json(res, 200, [`answer ${n + 1}`]) : json(res, 400, "schema mismatch")));
+    const stdin = new PassThrough();
+    stdin.end("Who founded Microsoft?\nWhen?\nexit\n");
+    const out = sink();
+    const err = sink();
+    const code = await main(["-i"], { ENDPOINT_URI: srv.url, ENDPOINT_KEY: KEY }, { stdout: out, stderr: err, stdin, runPulumi: async () => null });
+    expect(code).toBe(0);
+    expect(out.text()).toBe("answer 1\nanswer 2\n");
+    expect(err.text()).toContain("(shape prompt-list)");
+    expect(srv.seen.map((s) => s.body)).toEqual([promptListBody("Who founded Microsoft?"), promptListBody("When?")]);
+    expect(err.text()).not.toContain(KEY);
   });
 });
 
@@ -493,11 +551,28 @@ describe("end to end: npx tsx jobs/chat.ts", () => {
     });
   }
 
-  it("prints the answer; the key is absent from stdout and stderr", async () => {
+  it("default shape: sends the prompt-list body, prints the list answer; the key is absent from stdout and stderr", async () => {
+    const srv = await scoringServer((_n, s, res) =>
+      s.headers.authorization !== `Bearer ${KEY}`
+        ? json(res, 401, "no")
+        : isPromptList(s.body)
+          ? json(res, 200, ["Hello from the endpoint"])
+          : json(res, 400, "schema mismatch"),
+    );
+    const r = await run(["hi"], { ENDPOINT_URI: srv.url, ENDPOINT_KEY: KEY });
+    expect(r.stdout).toBe("Hello from the endpoint\n");
+    expect(r.code).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain(KEY);
+    expect(srv.seen).toHaveLength(1);
+    expect(srv.seen[0].headers["content-type"]).toBe("application/json");
+    expect(srv.seen[0].body).toBe(promptListBody("hi"));
+  });
+
+  it("--shape chat: sends the chat body and prints the {output} answer", async () => {
     const srv = await scoringServer((_n, s, res) =>
       s.headers.authorization === `Bearer ${KEY}` ? json(res, 200, { output: "Hello from the endpoint" }) : json(res, 401, "no"),
     );
-    const r = await run(["hi"], { ENDPOINT_URI: srv.url, ENDPOINT_KEY: KEY });
+    const r = await run(["--shape", "chat", "hi"], { ENDPOINT_URI: srv.url, ENDPOINT_KEY: KEY });
     expect(r.stdout).toBe("Hello from the endpoint\n");
     expect(r.code).toBe(0);
     expect(r.stdout + r.stderr).not.toContain(KEY);
