@@ -1,0 +1,366 @@
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as local from "@pulumi/command/local";
+import * as ml from "@pulumi/azure-native/machinelearningservices";
+import * as storage from "@pulumi/azure-native/storage";
+import { hashFile, hashFolder, listFolder, short } from "./assets";
+import { StackConfig } from "./config";
+import { canonicalJson, sha256 } from "./naming";
+
+/** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, conda.yml). */
+export const FINETUNING_DIR = "finetuning_dir";
+/** Blob container, in the workspace's storage account, holding code and data uploads. */
+export const ASSETS_CONTAINER = "phi3-assets";
+/** Azure ML datastore over {@link ASSETS_CONTAINER} (identity-based access, no keys). */
+export const ASSETS_DATASTORE = "phi3_assets";
+
+/** Project-relative path (stable across checkouts, unlike an absolute path). */
+function rel(p: string): string {
+  return path.relative(process.cwd(), path.resolve(p)).split(path.sep).join("/");
+}
+
+/** Where the training data comes from, as the fine-tune job sees it. */
+export type DataPlan =
+  | { kind: "prep"; prepJobName: string; prepCommand: string; prepHash: string }
+  | { kind: "jsonl"; trainHash: string; testHash: string; trainFile: string; testFile: string };
+
+/** Everything that defines the training jobs, computed without Azure: hashes and names. */
+export interface TrainingPlan {
+  codeHash: string;
+  environmentHash: string;
+  condaFile: string;
+  data: DataPlan;
+  /** The fine-tune command (hyperparameters inlined as literal arguments). */
+  command: string;
+  /** Hash of everything that defines the fine-tune job. */
+  jobHash: string;
+  jobName: string;
+  /** Integer model version (MLflow clients expect integers), derived from {@link jobHash}. */
+  modelVersion: string;
+}
+
+/**
+ * The fine-tune command line. Every hyperparameter is an argument of `fine_tune.py`; inputs
+ * and outputs use Azure ML's `${{inputs.x}}` / `${{outputs.x}}` bindings.
+ */
+export function fineTuneCommand(c: StackConfig): string {
+  const h = c.hyperparameters;
+  return [
+    "python fine_tune.py",
+    "--train-file ${{inputs.train_file}}",
+    "--eval-file ${{inputs.eval_file}}",
+    "--model-output ${{outputs.model_output}}",
+    `--base-model ${c.baseModel}`,
+    `--epochs ${h.epochs}`,
+    `--learning-rate ${h.learningRate}`,
+    `--per-device-batch-size ${h.perDeviceBatchSize}`,
+    `--max-seq-length ${h.maxSeqLength}`,
+    `--warmup-ratio ${h.warmupRatio}`,
+    `--lr-scheduler ${h.lrScheduler}`,
+    `--seed ${h.seed}`,
+    `--serving-dtype ${c.training.servedDtype}`,
+  ].join(" ");
+}
+
+/** The data preparation command (ultrachat_200k slice → train/test JSONL outputs). */
+export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat" }>): string {
+  return [
+    "python prepare_data.py",
+    `--dataset ${d.dataset}`,
+    `--split '${d.split}'`,
+    `--test-size ${d.testSize}`,
+    `--seed ${d.seed}`,
+    "--train-output ${{outputs.train}}",
+    "--test-output ${{outputs.test}}",
+  ].join(" ");
+}
+
+/**
+ * Compute hashes and names of the training assets and jobs from the config and the files on
+ * disk. Pure apart from reading `finetuning_dir/` and the JSONL files. The fine-tune job's
+ * name hashes code, environment, data, base model, hyperparameters, compute and command, and
+ * nothing else: serving settings and tags never produce a new job (jobs are immutable in
+ * Azure ML and cannot be deleted). Throws when a file is missing.
+ */
+export function planTraining(c: StackConfig, root = "."): TrainingPlan {
+  const dir = path.join(root, FINETUNING_DIR);
+  const codeHash = hashFolder(dir);
+  const condaFile = fs.readFileSync(path.join(dir, "conda.yml"), "utf8");
+  const environmentHash = sha256(c.training.image, condaFile);
+  const p = c.namePrefix;
+  let data: DataPlan;
+  if (c.data.source === "ultrachat") {
+    const command = prepCommand(c.data);
+    const prepHash = sha256(
+      canonicalJson({
+        command,
+        codeHash,
+        environmentHash,
+        compute: { name: c.data.prepCluster.name, vmSize: c.data.prepCluster.vmSize },
+        experiment: c.training.experimentName,
+        attempt: c.training.attempt,
+      }),
+    );
+    data = { kind: "prep", prepJobName: `${p}-prep-${short(prepHash, 16)}`, prepCommand: command, prepHash };
+  } else {
+    data = {
+      kind: "jsonl",
+      trainFile: c.data.trainFile,
+      testFile: c.data.testFile,
+      trainHash: hashFile(path.join(root, c.data.trainFile)),
+      testHash: hashFile(path.join(root, c.data.testFile)),
+    };
+  }
+  const command = fineTuneCommand(c);
+  const jobHash = sha256(
+    canonicalJson({
+      command,
+      codeHash,
+      environmentHash,
+      data: data.kind === "prep" ? { prep: data.prepJobName } : { train: data.trainHash, test: data.testHash },
+      compute: { name: c.trainingCluster.name, vmSize: c.trainingCluster.vmSize },
+      experiment: c.training.experimentName,
+      attempt: c.training.attempt,
+    }),
+  );
+  return {
+    codeHash,
+    environmentHash,
+    condaFile,
+    data,
+    command,
+    jobHash,
+    jobName: `${p}-ft-${short(jobHash, 16)}`,
+    modelVersion: String((parseInt(jobHash.slice(0, 8), 16) % 1_000_000_000) + 1),
+  };
+}
+
+/** Arguments of {@link Training}. */
+export interface TrainingArgs {
+  config: StackConfig;
+  plan: TrainingPlan;
+  location: string;
+  subscriptionId: pulumi.Input<string>;
+  resourceGroupName: pulumi.Input<string>;
+  workspaceName: pulumi.Input<string>;
+  storageAccountName: pulumi.Input<string>;
+  trainingClusterId: pulumi.Input<string>;
+  prepClusterId?: pulumi.Input<string>;
+  /** Resources the first job must wait for (role assignments of the cluster identity). */
+  dependsOn: pulumi.Input<pulumi.Resource>[];
+}
+
+/**
+ * Everything between "workspace ready" and "model version registered" (Azure ML REST
+ * 2025-12-01): the assets container and its datastore; the code asset (the files of
+ * `finetuning_dir/`, uploaded under `code/<hash>/`); the training environment (curated image
+ * plus `conda.yml`); the data (a preparation command job on ultrachat_200k, or the user's
+ * JSONL uploaded as `uri_file` data assets); the fine-tune command job on the training
+ * cluster, each job submitted under its content-hash name by `jobs/submit-job.ts`, which
+ * blocks `pulumi up` until the job completes; and the MLflow model version registered from
+ * the job's `model_output`.
+ * Every asset version and job name is a content hash, so unchanged inputs give no diff.
+ */
+export class Training extends pulumi.ComponentResource {
+  public readonly jobName: pulumi.Output<string>;
+  /** ARM id of the registered model version. */
+  public readonly modelVersionId: pulumi.Output<string>;
+  public readonly modelName: string;
+  public readonly modelVersion: string;
+
+  constructor(name: string, args: TrainingArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("phi3:infra:Training", name, {}, opts);
+    const { config: c, plan } = args;
+    const parent = { parent: this };
+    const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
+    const tags = { ...c.tags, stack: pulumi.getStack() };
+
+    const container = new storage.BlobContainer(
+      `${name}-assets-container`,
+      { containerName: ASSETS_CONTAINER, accountName: args.storageAccountName, resourceGroupName: args.resourceGroupName, publicAccess: "None" },
+      parent,
+    );
+    const datastore = new ml.Datastore(
+      `${name}-datastore`,
+      {
+        ...ws,
+        name: ASSETS_DATASTORE,
+        properties: {
+          datastoreType: "AzureBlob",
+          accountName: args.storageAccountName,
+          containerName: container.name,
+          credentials: { credentialsType: "None" },
+          description: "Code and data uploaded by the phi3-finetune stack (identity-based access)",
+        },
+      },
+      parent,
+    );
+    const upload = (logical: string, blobName: string, file: string) =>
+      new storage.Blob(
+        logical,
+        {
+          accountName: args.storageAccountName,
+          containerName: container.name,
+          resourceGroupName: args.resourceGroupName,
+          blobName,
+          type: "Block",
+          source: new pulumi.asset.FileAsset(rel(file)),
+        },
+        parent,
+      );
+
+    // Code asset: one blob per file under code/<hash>/, then the version pointing at the folder.
+    const codePrefix = `code/${short(plan.codeHash)}`;
+    const codeBlobs = listFolder(FINETUNING_DIR).map((f) =>
+      upload(`${name}-code-${f.relativePath.replace(/[^A-Za-z0-9]+/g, "-")}`, `${codePrefix}/${f.relativePath}`, f.absolutePath),
+    );
+    const code = new ml.CodeVersion(
+      `${name}-code`,
+      {
+        ...ws,
+        name: "phi3-finetune-code",
+        version: short(plan.codeHash),
+        properties: {
+          codeUri: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${ASSETS_CONTAINER}/${codePrefix}`,
+          description: "finetuning_dir/ (fine_tune.py, prepare_data.py, conda.yml)",
+        },
+      },
+      { parent: this, dependsOn: codeBlobs }, // the version must not exist before its files
+    );
+
+    const environment = new ml.EnvironmentVersion(
+      `${name}-environment`,
+      {
+        ...ws,
+        name: "phi3-training-env",
+        version: short(plan.environmentHash),
+        properties: { image: c.training.image, condaFile: plan.condaFile, osType: "Linux", description: "Training image + finetuning_dir/conda.yml" },
+      },
+      parent,
+    );
+
+    const jobProperties = (computeId: pulumi.Input<string>, rest: Record<string, unknown>) => ({
+      jobType: "Command",
+      codeId: code.id,
+      environmentId: environment.id,
+      computeId,
+      experimentName: c.training.experimentName,
+      // Run as the compute's managed identity (the user-assigned one), which reads the datastore.
+      identity: { identityType: "Managed" },
+      resources: { instanceCount: 1 },
+      tags,
+      ...rest,
+    });
+    // Jobs are submitted by jobs/submit-job.ts, not by ml.Job: Pulumi's SDKs drop an input named
+    // `id` (pulumi/pulumi#13781), so ml.Job cannot carry our content-hash job name. The script PUTs
+    // the exact body below under that name (once: jobs are immutable), then waits for a terminal
+    // state; a failed job fails `pulumi up` and nothing downstream is created. No delete step:
+    // Azure ML jobs cannot be deleted and stay as run history.
+    const submitJob = (logical: string, jobName: string, properties: Record<string, unknown>, dependsOn: pulumi.Input<pulumi.Resource>[]) =>
+      new local.Command(
+        logical,
+        {
+          create: "npx --no-install tsx jobs/submit-job.ts",
+          environment: {
+            AZURE_SUBSCRIPTION_ID: args.subscriptionId,
+            AZURE_RESOURCE_GROUP: args.resourceGroupName,
+            AZUREML_WORKSPACE: args.workspaceName,
+            AZUREML_JOB_NAME: jobName,
+            AZUREML_JOB_BODY: pulumi.jsonStringify(pulumi.output({ properties })),
+            WAIT_DEADLINE_SECONDS: String(Math.round(c.training.waitTimeoutHours * 3600)),
+          },
+          logging: "stdoutAndStderr",
+        },
+        { parent: this, dependsOn },
+      );
+
+    let jobInputs: Record<string, { jobInputType: string; uri: pulumi.Input<string> }>;
+    let dataReady: pulumi.Resource[] = [];
+    if (plan.data.kind === "prep") {
+      if (!args.prepClusterId) throw new Error("Training: the ultrachat data source needs a preparation cluster");
+      const prep = submitJob(
+        `${name}-prep-job`,
+        plan.data.prepJobName,
+        jobProperties(args.prepClusterId, {
+          displayName: "prepare ultrachat_200k",
+          command: plan.data.prepCommand,
+          outputs: {
+            train: { jobOutputType: "uri_folder", mode: "ReadWriteMount" },
+            test: { jobOutputType: "uri_folder", mode: "ReadWriteMount" },
+          },
+        }),
+        // Jobs read the datastore as the cluster identity: its roles must exist first.
+        [code, environment, datastore, ...args.dependsOn],
+      );
+      dataReady = [prep];
+      jobInputs = {
+        train_file: { jobInputType: "uri_folder", uri: `azureml://jobs/${plan.data.prepJobName}/outputs/train` },
+        eval_file: { jobInputType: "uri_folder", uri: `azureml://jobs/${plan.data.prepJobName}/outputs/test` },
+      };
+    } else {
+      const d = plan.data;
+      const asset = (role: "train" | "test", file: string, hash: string) => {
+        const blobName = `data/${short(hash)}/${path.basename(file)}`;
+        const blob = upload(`${name}-${role}-blob`, blobName, file);
+        return new ml.DataVersion(
+          `${name}-${role}-data`,
+          {
+            ...ws,
+            name: `phi3-${role}-data`,
+            version: short(hash),
+            properties: {
+              dataType: "uri_file",
+              dataUri: `azureml://datastores/${ASSETS_DATASTORE}/paths/${blobName}`,
+              description: `${file} (chat JSONL, validated at plan time)`,
+            },
+          },
+          { parent: this, dependsOn: [blob, datastore] }, // the data asset points at the uploaded blob
+        );
+      };
+      const train = asset("train", d.trainFile, d.trainHash);
+      const test = asset("test", d.testFile, d.testHash);
+      dataReady = [train, test];
+      jobInputs = {
+        train_file: { jobInputType: "uri_file", uri: train.id },
+        eval_file: { jobInputType: "uri_file", uri: test.id },
+      };
+    }
+
+    const job = submitJob(
+      `${name}-finetune-job`,
+      plan.jobName,
+      jobProperties(args.trainingClusterId, {
+        displayName: `fine-tune ${c.baseModel}`,
+        description: `SFT of ${c.baseModel}; the job name is a hash of code, environment, data, model, hyperparameters and compute`,
+        command: plan.command,
+        inputs: jobInputs,
+        outputs: { model_output: { jobOutputType: "mlflow_model", mode: "ReadWriteMount" } },
+      }),
+      // The data must be ready (prep job completed / data assets registered) and roles granted.
+      [code, environment, datastore, ...dataReady, ...args.dependsOn],
+    );
+
+    this.modelName = c.training.modelName;
+    this.modelVersion = plan.modelVersion;
+    const model = new ml.ModelVersion(
+      `${name}-model`,
+      {
+        ...ws,
+        name: c.training.modelName,
+        version: plan.modelVersion,
+        properties: {
+          modelType: "mlflow_model",
+          modelUri: `azureml://jobs/${plan.jobName}/outputs/model_output`,
+          jobName: plan.jobName,
+          description: `${c.baseModel} fine-tuned by job ${plan.jobName}`,
+          tags: { baseModel: c.baseModel, job: plan.jobName, servedDtype: c.training.servedDtype },
+        },
+      },
+      { parent: this, dependsOn: [job] }, // register only after the job completed (never from a failed job)
+    );
+    this.jobName = pulumi.output(plan.jobName);
+    this.modelVersionId = model.id;
+    this.registerOutputs({ jobName: this.jobName, modelVersionId: this.modelVersionId });
+  }
+}
