@@ -1,0 +1,110 @@
+/**
+ * phi3-finetune: an Azure subscription to a fine-tuned Phi-3 model answering chat requests on
+ * an Azure ML managed online endpoint, with Prompt flow. This file only composes; each concern
+ * is a component in infra/. Reading order follows the seeds' architecture:
+ *   config → workspace (+ storage, key vault, insights, registry) → identity and roles
+ *   → compute clusters → training (assets, jobs, model) → serving (endpoint, deployments,
+ *   traffic) → Prompt flow (hub, project, connection).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as authorization from "@pulumi/azure-native/authorization";
+import { ComputeClusters } from "./infra/compute";
+import { loadConfig } from "./infra/config";
+import { WorkloadIdentity } from "./infra/identity";
+import { azureNames } from "./infra/naming";
+import { PromptFlow } from "./infra/promptflow";
+import { Serving } from "./infra/serving";
+import { planTraining, Training } from "./infra/training";
+import { MlWorkspace } from "./infra/workspace";
+
+// Validate everything (config, files, data) before the first resource is registered.
+const { config, warnings } = loadConfig();
+const trainingPlan = planTraining(config);
+for (const w of warnings) pulumi.log.warn(w);
+
+const tags = { ...config.tags, project: "phi3-finetune", stack: pulumi.getStack() };
+const location = config.location;
+const client = authorization.getClientConfigOutput();
+const names = client.subscriptionId.apply((subscriptionId) =>
+  azureNames({ prefix: config.namePrefix, stack: pulumi.getStack(), subscriptionId, resourceGroupName: config.resourceGroupName }),
+);
+
+const workspace = new MlWorkspace("phi3", {
+  location,
+  names,
+  client,
+  existingResourceGroup: config.resourceGroupName,
+  tags,
+});
+
+const identity = new WorkloadIdentity("phi3-identity", {
+  location,
+  resourceGroupName: workspace.resourceGroupName,
+  identityName: names.identity,
+  subscriptionId: client.subscriptionId,
+  scopes: { resourceGroup: workspace.resourceGroupId, storageAccount: workspace.storageAccountId, registry: workspace.registryId },
+  tags,
+});
+
+const ws = { resourceGroupName: workspace.resourceGroupName, workspaceName: workspace.workspaceName };
+
+const compute = new ComputeClusters("phi3-compute", {
+  location,
+  ...ws,
+  identityId: identity.id,
+  training: config.trainingCluster,
+  prep: config.data.source === "ultrachat" ? config.data.prepCluster : undefined,
+  tags,
+});
+
+const training = new Training("phi3-training", {
+  config,
+  plan: trainingPlan,
+  location,
+  subscriptionId: client.subscriptionId,
+  ...ws,
+  storageAccountName: workspace.storageAccountName,
+  trainingClusterId: compute.trainingClusterId,
+  prepClusterId: compute.prepClusterId,
+  dependsOn: identity.roleAssignments,
+});
+
+const serving = new Serving("phi3-serving", {
+  config,
+  location,
+  subscriptionId: client.subscriptionId,
+  ...ws,
+  endpointName: names.endpoint,
+  identity: { id: identity.id, clientId: identity.clientId },
+  roleAssignments: identity.roleAssignments,
+  trainedModel: { name: training.modelName, version: training.modelVersion, id: training.modelVersionId },
+});
+
+const promptFlow = config.promptFlow.enabled
+  ? new PromptFlow("phi3-promptflow", {
+      location,
+      resourceGroupName: workspace.resourceGroupName,
+      hubName: names.hub,
+      projectName: names.project,
+      storageAccountId: workspace.storageAccountId,
+      keyVaultId: workspace.keyVaultId,
+      appInsightsId: workspace.appInsightsId,
+      registryId: workspace.registryId,
+      connectionName: config.promptFlow.connectionName,
+      scoringUri: serving.scoringUri,
+      endpointKey: serving.primaryKey,
+      tags,
+    })
+  : undefined;
+
+export const resourceGroupName = workspace.resourceGroupName;
+export const workspaceName = workspace.workspaceName;
+export const fineTuneJobName = training.jobName;
+export const modelVersionId = training.modelVersionId;
+export const endpointName = serving.endpointName;
+export const deploymentNames = serving.deploymentNames;
+export const scoringUri = serving.scoringUri;
+/** Primary endpoint key (secret: `pulumi stack output endpointKey --show-secrets`). */
+export const endpointKey = serving.primaryKey;
+export const promptFlowProject = promptFlow?.projectName;
+export const promptFlowConnection = promptFlow?.connectionName;

@@ -1,0 +1,83 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as ml from "@pulumi/azure-native/machinelearningservices";
+import { ClusterConfig } from "./config";
+import { isoSeconds } from "./naming";
+
+/** Arguments of {@link ComputeClusters}. */
+export interface ComputeClustersArgs {
+  location: string;
+  resourceGroupName: pulumi.Input<string>;
+  workspaceName: pulumi.Input<string>;
+  /** ARM id of the user-assigned identity the nodes run as. */
+  identityId: pulumi.Input<string>;
+  /** The fine-tuning cluster (seed: Standard_NC24ads_A100_v4, dedicated, 0..1 nodes, 120 s idle). */
+  training: ClusterConfig;
+  /** Optional CPU cluster for the data preparation job. */
+  prep?: ClusterConfig;
+  tags: Record<string, string>;
+}
+
+/**
+ * Declare one AmlCompute cluster (Azure ML REST 2025-12-01 `Compute`, computeType
+ * `AmlCompute`). `idleSeconds` is seconds, sent as the ISO-8601 duration `PT<n>S`.
+ * A changed VM size, priority or name replaces the cluster: Azure silently ignores some
+ * in-place updates of AmlCompute properties (shared/REFERENCE.md).
+ */
+export function amlCluster(
+  logicalName: string,
+  cluster: ClusterConfig,
+  args: Omit<ComputeClustersArgs, "training" | "prep">,
+  opts: pulumi.CustomResourceOptions,
+): ml.Compute {
+  return new ml.Compute(
+    logicalName,
+    {
+      computeName: cluster.name,
+      resourceGroupName: args.resourceGroupName,
+      workspaceName: args.workspaceName,
+      location: args.location,
+      identity: { type: "UserAssigned", userAssignedIdentities: [args.identityId] },
+      properties: {
+        computeType: "AmlCompute",
+        description: `${cluster.vmSize}, ${cluster.minNodes}..${cluster.maxNodes} nodes`,
+        properties: {
+          vmSize: cluster.vmSize,
+          vmPriority: cluster.vmPriority,
+          osType: "Linux",
+          scaleSettings: {
+            minNodeCount: cluster.minNodes,
+            maxNodeCount: cluster.maxNodes,
+            nodeIdleTimeBeforeScaleDown: isoSeconds(cluster.idleSeconds),
+          },
+        },
+      },
+      tags: args.tags,
+    },
+    {
+      ...opts,
+      // Azure ignores some in-place AmlCompute updates: force a new cluster instead (REFERENCE.md).
+      replaceOnChanges: ["properties.properties.vmSize", "properties.properties.vmPriority"],
+      // The compute name is fixed by config, so the old cluster must go before the new one exists.
+      deleteBeforeReplace: true,
+    },
+  );
+}
+
+/**
+ * The stack's compute clusters: the GPU training cluster and, when the data comes from
+ * ultrachat_200k, a small CPU cluster that runs the preparation job. Both run as the
+ * user-assigned identity so jobs can read the assets container.
+ */
+export class ComputeClusters extends pulumi.ComponentResource {
+  /** ARM id of the training cluster. */
+  public readonly trainingClusterId: pulumi.Output<string>;
+  /** ARM id of the preparation cluster (undefined without one). */
+  public readonly prepClusterId?: pulumi.Output<string>;
+
+  constructor(name: string, args: ComputeClustersArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("phi3:infra:Compute", name, {}, opts);
+    this.trainingClusterId = amlCluster(`${name}-training`, args.training, args, { parent: this }).id;
+    if (args.prep) this.prepClusterId = amlCluster(`${name}-prep`, args.prep, args, { parent: this }).id;
+    this.registerOutputs({ trainingClusterId: this.trainingClusterId, prepClusterId: this.prepClusterId });
+  }
+}

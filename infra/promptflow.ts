@@ -1,0 +1,92 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as ml from "@pulumi/azure-native/machinelearningservices";
+
+/** Arguments of {@link PromptFlow}. */
+export interface PromptFlowArgs {
+  location: string;
+  resourceGroupName: pulumi.Input<string>;
+  hubName: pulumi.Input<string>;
+  projectName: pulumi.Input<string>;
+  /** ARM ids reused from the ML workspace's dependencies (Azure allows sharing them). */
+  storageAccountId: pulumi.Input<string>;
+  keyVaultId: pulumi.Input<string>;
+  appInsightsId: pulumi.Input<string>;
+  registryId: pulumi.Input<string>;
+  /** Name of the CustomKeys connection. */
+  connectionName: string;
+  /** Scoring URI of the online endpoint. */
+  scoringUri: pulumi.Input<string>;
+  /** Endpoint key; must be a secret. */
+  endpointKey: pulumi.Output<string>;
+  tags: Record<string, string>;
+}
+
+/**
+ * Prompt flow's side of the seeds (Azure ML REST 2025-12-01): an AI hub (workspace kind
+ * `Hub`) reusing the stack's storage account, key vault, Application Insights and registry; a
+ * project in it (kind `Project`, `hubResourceId`); and a `CustomKeys` connection on the
+ * project holding `endpoint` (the scoring URI) and `key` (the endpoint key, a secret), which
+ * Prompt flow exposes to the flow's tool as `connection.secrets`.
+ */
+export class PromptFlow extends pulumi.ComponentResource {
+  public readonly hubName: pulumi.Output<string>;
+  public readonly projectName: pulumi.Output<string>;
+  public readonly connectionName: pulumi.Output<string>;
+
+  constructor(name: string, args: PromptFlowArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("phi3:infra:PromptFlow", name, {}, opts);
+    const common = { resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags };
+    const hub = new ml.Workspace(
+      `${name}-hub`,
+      {
+        ...common,
+        workspaceName: args.hubName,
+        kind: "Hub",
+        friendlyName: "Phi-3 Prompt flow hub",
+        identity: { type: "SystemAssigned" },
+        sku: { name: "Basic", tier: "Basic" },
+        storageAccount: args.storageAccountId,
+        keyVault: args.keyVaultId,
+        applicationInsights: args.appInsightsId,
+        containerRegistry: args.registryId,
+        publicNetworkAccess: "Enabled",
+      },
+      { parent: this },
+    );
+    const project = new ml.Workspace(
+      `${name}-project`,
+      {
+        ...common,
+        workspaceName: args.projectName,
+        kind: "Project",
+        friendlyName: "Phi-3 Prompt flow project",
+        identity: { type: "SystemAssigned" },
+        sku: { name: "Basic", tier: "Basic" },
+        hubResourceId: hub.id,
+        publicNetworkAccess: "Enabled",
+      },
+      { parent: this },
+    );
+    const connection = new ml.WorkspaceConnection(
+      `${name}-connection`,
+      {
+        resourceGroupName: args.resourceGroupName,
+        workspaceName: project.name,
+        connectionName: args.connectionName,
+        properties: {
+          category: "CustomKeys",
+          authType: "CustomKeys",
+          target: args.scoringUri,
+          credentials: { keys: pulumi.secret(pulumi.all([args.scoringUri, args.endpointKey]).apply(([endpoint, key]) => ({ endpoint, key }))) },
+          metadata: { purpose: "Fine-tuned Phi-3 online endpoint" },
+        },
+      },
+      // The connection's properties hold the endpoint key: keep them secret in state and outputs.
+      { parent: this, additionalSecretOutputs: ["properties"] },
+    );
+    this.hubName = hub.name;
+    this.projectName = project.name;
+    this.connectionName = connection.name;
+    this.registerOutputs({ hubName: this.hubName, projectName: this.projectName, connectionName: this.connectionName });
+  }
+}
