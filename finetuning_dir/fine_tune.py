@@ -2,20 +2,27 @@
 
 Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
 
-* base model ``microsoft/Phi-3-mini-4k-instruct`` (``--base-model``), loaded in bfloat16 with the
-  eager attention implementation and ``use_cache=False`` for training;
+* base model ``microsoft/Phi-3-mini-4k-instruct`` (``--base-model``), loaded in bfloat16 on a
+  GPU (float32 on CPU, see below) with the eager attention implementation and
+  ``use_cache=False`` for training;
 * every row's ``messages`` go through the tokenizer's chat template, with an empty system turn
   inserted in front when the conversation has none (:func:`normalize_messages`);
-* trl ``SFTTrainer`` with packing, bf16 mixed precision, gradient checkpointing and a cosine
-  schedule; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
+* trl ``SFTTrainer`` with packing, bf16 mixed precision (on a GPU), gradient checkpointing and
+  a cosine schedule; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
   scheduler and seed come from the command line (defaults 3, 5e-6, 4, 2048, 0.2, cosine, 0);
 * evaluation on the test split after every epoch; every number the trainer logs (loss,
   learning rate, eval loss, runtime...) goes to the active MLflow run through a small callback
   (the stock ``MLflowCallback`` is disabled: it logs every TrainingArguments field as a param
   and Azure ML rejects some of them, the INVALID_PARAMETER_VALUE error the sample works
   around);
+* without CUDA (a CPU cluster such as Standard_E16s_v3 with the
+  ``mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04`` image, fine for a few rows of data)
+  the trainer runs on the CPU in plain float32: ``use_cpu=True``, ``bf16=False`` and the model
+  loaded in float32 (bfloat16 is emulated and slow on those VMs); see
+  :func:`training_dtype_name`. A CUDA GPU without bfloat16 (V100/T4) is refused for training;
 * the trained model is cast to ``--serving-dtype`` (float16 by default: the V100/T4 GPUs of
-  the usual serving SKUs have no bfloat16) and written with ``mlflow.transformers.save_model``
+  the usual serving SKUs have no bfloat16; float32 for CPU serving such as Standard_E4s_v3,
+  where float16 matmuls are slow or unsupported; bfloat16 for A100/H100/A10) and written with ``mlflow.transformers.save_model``
   straight into ``--model-output``, so an Azure ML ``mlflow_model`` / ``uri_folder`` job output
   holds the MLflow model (``MLmodel`` at its root). Unless ``--no-log-model-to-run`` is given,
   the same directory is also uploaded to the run's artifacts under ``model_output``, so the
@@ -51,7 +58,7 @@ Command line::
     python fine_tune.py --train-file PATH --eval-file PATH --model-output DIR
         [--base-model ID] [--epochs 3] [--learning-rate 5e-6] [--per-device-batch-size 4]
         [--max-seq-length 2048] [--warmup-ratio 0.2] [--lr-scheduler cosine] [--seed 0]
-        [--serving-dtype float16|bfloat16] [--trust-remote-code]
+        [--serving-dtype float16|bfloat16|float32] [--trust-remote-code]
         [--log-model-to-run | --no-log-model-to-run]
 
 ``--train-file`` / ``--eval-file`` take a JSONL file or a folder holding exactly one ``.jsonl``
@@ -99,8 +106,12 @@ _DTYPE_ALIASES = {
     "bfloat16": "bfloat16",
     "bf16": "bfloat16",
     "torch.bfloat16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "torch.float32": "float32",
 }
-SERVING_DTYPES = ("float16", "bfloat16")
+SERVING_DTYPES = ("float16", "bfloat16", "float32")
 
 #: Generation parameters a caller may send in ``params`` (with their defaults). They form the
 #: params schema of the model signature; MLflow ignores keys outside the schema.
@@ -132,11 +143,12 @@ _PROMPT_MARKER = "<<<__MLFLOW_PROMPT_PLACEHOLDER__>>>"
 
 
 def serving_dtype_name(value: Any) -> str:
-    """Canonical name (``"float16"`` or ``"bfloat16"``) of a serving dtype spelling.
+    """Canonical name (``"float16"``, ``"bfloat16"`` or ``"float32"``) of a serving dtype spelling.
 
-    Accepts ``float16``/``fp16``/``half``/``bfloat16``/``bf16`` (any case, optional ``torch.``
-    prefix) or a ``torch.dtype``. Raises ``ValueError`` for anything else (float32 is refused
-    on purpose: it doubles the model size for no gain at serving time).
+    Accepts ``float16``/``fp16``/``half``/``bfloat16``/``bf16``/``float32``/``fp32``/``float``
+    (any case, optional ``torch.`` prefix) or a ``torch.dtype``. Pick float32 for CPU instance
+    types (float16 matmuls are slow or unsupported on CPU), float16 for V100/T4 GPUs (no
+    bfloat16), bfloat16 for A100/H100/A10. Raises ``ValueError`` for anything else.
     """
     text = str(value).strip().lower()
     try:
@@ -144,7 +156,7 @@ def serving_dtype_name(value: Any) -> str:
     except KeyError:
         raise ValueError(
             f"unsupported serving dtype {value!r}: use one of {', '.join(SERVING_DTYPES)} "
-            "(float16 for V100/T4 GPUs, which have no bfloat16)"
+            "(float32 for CPU instance types, float16 for V100/T4 GPUs, bfloat16 for A100/H100/A10)"
         ) from None
 
 
@@ -216,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_non_negative_int, default=0)
     parser.add_argument("--serving-dtype", type=_dtype_arg, default="float16",
                         help="dtype of the saved weights: float16 (default; V100/T4 have no "
-                             "bf16) or bfloat16 (A100/H100/A10)")
+                             "bf16), bfloat16 (A100/H100/A10) or float32 (CPU instance types)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow model code from the hub (not needed for Phi-3/3.5-mini: "
                              "transformers 4.41 implements Phi3 natively)")
@@ -304,14 +316,22 @@ def default_checkpoint_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "phi3-sft-trainer")
 
 
-def training_arguments_kwargs(args: argparse.Namespace, output_dir: Optional[str] = None) -> Dict[str, Any]:
+def training_dtype_name(use_cpu: bool) -> str:
+    """dtype the base model is loaded in for training: ``"float32"`` on CPU (bfloat16 is
+    emulated and slow on the CPU VMs), ``"bfloat16"`` on a GPU."""
+    return "float32" if use_cpu else "bfloat16"
+
+
+def training_arguments_kwargs(args: argparse.Namespace, output_dir: Optional[str] = None,
+                              use_cpu: bool = False) -> Dict[str, Any]:
     """Keyword arguments for ``transformers.TrainingArguments`` (the trainer config of trl 0.8).
 
-    bf16 mixed precision, gradient checkpointing (non-reentrant), evaluation and logging-only
+    bf16 mixed precision on a GPU, plain float32 with ``use_cpu=True`` when ``use_cpu`` (no
+    CUDA device), gradient checkpointing (non-reentrant), evaluation and logging-only
     reporting, no intermediate checkpoints (a full Phi-3 checkpoint with optimizer states is
     ~45 GB; only the final model is kept, in ``--model-output``).
     """
-    return {
+    kwargs: Dict[str, Any] = {
         "output_dir": output_dir or default_checkpoint_dir(),
         "overwrite_output_dir": True,
         "num_train_epochs": args.epochs,
@@ -333,6 +353,10 @@ def training_arguments_kwargs(args: argparse.Namespace, output_dir: Optional[str
         "report_to": "none",
         "remove_unused_columns": True,
     }
+    if use_cpu:
+        kwargs["use_cpu"] = True
+        kwargs["bf16"] = False
+    return kwargs
 
 
 def sft_trainer_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
@@ -415,15 +439,16 @@ def serving_input_example() -> tuple:
     return (["Who founded Microsoft?"], dict(DEFAULT_INFERENCE_PARAMS))
 
 
-def model_metadata(args: argparse.Namespace) -> Dict[str, Any]:
-    """Free-form metadata stored in the MLmodel file."""
+def model_metadata(args: argparse.Namespace, use_cpu: bool = False) -> Dict[str, Any]:
+    """Free-form metadata stored in the MLmodel file (``use_cpu``: trained on CPU in fp32)."""
+    precision = "fp32, cpu" if use_cpu else "bf16"
     return {
         "base_model": args.base_model,
         "serving_dtype": args.serving_dtype,
         "payload_shape": SERVING_PAYLOAD_SHAPE,
         "payload_example": {"input_data": ["Who founded Microsoft?"],
                             "params": dict(DEFAULT_INFERENCE_PARAMS)},
-        "trained_with": f"trl=={TARGET_TRL_VERSION} SFTTrainer (packing, bf16)",
+        "trained_with": f"trl=={TARGET_TRL_VERSION} SFTTrainer (packing, {precision})",
     }
 
 
@@ -449,16 +474,16 @@ def ensure_empty_dir(path: str) -> None:
 def _torch_dtype(name: str) -> Any:
     import torch
 
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16}[serving_dtype_name(name)]
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    return dtypes[serving_dtype_name(name)]
 
 
-def load_model_and_tokenizer(args: argparse.Namespace) -> tuple:
-    import torch
+def load_model_and_tokenizer(args: argparse.Namespace, use_cpu: bool = False) -> tuple:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(
         args.base_model,
-        torch_dtype=torch.bfloat16,
+        torch_dtype=_torch_dtype(training_dtype_name(use_cpu)),
         use_cache=False,
         attn_implementation="eager",
         trust_remote_code=args.trust_remote_code,
@@ -516,7 +541,8 @@ def make_mlflow_callback() -> Any:
     return MlflowMetricsCallback()
 
 
-def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace) -> None:
+def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace,
+                      use_cpu: bool = False) -> None:
     """Casts ``model`` to the serving dtype and saves it as an MLflow model in ``--model-output``."""
     import mlflow
     from mlflow.models import infer_signature
@@ -538,7 +564,7 @@ def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace) -> N
         input_example=(inputs, params),
         prompt_template=build_prompt_template(tokenizer),
         extra_pip_requirements=list(EXTRA_PIP_REQUIREMENTS),
-        metadata=model_metadata(args),
+        metadata=model_metadata(args, use_cpu),
     )
 
 
@@ -554,7 +580,8 @@ def train(args: argparse.Namespace) -> None:
             f"trl {trl.__version__} is installed but this script targets the trl "
             f"{TARGET_TRL_VERSION} SFTTrainer API (see conda.yml)"
         )
-    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+    use_cpu = not torch.cuda.is_available()
+    if not use_cpu and not torch.cuda.is_bf16_supported():
         raise RuntimeError(
             "this GPU has no bfloat16 support (V100/T4); train on an A100/H100/A10 SKU "
             "such as Standard_NC24ads_A100_v4 (serving in float16 on V100/T4 is fine)"
@@ -563,16 +590,18 @@ def train(args: argparse.Namespace) -> None:
     train_path = resolve_jsonl(args.train_file)
     eval_path = resolve_jsonl(args.eval_file)
     ensure_empty_dir(args.model_output)
+    if use_cpu:
+        print("no CUDA device: training on CPU in float32 (use_cpu=True, bf16=False)", flush=True)
 
     with mlflow.start_run():
         mlflow.log_params(run_params(args))
-        model, tokenizer = load_model_and_tokenizer(args)
+        model, tokenizer = load_model_and_tokenizer(args, use_cpu)
         train_dataset, eval_dataset = load_text_datasets(train_path, eval_path, tokenizer)
         mlflow.log_metrics({"train_rows": float(len(train_dataset)), "eval_rows": float(len(eval_dataset))})
 
         trainer = SFTTrainer(
             model=model,
-            args=TrainingArguments(**training_arguments_kwargs(args)),
+            args=TrainingArguments(**training_arguments_kwargs(args, use_cpu=use_cpu)),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             tokenizer=tokenizer,
@@ -584,7 +613,7 @@ def train(args: argparse.Namespace) -> None:
         mlflow.log_metrics(numeric_metrics(result.metrics, prefix="final_"))
 
         trained = trainer.accelerator.unwrap_model(trainer.model)
-        save_mlflow_model(trained, tokenizer, args)
+        save_mlflow_model(trained, tokenizer, args, use_cpu)
         if args.log_model_to_run:
             mlflow.log_artifacts(args.model_output, artifact_path=RUN_ARTIFACT_PATH)
 

@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -108,7 +109,8 @@ class ParseArgsTest(unittest.TestCase):
             REQUIRED + ["--warmup-ratio", "-0.1"],
             REQUIRED + ["--lr-scheduler", "exponential"],
             REQUIRED + ["--seed", "-1"],
-            REQUIRED + ["--serving-dtype", "float32"],
+            REQUIRED + ["--serving-dtype", "int8"],
+            REQUIRED + ["--serving-dtype", "float64"],
         ]
         for argv in cases:
             with self.subTest(argv=argv), helpers.quiet_stderr(), self.assertRaises(SystemExit) as ctx:
@@ -122,9 +124,24 @@ class ServingDtypeTest(unittest.TestCase):
             self.assertEqual(fine_tune.serving_dtype_name(value), "float16", value)
         for value in ("bfloat16", "BF16", "torch.bfloat16"):
             self.assertEqual(fine_tune.serving_dtype_name(value), "bfloat16", value)
+        for value in ("float32", "FP32", "float", "torch.float32", " Float32 "):
+            self.assertEqual(fine_tune.serving_dtype_name(value), "float32", value)
+        self.assertEqual(fine_tune.SERVING_DTYPES, ("float16", "bfloat16", "float32"))
+
+    def test_float32_on_the_command_line(self):
+        for spelling in ("float32", "fp32", "torch.float32"):
+            args = fine_tune.parse_args(REQUIRED + ["--serving-dtype", spelling])
+            self.assertEqual(args.serving_dtype, "float32", spelling)
+
+    def test_error_message_names_the_choices(self):
+        with self.assertRaises(ValueError) as ctx:
+            fine_tune.serving_dtype_name("int8")
+        message = str(ctx.exception)
+        for word in ("float16", "bfloat16", "float32", "CPU"):
+            self.assertIn(word, message)
 
     def test_rejects_others(self):
-        for value in ("float32", "int8", "", None):
+        for value in ("int8", "float64", "double", "fp8", "", None):
             with self.subTest(value=value), self.assertRaises(ValueError):
                 fine_tune.serving_dtype_name(value)
 
@@ -224,6 +241,40 @@ class TrainerConfigTest(unittest.TestCase):
         self.assertNotIn("evaluation_strategy", kwargs)  # renamed in transformers 4.41
         self.assertNotIn("max_seq_length", kwargs)  # an SFTTrainer argument in trl 0.8
         json.dumps(kwargs)  # plain values only
+
+    def test_gpu_kwargs_are_the_default(self):
+        args = fine_tune.parse_args(REQUIRED)
+        default = fine_tune.training_arguments_kwargs(args, output_dir="/x")
+        self.assertEqual(fine_tune.training_arguments_kwargs(args, output_dir="/x", use_cpu=False), default)
+        self.assertIs(default["bf16"], True)
+        self.assertNotIn("use_cpu", default)
+        self.assertNotIn("no_cuda", default)
+
+    def test_cpu_kwargs(self):
+        args = fine_tune.parse_args(REQUIRED + ["--epochs", "1", "--seed", "3"])
+        gpu = fine_tune.training_arguments_kwargs(args, output_dir="/x")
+        cpu = fine_tune.training_arguments_kwargs(args, output_dir="/x", use_cpu=True)
+        self.assertIs(cpu["use_cpu"], True)
+        self.assertIs(cpu["bf16"], False)
+        self.assertNotIn("fp16", cpu)
+        self.assertNotIn("no_cuda", cpu)  # deprecated spelling
+        # Everything else is the GPU configuration.
+        rest = {k: v for k, v in cpu.items() if k not in ("use_cpu", "bf16")}
+        self.assertEqual(rest, {k: v for k, v in gpu.items() if k != "bf16"})
+        json.dumps(cpu)
+
+    def test_training_dtype_name(self):
+        self.assertEqual(fine_tune.training_dtype_name(True), "float32")
+        self.assertEqual(fine_tune.training_dtype_name(False), "bfloat16")
+        for use_cpu in (True, False):  # a name _torch_dtype understands
+            self.assertIn(fine_tune.training_dtype_name(use_cpu), fine_tune.SERVING_DTYPES)
+
+    def test_model_metadata_records_the_training_precision(self):
+        args = fine_tune.parse_args(REQUIRED)
+        self.assertIn("bf16", fine_tune.model_metadata(args)["trained_with"])
+        cpu = fine_tune.model_metadata(args, use_cpu=True)["trained_with"]
+        self.assertIn("fp32", cpu)
+        self.assertNotIn("bf16", cpu)
 
     def test_default_output_dir_is_outside_the_model_output(self):
         args = fine_tune.parse_args(REQUIRED)
@@ -353,6 +404,7 @@ class Recorder:
 def make_fakes(rec, trl_version="0.8.6", cuda=False, bf16=True):
     torch = types.ModuleType("torch")
     torch.float16, torch.bfloat16 = "torch.float16", "torch.bfloat16"
+    torch.float32 = "torch.float32"
     torch.cuda = types.SimpleNamespace(is_available=lambda: cuda, is_bf16_supported=lambda: bf16)
 
     class FakeModel:
@@ -498,8 +550,16 @@ class MainWithFakesTest(unittest.TestCase):
             code = fine_tune.main(argv)
         return code, rec
 
+    def run_main_capturing_stdout(self, extra=(), **fake_options):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code, rec = self.run_main(extra, **fake_options)
+        return code, rec, out.getvalue()
+
     def test_wiring(self):
-        code, rec = self.run_main(["--epochs", "2", "--max-seq-length", "512"])
+        code, rec, out = self.run_main_capturing_stdout(["--epochs", "2", "--max-seq-length", "512"],
+                                                        cuda=True)
+        self.assertNotIn("CPU", out)
         self.assertEqual(code, 0)
 
         (_, (name,), kwargs), = rec.named("model.from_pretrained")
@@ -527,7 +587,8 @@ class MainWithFakesTest(unittest.TestCase):
 
         (_, _, targs), = rec.named("TrainingArguments")
         self.assertEqual(targs["num_train_epochs"], 2)
-        self.assertTrue(targs["bf16"])
+        self.assertIs(targs["bf16"], True)
+        self.assertNotIn("use_cpu", targs)
 
         step_logs = [c for c in rec.named("log_metrics") if c[2].get("step") == 20]
         self.assertEqual(step_logs[0][1][0], {"loss": 1.25, "epoch": 0.5})
@@ -555,8 +616,34 @@ class MainWithFakesTest(unittest.TestCase):
         self.assertLess(names.index("start_run"), names.index("SFTTrainer"))
         self.assertLess(names.index("save_model"), names.index("end_run"))
 
+    def test_cpu_profile(self):
+        code, rec, out = self.run_main_capturing_stdout(["--serving-dtype", "float32"], cuda=False)
+        self.assertEqual(code, 0)
+        cpu_lines = [line for line in out.splitlines() if "CPU" in line]
+        self.assertEqual(len(cpu_lines), 1, out)
+        self.assertIn("float32", cpu_lines[0])
+
+        (_, _, loaded), = rec.named("model.from_pretrained")
+        self.assertEqual(loaded["torch_dtype"], "torch.float32")
+        (_, _, targs), = rec.named("TrainingArguments")
+        self.assertIs(targs["use_cpu"], True)
+        self.assertIs(targs["bf16"], False)
+
+        (_, _, saved), = rec.named("save_model")
+        self.assertEqual(saved["torch_dtype"], "torch.float32")
+        self.assertEqual(saved["transformers_model"]["model"].dtype, "torch.float32")
+        self.assertEqual(saved["metadata"]["serving_dtype"], "float32")
+        self.assertIn("fp32", saved["metadata"]["trained_with"])
+
+    def test_cpu_ignores_the_bf16_probe(self):
+        # Without CUDA, torch.cuda.is_bf16_supported() says nothing about the CPU: no refusal.
+        code, rec, _ = self.run_main_capturing_stdout(cuda=False, bf16=False)
+        self.assertEqual(code, 0)
+        (_, _, targs), = rec.named("TrainingArguments")
+        self.assertIs(targs["use_cpu"], True)
+
     def test_bfloat16_serving_and_no_run_copy(self):
-        _, rec = self.run_main(["--serving-dtype", "bfloat16", "--no-log-model-to-run"])
+        _, rec = self.run_main(["--serving-dtype", "bfloat16", "--no-log-model-to-run"], cuda=True)
         (_, _, saved), = rec.named("save_model")
         self.assertEqual(saved["torch_dtype"], "torch.bfloat16")
         self.assertEqual(rec.named("log_artifacts"), [])
