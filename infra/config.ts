@@ -9,7 +9,9 @@
  * `Pulumi.<stack>.yaml`. The location comes from the provider key `azure-native:location`.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
 import { z } from "zod";
+import { formatJsonlIssues, validateChatJsonlFile } from "./jsonl";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
@@ -35,6 +37,11 @@ export const REPLACEMENT_SIZES = [
 /** GPU sizes without bf16 support (V100 of NCv3, T4 of NCasT4_v3): serve float16 weights there. */
 export function lacksBf16(vmSize: string): boolean {
   return /^Standard_NC\d+s_v3$/i.test(vmSize) || /_T4_v3$/i.test(vmSize);
+}
+
+/** N-series sizes carry GPUs; everything else serves on CPU. */
+export function isGpuSize(vmSize: string): boolean {
+  return /^Standard_N/i.test(vmSize);
 }
 
 /** Base models the fine-tune script supports (the seeds use Phi-3-mini and allow Phi-3.5-mini). */
@@ -233,8 +240,8 @@ const trainingSchema = z.strictObject({
   experimentName: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$/).default("phi3-finetune"),
   /** Registered model name. */
   modelName: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/).default("phi3-finetuned"),
-  /** dtype of the served weights: float16 works on every GPU (V100 and T4 have no bf16). */
-  servedDtype: z.enum(["float16", "bfloat16"]).default("float16"),
+  /** dtype of the served weights: float16 works on every GPU (V100 and T4 have no bf16); float32 for CPU serving. */
+  servedDtype: z.enum(["float16", "bfloat16", "float32"]).default("float16"),
   /** Bump to resubmit the same jobs after a failure (part of every job's name hash). */
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
@@ -279,18 +286,17 @@ export const configSchema = z
     prices: z.record(z.string(), z.number().positive()).default({}),
   })
   .superRefine((c, ctx) => {
-    if (c.training.servedDtype === "bfloat16") {
-      c.serving.deployments.forEach((d, i) => {
-        if (lacksBf16(d.instanceType) && d.model === "trained") {
-          ctx.addIssue({
-            code: "custom",
-            path: ["serving", "deployments", i, "instanceType"],
-            input: d.instanceType,
-            message: "has no bf16 support (V100/T4) but training.servedDtype is bfloat16; use float16",
-          });
-        }
-      });
-    }
+    c.serving.deployments.forEach((d, i) => {
+      if (d.model !== "trained") return;
+      const issue = (message: string) =>
+        ctx.addIssue({ code: "custom", path: ["serving", "deployments", i, "instanceType"], input: d.instanceType, message });
+      if (c.training.servedDtype === "bfloat16" && lacksBf16(d.instanceType)) {
+        issue("has no bf16 support (V100/T4) but training.servedDtype is bfloat16; use float16");
+      }
+      if (c.training.servedDtype !== "float32" && !isGpuSize(d.instanceType)) {
+        issue(`is a CPU size but training.servedDtype is ${c.training.servedDtype}; CPU serving needs float32`);
+      }
+    });
   });
 
 /** The validated stack config every component receives. */
@@ -471,5 +477,28 @@ export function loadConfig(): ParsedConfig {
     if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
   }
   raw.location = all["azure-native:location"];
-  return parseConfig(raw);
+  const parsed = parseConfig(raw);
+  const dataProblems = validateDataFiles(parsed.config);
+  if (dataProblems.length) throw new ConfigError(dataProblems);
+  return parsed;
+}
+
+/**
+ * Validate the user's chat JSONL files (data.source `jsonl`) line by line with
+ * `infra/jsonl.ts`; returns every problem as `file:line: message` (empty when valid or when
+ * the data comes from ultrachat_200k). Paths are relative to `root` (the project folder).
+ */
+export function validateDataFiles(c: StackConfig, root = "."): string[] {
+  if (c.data.source !== "jsonl") return [];
+  const problems: string[] = [];
+  for (const [key, file] of [["trainFile", c.data.trainFile], ["testFile", c.data.testFile]] as const) {
+    const full = path.resolve(root, file);
+    try {
+      const result = validateChatJsonlFile(full);
+      if (result.errors.length) problems.push(...formatJsonlIssues(result.errors.map((e) => ({ ...e, file }))).split("\n"));
+    } catch (e) {
+      problems.push(`${keyName(["data", key])}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  return problems;
 }
