@@ -1,0 +1,78 @@
+/**
+ * Rollout without downtime, as the program declares it: planning two successive configs and
+ * checking the order of operations the design relies on (Pulumi's create-before-delete
+ * replacement of a deployment whose Azure name changes, and a traffic step that depends on
+ * the deployments and is updated before the old one is deleted).
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { ProgramRun, unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { byName, commandEnv, ofType, runStack } from "./helpers/stack";
+
+const DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment";
+const deploymentName = (run: ProgramRun, logical: string) => unwrapSecrets(byName(run, logical).inputs).deploymentName as string;
+
+describe("new model version → new deployment, then traffic, then the old one goes", () => {
+  let before: ProgramRun;
+  let after: ProgramRun;
+  let resized: ProgramRun;
+  beforeAll(async () => {
+    before = await runStack({ stack: "bluegreen" });
+    after = await runStack({ stack: "bluegreen", overrides: { hyperparameters: { epochs: 2 } } });
+    resized = await runStack({
+      stack: "bluegreen",
+      overrides: {
+        serving: {
+          deployments: [
+            { name: "blue", model: { name: "phi3-finetuned", version: "1" }, instanceType: "Standard_NC4as_T4_v3", instanceCount: 2 },
+            { name: "green", model: "trained", instanceType: "Standard_NC4as_T4_v3" },
+          ],
+          traffic: { blue: 90, green: 10 },
+        },
+      },
+    });
+  });
+
+  it("gives the trained deployment a new Azure name under the same logical name (a replacement)", () => {
+    expect(deploymentName(after, "phi3-serving-deployment-green")).not.toBe(deploymentName(before, "phi3-serving-deployment-green"));
+    expect(deploymentName(after, "phi3-serving-deployment-green")).toMatch(/^green-[0-9a-f]{8}$/);
+  });
+
+  it("leaves the pinned deployment and the endpoint untouched", () => {
+    expect(deploymentName(after, "phi3-serving-deployment-blue")).toBe(deploymentName(before, "phi3-serving-deployment-blue"));
+    expect(unwrapSecrets(byName(after, "phi3-serving-endpoint").inputs)).toEqual(unwrapSecrets(byName(before, "phi3-serving-endpoint").inputs));
+  });
+
+  it("replaces create-before-delete, so the old deployment serves until traffic has moved", () => {
+    for (const d of ofType(after, DEPLOYMENT)) {
+      expect(d.deleteBeforeReplace).toBe(false);
+      expect(d.replaceOnChanges).toEqual([]);
+    }
+  });
+
+  it("updates the traffic step to the new names; it runs after every deployment exists", () => {
+    const traffic = byName(after, "phi3-serving-traffic");
+    const env = commandEnv(traffic);
+    expect(JSON.parse(env.TRAFFIC)).toEqual({
+      [deploymentName(after, "phi3-serving-deployment-blue")]: 90,
+      [deploymentName(after, "phi3-serving-deployment-green")]: 10,
+    });
+    expect(JSON.parse(env.MANAGED_DEPLOYMENTS)).not.toContain(deploymentName(before, "phi3-serving-deployment-green"));
+    for (const d of ofType(after, DEPLOYMENT)) expect(traffic.dependencies).toContain(d.urn);
+    const inputs = unwrapSecrets(traffic.inputs);
+    expect(inputs.update).toContain("set-traffic.ts apply");
+    expect(inputs.delete).toContain("set-traffic.ts release");
+  });
+
+  it("changes only capacity in place when a serving setting changes (no new deployment, no new job)", () => {
+    expect(deploymentName(resized, "phi3-serving-deployment-blue")).toBe(deploymentName(before, "phi3-serving-deployment-blue"));
+    expect(unwrapSecrets(byName(resized, "phi3-serving-deployment-blue").inputs).sku.capacity).toBe(2);
+    const job = (run: ProgramRun) => commandEnv(byName(run, "phi3-training-finetune-job")).AZUREML_JOB_NAME;
+    expect(job(resized)).toBe(job(before));
+    expect(job(after)).not.toBe(job(before));
+  });
+
+  it("serves the pinned model version by its ARM id", () => {
+    const model = unwrapSecrets(byName(before, "phi3-serving-deployment-blue").inputs).properties.model;
+    expect(model).toMatch(/\/workspaces\/mlw-phi3bg-[0-9a-f]{6}\/models\/phi3-finetuned\/versions\/1$/);
+  });
+});
