@@ -214,7 +214,13 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => {
+      // For jobs/bench-plan.ts: wall time since process start and peak resident memory.
+      if (process.env.PLAN_STATS === "1") {
+        process.stderr.write(`plan-stats: wall_ms=${Math.round(performance.now())} max_rss_kb=${process.resourceUsage().maxRSS}\n`);
+      }
+      process.exit(code);
+    },
     (e) => {
       process.stderr.write(`error: ${(e as Error).message}\n`);
       process.exit(1);
