@@ -160,46 +160,6 @@ def serving_dtype_name(value: Any) -> str:
         ) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
 def _dtype_arg(text: str) -> str:
     try:
         return serving_dtype_name(text)
@@ -208,6 +168,10 @@ def _dtype_arg(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Local module (next to this file), imported here so the module-level imports stay
+    # standard-library only.
+    from cli_types import non_negative_int, positive_float, positive_int, ratio
+
     parser = argparse.ArgumentParser(
         description="SFT of a Phi-3 chat model with trl; saves an MLflow model to --model-output."
     )
@@ -219,13 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="empty directory that receives the MLflow model (job output)")
     parser.add_argument("--base-model", default=DEFAULT_BASE_MODEL,
                         help=f"Hugging Face model id or local path (default {DEFAULT_BASE_MODEL})")
-    parser.add_argument("--epochs", type=_positive_int, default=3)
-    parser.add_argument("--learning-rate", type=_positive_float, default=5e-6)
-    parser.add_argument("--per-device-batch-size", type=_positive_int, default=4)
-    parser.add_argument("--max-seq-length", type=_positive_int, default=2048)
-    parser.add_argument("--warmup-ratio", type=_ratio, default=0.2)
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--learning-rate", type=positive_float, default=5e-6)
+    parser.add_argument("--per-device-batch-size", type=positive_int, default=4)
+    parser.add_argument("--max-seq-length", type=positive_int, default=2048)
+    parser.add_argument("--warmup-ratio", type=ratio, default=0.2)
     parser.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, default="cosine")
-    parser.add_argument("--seed", type=_non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--serving-dtype", type=_dtype_arg, default="float16",
                         help="dtype of the saved weights: float16 (default; V100/T4 have no "
                              "bf16), bfloat16 (A100/H100/A10) or float32 (CPU instance types)")

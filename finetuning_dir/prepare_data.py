@@ -38,36 +38,20 @@ TRAIN_FILE_NAME = "train.jsonl"
 TEST_FILE_NAME = "test.jsonl"
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (0.0 < value < 1.0):
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
+    # Local module (next to this file), imported here so the module-level imports stay
+    # standard-library only.
+    from cli_types import fraction, non_negative_int
+
     parser = argparse.ArgumentParser(description="Download and split the chat fine-tuning data set.")
     parser.add_argument("--train-output", required=True, help="folder that receives train.jsonl")
     parser.add_argument("--test-output", required=True, help="folder that receives test.jsonl")
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help=f"default {DEFAULT_DATASET}")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     parser.add_argument("--split", default=DEFAULT_SPLIT, help=f"default {DEFAULT_SPLIT!r}")
-    parser.add_argument("--test-size", type=_fraction, default=0.2,
+    parser.add_argument("--test-size", type=fraction, default=0.2,
                         help="fraction of rows for the test split (default 0.2)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     return parser
 
 

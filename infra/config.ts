@@ -12,6 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { z } from "zod";
 import { formatJsonlIssues, validateChatJsonlFile } from "./jsonl";
+import { trafficRuleIssues } from "./traffic";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
@@ -313,63 +314,52 @@ export interface TrafficIssue {
 }
 
 /**
- * Validate a live and mirror traffic split (percent per deployment name).
- * Rules (Azure ML online endpoints, REST 2025-12-01): names must be declared deployments;
- * values are integers 0..100; live traffic sums to exactly 100, or 0 when there are no
- * deployments; mirror traffic goes to at most one deployment, at most 50%, and never to a
- * deployment that takes live traffic. Returns every problem (empty when valid).
+ * Validate a live and mirror traffic split (percent per deployment name) with the rules of
+ * `infra/traffic.ts` (Azure ML online endpoints, REST 2025-12-01): names must be declared
+ * deployments (declared once each); values are integers 0..100; live traffic sums to exactly
+ * 100, or 0 when there are no deployments; mirror traffic goes to at most one deployment, at
+ * most 50%, and never to a deployment that takes live traffic. Returns every problem (empty
+ * when valid), with paths under `serving`.
  */
 export function validateTraffic(
   deployments: string[],
   traffic: Record<string, number>,
   mirror: Record<string, number>,
 ): TrafficIssue[] {
-  const issues: TrafficIssue[] = [];
-  const declared = new Set(deployments);
-  const seen = new Set<string>();
-  deployments.forEach((d, i) => {
-    if (seen.has(d)) issues.push({ path: ["deployments", i, "name"], message: `duplicate deployment name '${d}'`, input: d });
-    seen.add(d);
+  return trafficRuleIssues({ deployments, traffic, mirrorTraffic: mirror }).map((issue): TrafficIssue => {
+    switch (issue.rule) {
+      case "duplicateDeployment":
+        return { path: ["deployments", issue.index, "name"], message: `duplicate deployment name '${issue.name}'`, input: issue.name };
+      case "unknownDeployment":
+        return {
+          path: [issue.kind, issue.name],
+          input: issue.name,
+          message: `names deployment '${issue.name}', which is not declared; declared: ${issue.known.join(", ") || "(none)"}`,
+        };
+      case "percentRange":
+        return { path: [issue.kind, issue.name], input: issue.value, message: `must be an integer percent from 0 to ${issue.max}` };
+      case "liveSum": {
+        const expected = issue.allowed.join(" or ");
+        return {
+          path: ["traffic"],
+          input: traffic,
+          message: `live traffic sums to ${issue.sum}; it must sum to exactly ${expected}${expected === "0" ? " when there are no deployments" : ""}`,
+        };
+      }
+      case "mirrorTargets":
+        return { path: ["mirrorTraffic"], input: mirror, message: "mirror traffic may go to one deployment only" };
+      case "mirrorToLive":
+        return {
+          path: ["mirrorTraffic", issue.name],
+          input: issue.name,
+          message: `cannot mirror to '${issue.name}': it takes live traffic (${issue.live}%)`,
+        };
+      default:
+        // notAMap, invalidName, mirrorWithoutLive: never produced here (zod hands over objects,
+        // no name check is passed, and with a deployment list the sum and name rules cover it).
+        return { path: ["traffic"], input: traffic, message: `breaks traffic rule ${issue.rule}` };
+    }
   });
-  const checkEntries = (kind: "traffic" | "mirrorTraffic", split: Record<string, number>, max: number) => {
-    for (const [name, pct] of Object.entries(split)) {
-      if (!declared.has(name)) {
-        issues.push({
-          path: [kind, name],
-          input: name,
-          message: `names deployment '${name}', which is not declared; declared: ${deployments.join(", ") || "(none)"}`,
-        });
-      }
-      if (!Number.isInteger(pct) || pct < 0 || pct > max) {
-        issues.push({ path: [kind, name], input: pct, message: `must be an integer percent from 0 to ${max}` });
-      }
-    }
-  };
-  checkEntries("traffic", traffic, 100);
-  checkEntries("mirrorTraffic", mirror, 50);
-  const sum = Object.values(traffic).reduce((a, b) => a + b, 0);
-  const expected = deployments.length === 0 ? 0 : 100;
-  if (sum !== expected) {
-    issues.push({
-      path: ["traffic"],
-      input: traffic,
-      message: `live traffic sums to ${sum}; it must sum to exactly ${expected}${expected === 0 ? " when there are no deployments" : ""}`,
-    });
-  }
-  const mirrored = Object.entries(mirror).filter(([, p]) => p > 0);
-  if (mirrored.length > 1) {
-    issues.push({ path: ["mirrorTraffic"], input: mirror, message: "mirror traffic may go to one deployment only" });
-  }
-  for (const [name] of mirrored) {
-    if ((traffic[name] ?? 0) > 0) {
-      issues.push({
-        path: ["mirrorTraffic", name],
-        input: name,
-        message: `cannot mirror to '${name}': it takes live traffic (${traffic[name]}%)`,
-      });
-    }
-  }
-  return issues;
 }
 
 /** Thrown when the stack config is invalid; `issues` lists every problem, one line each. */

@@ -35,7 +35,15 @@ export class PromptFlow extends pulumi.ComponentResource {
 
   constructor(name: string, args: PromptFlowArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:PromptFlow", name, {}, opts);
-    const common = { resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags };
+    // Arguments the hub and the project share.
+    const common = {
+      resourceGroupName: args.resourceGroupName,
+      location: args.location,
+      tags: args.tags,
+      identity: { type: "SystemAssigned" },
+      sku: { name: "Basic", tier: "Basic" },
+      publicNetworkAccess: "Enabled",
+    } satisfies Partial<ml.WorkspaceArgs>;
     const hub = new ml.Workspace(
       `${name}-hub`,
       {
@@ -43,28 +51,16 @@ export class PromptFlow extends pulumi.ComponentResource {
         workspaceName: args.hubName,
         kind: "Hub",
         friendlyName: "Phi-3 Prompt flow hub",
-        identity: { type: "SystemAssigned" },
-        sku: { name: "Basic", tier: "Basic" },
         storageAccount: args.storageAccountId,
         keyVault: args.keyVaultId,
         applicationInsights: args.appInsightsId,
         containerRegistry: args.registryId,
-        publicNetworkAccess: "Enabled",
       },
       { parent: this },
     );
     const project = new ml.Workspace(
       `${name}-project`,
-      {
-        ...common,
-        workspaceName: args.projectName,
-        kind: "Project",
-        friendlyName: "Phi-3 Prompt flow project",
-        identity: { type: "SystemAssigned" },
-        sku: { name: "Basic", tier: "Basic" },
-        hubResourceId: hub.id,
-        publicNetworkAccess: "Enabled",
-      },
+      { ...common, workspaceName: args.projectName, kind: "Project", friendlyName: "Phi-3 Prompt flow project", hubResourceId: hub.id },
       { parent: this },
     );
     const connection = new ml.WorkspaceConnection(

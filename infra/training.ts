@@ -8,7 +8,7 @@ import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
 
-/** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, conda.yml). */
+/** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
 /** Blob container, in the workspace's storage account, holding code and data uploads. */
 export const ASSETS_CONTAINER = "phi3-assets";
@@ -223,7 +223,7 @@ export class Training extends pulumi.ComponentResource {
         version: short(plan.codeHash),
         properties: {
           codeUri: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${ASSETS_CONTAINER}/${codePrefix}`,
-          description: "finetuning_dir/ (fine_tune.py, prepare_data.py, conda.yml)",
+          description: "finetuning_dir/ (fine_tune.py, prepare_data.py, cli_types.py, conda.yml)",
         },
       },
       { parent: this, dependsOn: codeBlobs }, // the version must not exist before its files

@@ -21,24 +21,26 @@
  *
  * Follows Azure ML REST API 2025-12-01 (onlineEndpoints / deployments).
  */
-import type { TokenCredential } from "@azure/identity";
 import {
   AML_API_VERSION,
   ArmError,
   DeadlineError,
   LongRunningOperationError,
-  createArmClient,
-  defaultCredential,
+  armClientFromEnv,
+  armEndpointFromEnv,
+  missingEnv,
+  positiveSecondsFromEnv,
   realSleep,
   waitForLongRunningOperation,
   withApiVersion,
   workspacePath,
   type ArmClient,
-  type FetchLike,
+  type Env,
+  type ScriptDeps,
 } from "./lib/arm";
+import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
 
-/** Deployment name → integer percent. */
-export type TrafficMap = Record<string, number>;
+export { MAX_MIRROR_PERCENT, type TrafficMap } from "../infra/traffic";
 
 /** Live and mirror traffic of an endpoint. */
 export interface TrafficState {
@@ -54,9 +56,6 @@ export const EXIT_FAILED = 1;
 export const EXIT_CONFIG = 2;
 /** Exit code: deadline passed. */
 export const EXIT_DEADLINE = 3;
-
-/** Maximum total mirror traffic Azure accepts (percent). */
-export const MAX_MIRROR_PERCENT = 50;
 
 /** Azure ML endpoint / deployment names: a letter, then letters, digits or hyphens, 3-32 chars. */
 export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9-]{2,31}$/;
@@ -124,28 +123,36 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function checkMap(label: string, value: unknown, max: number): TrafficMap {
-  if (value === undefined || value === null) return {};
-  if (!isPlainObject(value)) throw new TrafficConfigError(`${label} must be a JSON object of deployment name → integer percent`);
-  const out: TrafficMap = {};
-  for (const [name, pct] of Object.entries(value)) {
-    if (!NAME_PATTERN.test(name)) {
-      throw new TrafficConfigError(`${label}: "${name}" is not a valid deployment name (a letter, then letters, digits or hyphens; 3-32 characters)`);
-    }
-    if (typeof pct !== "number" || !Number.isInteger(pct) || pct < 0 || pct > max) {
-      throw new TrafficConfigError(`${label}: ${name} must be an integer percent between 0 and ${max} (got ${JSON.stringify(pct)})`);
-    }
-    out[name] = pct;
-  }
-  return out;
-}
+/** Variable name of each split, for messages. */
+const LABEL = { traffic: "TRAFFIC", mirrorTraffic: "MIRROR_TRAFFIC" } as const;
 
-function sum(m: TrafficMap): number {
-  return Object.values(m).reduce((a, b) => a + b, 0);
+/** Words a broken rule of `infra/traffic.ts` as set-traffic reports it (variable names). */
+function trafficIssueMessage(issue: TrafficRuleIssue, live: TrafficMap, mirror: TrafficMap): string {
+  switch (issue.rule) {
+    case "notAMap":
+      return `${LABEL[issue.kind]} must be a JSON object of deployment name → integer percent`;
+    case "invalidName":
+      return `${LABEL[issue.kind]}: "${issue.name}" is not a valid deployment name (a letter, then letters, digits or hyphens; 3-32 characters)`;
+    case "percentRange":
+      return `${LABEL[issue.kind]}: ${issue.name} must be an integer percent between 0 and ${issue.max} (got ${JSON.stringify(issue.value)})`;
+    case "liveSum":
+      return `TRAFFIC must sum to exactly 100 (or 0 for no live traffic); got ${issue.sum}: ${formatMap(live)}`;
+    case "mirrorTargets":
+      return issue.total > MAX_MIRROR_PERCENT
+        ? `MIRROR_TRAFFIC may total at most ${MAX_MIRROR_PERCENT}%; got ${issue.total}: ${formatMap(mirror)}`
+        : `MIRROR_TRAFFIC may target only one deployment; got ${issue.targets.join(", ")}`;
+    case "mirrorToLive":
+      return `deployment ${issue.name} cannot receive mirror traffic (${issue.mirror}%) while it takes live traffic (${issue.live}%)`;
+    case "mirrorWithoutLive":
+      return `MIRROR_TRAFFIC needs live traffic to copy from, but TRAFFIC sends none`;
+    default:
+      // duplicateDeployment, unknownDeployment: only with a deployment list, which is not passed.
+      return `traffic breaks rule ${issue.rule}`;
+  }
 }
 
 /**
- * Validates a live/mirror traffic specification.
+ * Validates a live/mirror traffic specification with the rules of `infra/traffic.ts`.
  *
  * Rules: deployment names are valid Azure names; live values are integers 0..100 summing to
  * exactly 100, or to 0 (empty / all zero: no live traffic); mirror values are integers whose sum
@@ -158,28 +165,10 @@ function sum(m: TrafficMap): number {
  * @throws TrafficConfigError describing the first rule broken.
  */
 export function validateTraffic(traffic: unknown, mirrorTraffic?: unknown): TrafficState {
-  const live = checkMap("TRAFFIC", traffic, 100);
-  const mirror = checkMap("MIRROR_TRAFFIC", mirrorTraffic, MAX_MIRROR_PERCENT);
-  const liveSum = sum(live);
-  if (liveSum !== 100 && liveSum !== 0) {
-    throw new TrafficConfigError(`TRAFFIC must sum to exactly 100 (or 0 for no live traffic); got ${liveSum}: ${formatMap(live)}`);
-  }
-  const mirrorSum = sum(mirror);
-  if (mirrorSum > MAX_MIRROR_PERCENT) {
-    throw new TrafficConfigError(`MIRROR_TRAFFIC may total at most ${MAX_MIRROR_PERCENT}%; got ${mirrorSum}: ${formatMap(mirror)}`);
-  }
-  const mirrored = Object.keys(mirror).filter((d) => mirror[d] > 0);
-  if (mirrored.length > 1) {
-    throw new TrafficConfigError(`MIRROR_TRAFFIC may target only one deployment; got ${mirrored.join(", ")}`);
-  }
-  for (const d of mirrored) {
-    if ((live[d] ?? 0) > 0) {
-      throw new TrafficConfigError(`deployment ${d} cannot receive mirror traffic (${mirror[d]}%) while it takes live traffic (${live[d]}%)`);
-    }
-  }
-  if (mirrored.length > 0 && liveSum === 0) {
-    throw new TrafficConfigError(`MIRROR_TRAFFIC needs live traffic to copy from, but TRAFFIC sends none`);
-  }
+  const [issue] = trafficRuleIssues({ traffic, mirrorTraffic, isValidName: (name) => NAME_PATTERN.test(name) });
+  const live = { ...(traffic ?? {}) } as TrafficMap;
+  const mirror = { ...(mirrorTraffic ?? {}) } as TrafficMap;
+  if (issue) throw new TrafficConfigError(trafficIssueMessage(issue, live, mirror));
   return { traffic: live, mirrorTraffic: mirror };
 }
 
@@ -615,22 +604,9 @@ export async function releaseTraffic(options: TrafficOptions, deps: TrafficDeps)
 }
 
 /** Dependencies of {@link runSetTrafficFromEnv}. */
-export interface RunSetTrafficDeps {
-  /** Standard output lines. */
-  log: (line: string) => void;
-  /** Error lines (default `log`). */
-  error?: (line: string) => void;
-  credential?: TokenCredential;
-  fetchImpl?: FetchLike;
-  now?: () => number;
-  sleep?: (ms: number) => Promise<void>;
-  /** Client retry settings (milliseconds). */
-  maxRetries?: number;
-  backoffBaseMs?: number;
-  maxBackoffMs?: number;
-}
+export type RunSetTrafficDeps = ScriptDeps;
 
-function parseJsonEnv(env: Record<string, string | undefined>, name: string): unknown {
+function parseJsonEnv(env: Env, name: string): unknown {
   const raw = env[name];
   if (raw === undefined || raw.trim() === "") return undefined;
   try {
@@ -638,14 +614,6 @@ function parseJsonEnv(env: Record<string, string | undefined>, name: string): un
   } catch {
     throw new TrafficConfigError(`${name} is not valid JSON`);
   }
-}
-
-function seconds(env: Record<string, string | undefined>, name: string, dflt: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return dflt;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new TrafficConfigError(`${name} must be a positive number of seconds (got "${raw}")`);
-  return n;
 }
 
 /**
@@ -661,19 +629,18 @@ function seconds(env: Record<string, string | undefined>, name: string, dflt: nu
  */
 export async function runSetTrafficFromEnv(
   mode: string | undefined,
-  env: Record<string, string | undefined>,
+  env: Env,
   deps: RunSetTrafficDeps,
 ): Promise<number> {
   const error = deps.error ?? deps.log;
   const m = mode ?? "apply";
   let options: TrafficOptions;
-  let baseUrl: string | undefined;
   try {
     if (m !== "apply" && m !== "release") throw new TrafficConfigError(`mode must be "apply" or "release" (got "${m}")`);
     const required = ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_ENDPOINT"];
     if (m === "apply") required.push("TRAFFIC");
     if (m === "release") required.push("MANAGED_DEPLOYMENTS");
-    const missing = required.filter((k) => !env[k] || env[k]!.trim() === "");
+    const missing = missingEnv(env, required);
     if (missing.length > 0) throw new TrafficConfigError(`missing environment variable(s): ${missing.join(", ")}`);
     const managed = parseJsonEnv(env, "MANAGED_DEPLOYMENTS");
     if (managed !== undefined && (!Array.isArray(managed) || managed.some((d) => typeof d !== "string"))) {
@@ -685,34 +652,22 @@ export async function runSetTrafficFromEnv(
       workspace: env.AZUREML_WORKSPACE!.trim(),
       endpoint: env.AZUREML_ENDPOINT!.trim(),
       managedDeployments: (managed as string[] | undefined) ?? [],
-      deadlineMs: seconds(env, "TRAFFIC_DEADLINE_SECONDS", 3600) * 1000,
-      pollIntervalMs: seconds(env, "TRAFFIC_POLL_SECONDS", 15) * 1000,
+      deadlineMs: positiveSecondsFromEnv(env, "TRAFFIC_DEADLINE_SECONDS", 3600) * 1000,
+      pollIntervalMs: positiveSecondsFromEnv(env, "TRAFFIC_POLL_SECONDS", 15) * 1000,
     };
     if (m === "apply") {
       const v = validateTraffic(parseJsonEnv(env, "TRAFFIC"), parseJsonEnv(env, "MIRROR_TRAFFIC"));
       options.traffic = v.traffic;
       options.mirrorTraffic = v.mirrorTraffic;
     }
-    baseUrl = env.ARM_ENDPOINT && env.ARM_ENDPOINT.trim() !== "" ? env.ARM_ENDPOINT.trim() : undefined;
-    if (baseUrl !== undefined && !/^https?:\/\/[^/]+/.test(baseUrl)) throw new TrafficConfigError(`ARM_ENDPOINT must be an http(s) URL`);
+    armEndpointFromEnv(env);
   } catch (err) {
     error(`set-traffic: ${(err as Error).message}`);
     return EXIT_CONFIG;
   }
 
   try {
-    const client = createArmClient({
-      baseUrl,
-      credential: deps.credential ?? defaultCredential(),
-      fetchImpl: deps.fetchImpl,
-      now: deps.now,
-      sleep: deps.sleep,
-      maxRetries: deps.maxRetries,
-      backoffBaseMs: deps.backoffBaseMs,
-      maxBackoffMs: deps.maxBackoffMs,
-      userAgent: "phi3-finetune/set-traffic",
-      onRetry: (line) => error(line),
-    });
+    const client = armClientFromEnv(env, deps, "phi3-finetune/set-traffic");
     const tdeps: TrafficDeps = { client, log: deps.log, now: deps.now, sleep: deps.sleep };
     if (m === "apply") await applyTraffic(options, tdeps);
     else await releaseTraffic(options, tdeps);

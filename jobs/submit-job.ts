@@ -14,8 +14,17 @@
  * WAIT_POLL_SECONDS, ARM_ENDPOINT. Exit codes: wait-for-job's (0 Completed, 1 job failed,
  * 2 bad environment, 3 deadline, 4 ARM error).
  */
-import { ArmClient, ArmError, createArmClient, defaultCredential, withApiVersion, workspacePath } from "./lib/arm";
-import { EXIT_ARM, EXIT_CONFIG, RunFromEnvDeps, runWaitForJobFromEnv } from "./wait-for-job";
+import {
+  ArmClient,
+  ArmError,
+  armClientFromEnv,
+  missingEnv,
+  withApiVersion,
+  workspacePath,
+  type Env,
+  type ScriptDeps,
+} from "./lib/arm";
+import { EXIT_ARM, EXIT_CONFIG, runWaitForJobFromEnv } from "./wait-for-job";
 
 /** What {@link submitJob} did. */
 export type SubmitOutcome = { submitted: true } | { submitted: false; status: string };
@@ -59,10 +68,9 @@ export function parseJobBody(raw: string | undefined): { properties: Record<stri
 }
 
 /** Submit (if needed) and wait; returns the exit code. Never throws. */
-export async function runSubmitJobFromEnv(env: Record<string, string | undefined>, deps: RunFromEnvDeps): Promise<number> {
+export async function runSubmitJobFromEnv(env: Env, deps: ScriptDeps): Promise<number> {
   const error = deps.error ?? deps.log;
-  const required = ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"];
-  const missing = required.filter((k) => !env[k]?.trim());
+  const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"]);
   if (missing.length) {
     error(`submit-job: missing environment variable(s): ${missing.join(", ")}`);
     return EXIT_CONFIG;
@@ -79,18 +87,7 @@ export async function runSubmitJobFromEnv(env: Record<string, string | undefined
     jobName: env.AZUREML_JOB_NAME!.trim(),
   };
   try {
-    const client = createArmClient({
-      baseUrl: env.ARM_ENDPOINT?.trim() || undefined,
-      credential: deps.credential ?? defaultCredential(),
-      fetchImpl: deps.fetchImpl,
-      sleep: deps.sleep,
-      now: deps.now,
-      maxRetries: deps.maxRetries,
-      backoffBaseMs: deps.backoffBaseMs,
-      maxBackoffMs: deps.maxBackoffMs,
-      userAgent: "phi3-finetune/submit-job",
-      onRetry: (line) => error(line),
-    });
+    const client = armClientFromEnv(env, deps, "phi3-finetune/submit-job");
     await submitJob(client, coords, body, deps.log);
   } catch (e) {
     error(`submit-job: could not submit Azure ML job ${coords.jobName}: ${(e as Error).message}`);

@@ -17,15 +17,17 @@
 import {
   AML_API_VERSION,
   ArmError,
-  createArmClient,
-  defaultCredential,
+  armClientFromEnv,
+  armEndpointFromEnv,
+  missingEnv,
+  positiveSecondsFromEnv,
   realSleep,
   withApiVersion,
   workspacePath,
   type ArmClient,
-  type FetchLike,
+  type Env,
+  type ScriptDeps,
 } from "./lib/arm";
-import type { TokenCredential } from "@azure/identity";
 
 /** Exit code: the job completed. */
 export const EXIT_OK = 0;
@@ -280,30 +282,7 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
 }
 
 /** Dependencies of {@link runWaitForJobFromEnv}; everything optional except `log`. */
-export interface RunFromEnvDeps {
-  /** Standard output lines. */
-  log: (line: string) => void;
-  /** Error output lines (default: `log`). */
-  error?: (line: string) => void;
-  /** Credential (default DefaultAzureCredential). */
-  credential?: TokenCredential;
-  /** fetch implementation for the ARM client. */
-  fetchImpl?: FetchLike;
-  now?: () => number;
-  sleep?: (ms: number) => Promise<void>;
-  /** Client retry settings (milliseconds); defaults 6 retries, 1000 ms base, 60000 ms cap. */
-  maxRetries?: number;
-  backoffBaseMs?: number;
-  maxBackoffMs?: number;
-}
-
-function positiveNumber(env: Record<string, string | undefined>, name: string, dflt: number): number | string {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return dflt;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) return `${name} must be a positive number of seconds (got "${raw}")`;
-  return n;
-}
+export type RunFromEnvDeps = ScriptDeps;
 
 /**
  * Reads the configuration from `env`, waits for the job and returns the process exit code.
@@ -314,49 +293,34 @@ function positiveNumber(env: Record<string, string | undefined>, name: string, d
  * @param deps - output functions and optional injected credential/clock.
  * @returns exit code (see EXIT_*).
  */
-export async function runWaitForJobFromEnv(env: Record<string, string | undefined>, deps: RunFromEnvDeps): Promise<number> {
+export async function runWaitForJobFromEnv(env: Env, deps: RunFromEnvDeps): Promise<number> {
   const error = deps.error ?? deps.log;
-  const required = ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"];
-  const missing = required.filter((k) => !env[k] || env[k]!.trim() === "");
+  const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"]);
   if (missing.length > 0) {
     error(`wait-for-job: missing environment variable(s): ${missing.join(", ")}`);
     return EXIT_CONFIG;
   }
-  const deadline = positiveNumber(env, "WAIT_DEADLINE_SECONDS", 86_400);
-  const poll = positiveNumber(env, "WAIT_POLL_SECONDS", 30);
-  for (const v of [deadline, poll]) {
-    if (typeof v === "string") {
-      error(`wait-for-job: ${v}`);
-      return EXIT_CONFIG;
-    }
-  }
-  const baseUrl = env.ARM_ENDPOINT && env.ARM_ENDPOINT.trim() !== "" ? env.ARM_ENDPOINT.trim() : undefined;
-  if (baseUrl !== undefined && !/^https?:\/\/[^/]+/.test(baseUrl)) {
-    error(`wait-for-job: ARM_ENDPOINT must be an http(s) URL (got "${baseUrl}")`);
+  let deadlineSeconds: number;
+  let pollSeconds: number;
+  try {
+    deadlineSeconds = positiveSecondsFromEnv(env, "WAIT_DEADLINE_SECONDS", 86_400);
+    pollSeconds = positiveSecondsFromEnv(env, "WAIT_POLL_SECONDS", 30);
+    armEndpointFromEnv(env);
+  } catch (err) {
+    error(`wait-for-job: ${(err as Error).message}`);
     return EXIT_CONFIG;
   }
   const jobName = env.AZUREML_JOB_NAME!.trim();
   try {
-    const client = createArmClient({
-      baseUrl,
-      credential: deps.credential ?? defaultCredential(),
-      fetchImpl: deps.fetchImpl,
-      sleep: deps.sleep,
-      now: deps.now,
-      maxRetries: deps.maxRetries,
-      backoffBaseMs: deps.backoffBaseMs,
-      maxBackoffMs: deps.maxBackoffMs,
-      userAgent: "phi3-finetune/wait-for-job",
-      onRetry: (line) => error(line),
-    });
+    const client = armClientFromEnv(env, deps, "phi3-finetune/wait-for-job");
     const result = await waitForJob(
       {
         subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim(),
         resourceGroup: env.AZURE_RESOURCE_GROUP!.trim(),
         workspace: env.AZUREML_WORKSPACE!.trim(),
         jobName,
-        deadlineMs: (deadline as number) * 1000,
-        pollIntervalMs: (poll as number) * 1000,
+        deadlineMs: deadlineSeconds * 1000,
+        pollIntervalMs: pollSeconds * 1000,
       },
       { client, log: deps.log, now: deps.now, sleep: deps.sleep },
     );

@@ -537,3 +537,98 @@ export async function waitForLongRunningOperation(client: ArmClient, initial: Ar
     }
   }
 }
+
+/**
+ * Dependencies of the programs `@pulumi/command` runs (`jobs/wait-for-job.ts`,
+ * `jobs/set-traffic.ts`, `jobs/submit-job.ts`); everything optional except `log`.
+ */
+export interface ScriptDeps {
+  /** Standard output lines. */
+  log: (line: string) => void;
+  /** Error output lines (default: `log`). */
+  error?: (line: string) => void;
+  /** Credential (default DefaultAzureCredential). */
+  credential?: TokenCredential;
+  /** fetch implementation for the ARM client. */
+  fetchImpl?: FetchLike;
+  /** Clock in epoch milliseconds; default `Date.now`. */
+  now?: () => number;
+  /** Sleep in milliseconds; default a real timer. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Client retry settings (milliseconds); defaults 6 retries, 1000 ms base, 60000 ms cap. */
+  maxRetries?: number;
+  backoffBaseMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** Environment of a program: variable name → value. */
+export type Env = Record<string, string | undefined>;
+
+/**
+ * Names of `names` that are unset or blank in `env`, in the order given.
+ *
+ * @param env - environment.
+ * @param names - required variable names.
+ */
+export function missingEnv(env: Env, names: readonly string[]): string[] {
+  return names.filter((k) => !env[k] || env[k]!.trim() === "");
+}
+
+/**
+ * Reads a duration in seconds from `env[name]`.
+ *
+ * @param env - environment.
+ * @param name - variable name.
+ * @param dflt - seconds used when the variable is unset or blank.
+ * @returns the number of seconds (> 0, fractions allowed).
+ * @throws Error `<name> must be a positive number of seconds (got "...")`.
+ */
+export function positiveSecondsFromEnv(env: Env, name: string, dflt: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return dflt;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number of seconds (got "${raw}")`);
+  return n;
+}
+
+/**
+ * Reads `ARM_ENDPOINT`: `undefined` when unset or blank (the client then uses
+ * {@link DEFAULT_ARM_ENDPOINT}), else the trimmed value.
+ *
+ * @param env - environment.
+ * @throws Error `ARM_ENDPOINT must be an http(s) URL (got "...")` when it is not one.
+ */
+export function armEndpointFromEnv(env: Env): string | undefined {
+  const baseUrl = env.ARM_ENDPOINT && env.ARM_ENDPOINT.trim() !== "" ? env.ARM_ENDPOINT.trim() : undefined;
+  if (baseUrl !== undefined && !/^https?:\/\/[^/]+/.test(baseUrl)) {
+    throw new Error(`ARM_ENDPOINT must be an http(s) URL (got "${baseUrl}")`);
+  }
+  return baseUrl;
+}
+
+/**
+ * Builds the ARM client of a program from its environment and dependencies: base URL from
+ * `ARM_ENDPOINT` ({@link armEndpointFromEnv}), credential `deps.credential` or
+ * {@link defaultCredential}, injected fetch/clock/sleep and retry settings, and retry lines
+ * sent to `deps.error` (default `deps.log`).
+ *
+ * @param env - environment.
+ * @param deps - see {@link ScriptDeps}.
+ * @param userAgent - `User-Agent` header value, e.g. `phi3-finetune/wait-for-job`.
+ * @throws Error when `ARM_ENDPOINT` is not an http(s) URL.
+ */
+export function armClientFromEnv(env: Env, deps: ScriptDeps, userAgent: string): ArmClient {
+  const error = deps.error ?? deps.log;
+  return createArmClient({
+    baseUrl: armEndpointFromEnv(env),
+    credential: deps.credential ?? defaultCredential(),
+    fetchImpl: deps.fetchImpl,
+    sleep: deps.sleep,
+    now: deps.now,
+    maxRetries: deps.maxRetries,
+    backoffBaseMs: deps.backoffBaseMs,
+    maxBackoffMs: deps.maxBackoffMs,
+    userAgent,
+    onRetry: (line) => error(line),
+  });
+}
