@@ -456,18 +456,27 @@ export function configWarnings(c: StackConfig): string[] {
 }
 
 /**
- * Read this stack's raw config from the Pulumi runtime (the only place the program touches
- * `pulumi.Config`) and parse it with {@link parseConfig}. Throws {@link ConfigError}.
+ * Raw config as {@link parseConfig} takes it, from fully qualified keys
+ * (`phi3-finetune:<key>`, `azure-native:location`): project keys without their namespace,
+ * plus `location`. Other namespaces are ignored.
  */
-export function loadConfig(): ParsedConfig {
-  const all = pulumi.runtime.allConfig();
+export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
   const raw: RawConfig = {};
   const prefix = `${PROJECT}:`;
-  for (const [key, value] of Object.entries(all)) {
+  for (const [key, value] of Object.entries(qualified)) {
     if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
   }
-  raw.location = all["azure-native:location"];
-  const parsed = parseConfig(raw);
+  raw.location = qualified["azure-native:location"];
+  return raw;
+}
+
+/**
+ * Read this stack's raw config from the Pulumi runtime (the only place the program touches
+ * Pulumi config) and parse it with {@link parseConfig}, then validate the data files it names.
+ * Throws {@link ConfigError}.
+ */
+export function loadConfig(): ParsedConfig {
+  const parsed = parseConfig(rawProjectConfig(pulumi.runtime.allConfig()));
   const dataProblems = validateDataFiles(parsed.config);
   if (dataProblems.length) throw new ConfigError(dataProblems);
   return parsed;

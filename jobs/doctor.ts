@@ -22,7 +22,7 @@
  */
 import * as path from "path";
 import type { TokenCredential } from "@azure/identity";
-import { parseConfig, ConfigError, RETIRED_SIZES, REPLACEMENT_SIZES, type StackConfig } from "../infra/config";
+import { parseConfig, ConfigError, rawProjectConfig, RETIRED_SIZES, REPLACEMENT_SIZES, type StackConfig } from "../infra/config";
 import { azureNames, type AzureNames } from "../infra/naming";
 import {
   AML_API_VERSION,
@@ -35,7 +35,6 @@ import {
   type FetchLike,
 } from "./lib/arm";
 import { readStackConfig } from "./lib/mock-runtime";
-import { rawProjectConfig } from "./plan";
 
 /** API versions of every call the doctor makes. */
 export const API_VERSIONS = {

@@ -9,7 +9,8 @@
  * (the message names the key or file and line; no stack trace), 2 bad command-line usage.
  */
 import * as path from "path";
-import { parseConfig, ConfigError, RawConfig, PROJECT } from "../infra/config";
+import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
+import { BUILT_IN_ROLES } from "../infra/identity";
 import { estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
@@ -43,21 +44,11 @@ export function parsePlanArgs(argv: string[]): PlanArgs {
   return args;
 }
 
-/** Raw config of the project namespace (plus location), as `parseConfig` takes it. */
-export function rawProjectConfig(config: Record<string, string>): RawConfig {
-  const raw: RawConfig = {};
-  for (const [k, v] of Object.entries(config)) if (k.startsWith(`${PROJECT}:`)) raw[k.slice(PROJECT.length + 1)] = v;
-  raw.location = config["azure-native:location"];
-  return raw;
-}
 
 const shortType = (t: string) => t.split(":").pop() ?? t;
 
-const ROLE_NAMES: Record<string, string> = {
-  "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
-  "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
-  "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
-};
+/** Role name by role definition GUID, from the table the identity component assigns. */
+const ROLE_NAMES: Record<string, string> = Object.fromEntries(Object.entries(BUILT_IN_ROLES).map(([name, guid]) => [guid, name]));
 
 /** The few settings a reviewer looks at for each resource type. */
 export function keySettings(r: Registration): string {

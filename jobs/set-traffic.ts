@@ -26,6 +26,10 @@ import {
   ArmError,
   DeadlineError,
   LongRunningOperationError,
+  EXIT_CONFIG,
+  EXIT_DEADLINE,
+  EXIT_FAILED,
+  EXIT_OK,
   armClientFromEnv,
   armEndpointFromEnv,
   missingEnv,
@@ -48,14 +52,7 @@ export interface TrafficState {
   mirrorTraffic: TrafficMap;
 }
 
-/** Exit code: success. */
-export const EXIT_OK = 0;
-/** Exit code: the operation failed. */
-export const EXIT_FAILED = 1;
-/** Exit code: invalid configuration. */
-export const EXIT_CONFIG = 2;
-/** Exit code: deadline passed. */
-export const EXIT_DEADLINE = 3;
+export { EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DEADLINE } from "./lib/arm";
 
 /** Azure ML endpoint / deployment names: a letter, then letters, digits or hyphens, 3-32 chars. */
 export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9-]{2,31}$/;

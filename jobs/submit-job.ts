@@ -15,6 +15,8 @@
  * 2 bad environment, 3 deadline, 4 ARM error).
  */
 import {
+  EXIT_ARM,
+  EXIT_CONFIG,
   ArmClient,
   ArmError,
   armClientFromEnv,
@@ -24,7 +26,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "./lib/arm";
-import { EXIT_ARM, EXIT_CONFIG, runWaitForJobFromEnv } from "./wait-for-job";
+import { runWaitForJobFromEnv } from "./wait-for-job";
 
 /** What {@link submitJob} did. */
 export type SubmitOutcome = { submitted: true } | { submitted: false; status: string };

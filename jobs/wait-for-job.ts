@@ -17,6 +17,11 @@
 import {
   AML_API_VERSION,
   ArmError,
+  EXIT_ARM,
+  EXIT_CONFIG,
+  EXIT_DEADLINE,
+  EXIT_FAILED,
+  EXIT_OK,
   armClientFromEnv,
   armEndpointFromEnv,
   missingEnv,
@@ -29,16 +34,9 @@ import {
   type ScriptDeps,
 } from "./lib/arm";
 
-/** Exit code: the job completed. */
-export const EXIT_OK = 0;
+export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "./lib/arm";
 /** Exit code: the job ended Failed, Canceled or NotResponding. */
-export const EXIT_JOB_FAILED = 1;
-/** Exit code: missing or invalid environment variables. */
-export const EXIT_CONFIG = 2;
-/** Exit code: the deadline passed before the job ended. */
-export const EXIT_DEADLINE = 3;
-/** Exit code: ARM or credential error (401/403, job not found, retries exhausted...). */
-export const EXIT_ARM = 4;
+export const EXIT_JOB_FAILED = EXIT_FAILED;
 
 /** Job statuses after which the job never changes again (Azure ML JobStatus). */
 export const TERMINAL_STATUSES = ["Completed", "Failed", "Canceled", "NotResponding"] as const;

@@ -18,6 +18,17 @@ import type { AccessToken, TokenCredential } from "@azure/identity";
 /** Azure ML (Microsoft.MachineLearningServices) REST API version every path here follows. */
 export const AML_API_VERSION = "2025-12-01";
 
+/** Exit codes shared by the programs in jobs/ that @pulumi/command runs. */
+export const EXIT_OK = 0;
+/** The job or operation failed (job Failed/Canceled/NotResponding, traffic update rejected). */
+export const EXIT_FAILED = 1;
+/** Missing or invalid environment variables. */
+export const EXIT_CONFIG = 2;
+/** The deadline passed first. */
+export const EXIT_DEADLINE = 3;
+/** ARM or credential error (401/403, not found, retries exhausted). */
+export const EXIT_ARM = 4;
+
 /** Default ARM endpoint (public cloud). */
 export const DEFAULT_ARM_ENDPOINT = "https://management.azure.com";
 

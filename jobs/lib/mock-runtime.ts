@@ -44,8 +44,11 @@ export interface ProgramRun {
   invokes: { token: string; inputs: any }[];
 }
 
-const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-const SIG_KEY = "4dabf18193072939515e22adb298388d";
+// Pulumi's own markers for secret values in serialized inputs.
+const { specialSigKey: SIG_KEY, specialSecretSig: SECRET_SIG } = require("@pulumi/pulumi/runtime/rpc") as {
+  specialSigKey: string;
+  specialSecretSig: string;
+};
 
 /** True when a recorded input value is a Pulumi secret wrapper. */
 export function isSecretValue(v: unknown): boolean {
