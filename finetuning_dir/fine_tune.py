@@ -4,7 +4,11 @@ Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
 
 * base model ``microsoft/Phi-3-mini-4k-instruct`` (``--base-model``), loaded in bfloat16 on a
   GPU (float32 on CPU, see below) with the eager attention implementation and
-  ``use_cache=False`` for training;
+  ``use_cache=False`` for training. Only transformers' own Phi-3 code runs (no code from the
+  hub): Phi-3.5-mini-instruct and Phi-3-mini-128k-instruct ship ``rope_scaling.type:
+  longrope``, which transformers 4.41.2 knows under its earlier name ``su`` (later releases map
+  ``su`` back to ``longrope``), so the config is renamed on load (:func:`native_config_dict`)
+  and the saved model loads with the pinned transformers on the serving image;
 * every row's ``messages`` go through the tokenizer's chat template, with an empty system turn
   inserted in front when the conversation has none (:func:`normalize_messages`);
 * trl ``SFTTrainer`` with packing, bf16 mixed precision (on a GPU), gradient checkpointing and
@@ -19,12 +23,21 @@ Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
   ``mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04`` image, fine for a few rows of data)
   the trainer runs on the CPU in plain float32: ``use_cpu=True``, ``bf16=False`` and the model
   loaded in float32 (bfloat16 is emulated and slow on those VMs); see
-  :func:`training_dtype_name`. A CUDA GPU without bfloat16 (V100/T4) is refused for training;
+  :func:`training_dtype_name`. A CUDA GPU without native bfloat16 (compute capability below
+  8.0: V100, T4) is refused before anything is loaded (:func:`gpu_has_native_bf16`;
+  ``torch.cuda.is_bf16_supported()`` is not used: from torch 2.4 it counts emulation);
+* distributed-ready: under ``torchrun`` / Azure ML's PyTorch distribution (``RANK``,
+  ``WORLD_SIZE`` set) every process trains its shard (DDP; gloo on CPU, NCCL on GPU) and only
+  rank 0 talks to MLflow and writes the model (:func:`is_main_process`);
 * the trained model is cast to ``--serving-dtype`` (float16 by default: the V100/T4 GPUs of
   the usual serving SKUs have no bfloat16; float32 for CPU serving such as Standard_E4s_v3,
   where float16 matmuls are slow or unsupported; bfloat16 for A100/H100/A10) and written with ``mlflow.transformers.save_model``
   straight into ``--model-output``, so an Azure ML ``mlflow_model`` / ``uri_folder`` job output
-  holds the MLflow model (``MLmodel`` at its root). Unless ``--no-log-model-to-run`` is given,
+  holds the MLflow model (``MLmodel`` at its root). Its pip requirements are written out
+  explicitly (:func:`serving_pip_requirements`: the pins of ``conda.yml`` next to this file,
+  read before training starts), not inferred: MLflow's inference adds ``torchvision`` for any
+  torch model and imports it to read its version, which crashes at the very end of training
+  in an environment without torchvision, and would pin the training machine's builds. Unless ``--no-log-model-to-run`` is given,
   the same directory is also uploaded to the run's artifacts under ``model_output``, so the
   sample's registration URI ``azureml://jobs/<job>/outputs/artifacts/paths/model_output``
   works too. (The folder is uploaded as-is instead of calling ``mlflow.transformers.log_model``
@@ -48,17 +61,33 @@ generic MLflow server). So the endpoint accepts the **list-of-prompts** shape::
                 "return_full_text": false, "top_p": 0.95}}
 
 and answers a JSON list with one generated string per prompt, e.g. ``["Bill Gates and ..."]``.
-Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`). Each prompt is
-wrapped in the chat template before generation (MLflow ``prompt_template`` built from the
-tokenizer's own template with the same empty system turn used in training), so clients send
-the bare question; ``return_full_text`` defaults to false so only the answer comes back.
+Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`); send
+``do_sample: false`` for greedy decoding (transformers refuses ``temperature: 0`` with
+sampling). Each prompt is wrapped in the chat template before generation (MLflow
+``prompt_template`` built from the tokenizer's own template with the same empty system turn used
+in training)::
+
+    <|system|>\\n<|end|>\\n<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n
+
+so clients send the bare question; ``return_full_text`` defaults to false so only the answer
+comes back. A conversation goes in the same shape: the client writes the earlier turns into the
+prompt so that, once the template is applied, the model reads the whole conversation in Phi-3's
+chat format (``Q1<|end|>\\n<|assistant|>\\nA1<|end|>\\n<|user|>\\nQ2`` becomes
+``...<|user|>\\nQ1<|end|>\\n<|assistant|>\\nA1<|end|>\\n<|user|>\\nQ2<|end|>\\n<|assistant|>\\n``);
+the Prompt flow tool and ``npm run chat`` do this (:data:`CONVERSATION_TURN_SEPARATOR` is
+recorded in the model's metadata).
+
+The ``{"input_data": {"input_string": [messages], "parameters": {...}}}`` shape of Azure's
+catalog chat models is *not* accepted: Azure's no-code scoring validates ``input_data``
+against the signature (a list of strings) and refuses a dict, and MLflow itself, handed a list
+of message dicts, would silently answer the ``role`` column instead of the conversation.
 
 Command line::
 
     python fine_tune.py --train-file PATH --eval-file PATH --model-output DIR
         [--base-model ID] [--epochs 3] [--learning-rate 5e-6] [--per-device-batch-size 4]
         [--max-seq-length 2048] [--warmup-ratio 0.2] [--lr-scheduler cosine] [--seed 0]
-        [--serving-dtype float16|bfloat16|float32] [--trust-remote-code]
+        [--serving-dtype float16|bfloat16|float32] [--logging-steps 20]
         [--log-model-to-run | --no-log-model-to-run]
 
 ``--train-file`` / ``--eval-file`` take a JSONL file or a folder holding exactly one ``.jsonl``
@@ -71,6 +100,7 @@ that use them, so the pure helpers import and test with the standard library alo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -126,10 +156,18 @@ DEFAULT_INFERENCE_PARAMS: Dict[str, Any] = {
 #: Payload shape accepted by the saved model (recorded in its metadata).
 SERVING_PAYLOAD_SHAPE = "prompt-list"
 
-#: Pip requirements added to the ones MLflow infers for the saved model. Without
-#: azureml-ai-monitoring the no-code MLflow deployment answers 502; mlflow is pinned because
-#: later versions fail to log to Azure ML.
-EXTRA_PIP_REQUIREMENTS = ["azureml-ai-monitoring", "mlflow==2.16.2"]
+#: Packages the saved model needs at serving time, pinned from ``conda.yml`` (see
+#: :func:`serving_pip_requirements`). Without azureml-ai-monitoring the no-code MLflow
+#: deployment answers 502; mlflow is pinned because later versions fail to log to Azure ML.
+#: No torchvision: nothing imports it.
+SERVING_PACKAGES = ("mlflow", "torch", "transformers", "accelerate", "azureml-ai-monitoring")
+
+#: What a client puts between turns when it writes a conversation into one prompt (see
+#: "Serving contract"): it closes a turn and opens the next role's turn.
+CONVERSATION_TURN_SEPARATOR = "<|end|>\n<|{role}|>\n"
+
+#: The conda environment file that travels with this script in the code asset.
+CONDA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conda.yml")
 
 #: Run artifact path of the model copy (the sample registers ``.../paths/model_output``).
 RUN_ARTIFACT_PATH = "model_output"
@@ -193,9 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--serving-dtype", type=_dtype_arg, default="float16",
                         help="dtype of the saved weights: float16 (default; V100/T4 have no "
                              "bf16), bfloat16 (A100/H100/A10) or float32 (CPU instance types)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow model code from the hub (not needed for Phi-3/3.5-mini: "
-                             "transformers 4.41 implements Phi3 natively)")
+    parser.add_argument("--logging-steps", type=positive_int, default=20,
+                        help="log loss and learning rate every N optimizer steps (default 20)")
     parser.add_argument("--log-model-to-run", action=argparse.BooleanOptionalAction, default=True,
                         help=f"also upload the saved model to the run's artifacts under "
                              f"'{RUN_ARTIFACT_PATH}' (default: yes)")
@@ -312,15 +349,106 @@ def training_arguments_kwargs(args: argparse.Namespace, output_dir: Optional[str
         "do_eval": True,
         "eval_strategy": "epoch",
         "logging_strategy": "steps",
-        "logging_steps": 20,
+        "logging_steps": getattr(args, "logging_steps", 20),
         "save_strategy": "no",
         "report_to": "none",
+        # Progress goes out as one line per log record (make_mlflow_callback), which reads well
+        # in Azure ML's std_log and in a terminal; tqdm's carriage returns do neither.
+        "disable_tqdm": True,
         "remove_unused_columns": True,
     }
     if use_cpu:
         kwargs["use_cpu"] = True
         kwargs["bf16"] = False
     return kwargs
+
+
+def gpu_has_native_bf16(capability: Sequence[int]) -> bool:
+    """True when a CUDA device of compute capability ``(major, minor)`` computes in bfloat16
+    natively: 8.0 and later (A100, A10, H100). V100 (7.0) and T4 (7.5) only emulate it, slowly,
+    although ``torch.cuda.is_bf16_supported()`` says True there from torch 2.4."""
+    return int(capability[0]) >= 8
+
+
+def distributed_rank(environ: Optional[Mapping[str, str]] = None) -> int:
+    """Global rank of this process as ``torchrun`` and Azure ML's PyTorch distribution set it in
+    ``RANK`` (0 when the job is not distributed). Raises ``ValueError`` for a malformed value."""
+    env = os.environ if environ is None else environ
+    text = env.get("RANK", "0").strip() or "0"
+    if not text.isdigit():
+        raise ValueError(f"RANK must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def is_main_process(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """True on rank 0, the only process that logs to MLflow and writes the model."""
+    return distributed_rank(environ) == 0
+
+
+def native_config_dict(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The base model's ``config.json`` made loadable by transformers' own Phi-3 code (4.41.2).
+
+    ``rope_scaling.type`` ``longrope`` (Phi-3.5-mini-instruct, Phi-3-mini-128k-instruct since
+    July 2024) becomes ``su``, the name transformers 4.41 gives the same LongRoPE scaling (newer
+    transformers map ``su`` back to ``longrope``, so the saved model loads with either), and
+    ``auto_map`` (pointers to the hub's own modeling code) is dropped: no remote code runs.
+    Returns a new dict; the input is not modified.
+    """
+    out = dict(config)
+    out.pop("auto_map", None)
+    rope = out.get("rope_scaling")
+    if isinstance(rope, dict) and rope.get("type") == "longrope":
+        out["rope_scaling"] = {**rope, "type": "su"}
+    return out
+
+
+def serving_pip_requirements(conda_file: str = CONDA_FILE) -> List[str]:
+    """Pip requirements recorded in the saved MLflow model: the ``conda.yml`` pins of
+    :data:`SERVING_PACKAGES` plus its conda-level numpy bound, so the serving image installs
+    exactly what the job trained with (and no torchvision). Called before training, so a
+    missing or unpinned package fails the job in its first second, not after hours.
+    Raises ``ValueError`` naming the file and the package.
+    """
+    import yaml  # PyYAML comes with mlflow
+
+    with open(conda_file, encoding="utf-8") as handle:
+        env = yaml.safe_load(handle)
+    conda_deps = env.get("dependencies") or []
+    pip_deps: List[str] = []
+    for dep in conda_deps:
+        if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
+            pip_deps.extend(str(d) for d in dep["pip"])
+    pins = {}
+    for dep in pip_deps:
+        name, sep, version = dep.partition("==")
+        if sep:
+            pins[name.strip().lower()] = f"{name.strip()}=={version.strip()}"
+    missing = [p for p in SERVING_PACKAGES if p not in pins]
+    if missing:
+        raise ValueError(f"{conda_file}: no '==' pin for {', '.join(missing)} in the pip section")
+    numpy = [str(d) for d in conda_deps if isinstance(d, str) and re.match(r"^numpy\b", d)]
+    return [pins[p] for p in SERVING_PACKAGES] + [d.replace(" ", "") for d in numpy]
+
+
+def conversation_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """The single prompt that carries a conversation through the model's ``prompt_template``.
+
+    ``messages``: user/assistant turns (a leading system turn is not supported: the template
+    opens with an empty one, as in training), ending with a user turn. Raises ``ValueError``
+    otherwise. Clients (promptflow/call_endpoint.py, ``npm run chat``) build the same string.
+    """
+    turns = list(messages)
+    if not turns or turns[0].get("role") != "user" or turns[-1].get("role") != "user":
+        raise ValueError("a conversation prompt must start and end with a user turn")
+    parts: List[str] = []
+    for index, message in enumerate(turns):
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            raise ValueError(f"message {index}: role {role!r} cannot be sent in a conversation prompt")
+        if index > 0:
+            parts.append(CONVERSATION_TURN_SEPARATOR.format(role=role))
+        parts.append(str(message.get("content", "")))
+    return "".join(parts)
 
 
 def sft_trainer_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
@@ -413,6 +541,7 @@ def model_metadata(args: argparse.Namespace, use_cpu: bool = False) -> Dict[str,
         "payload_example": {"input_data": ["Who founded Microsoft?"],
                             "params": dict(DEFAULT_INFERENCE_PARAMS)},
         "trained_with": f"trl=={TARGET_TRL_VERSION} SFTTrainer (packing, {precision})",
+        "conversation_turn_separator": CONVERSATION_TURN_SEPARATOR,
     }
 
 
@@ -443,16 +572,23 @@ def _torch_dtype(name: str) -> Any:
 
 
 def load_model_and_tokenizer(args: argparse.Namespace, use_cpu: bool = False) -> tuple:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Loads the base model (transformers' own Phi-3 class, config made native by
+    :func:`native_config_dict`) and its tokenizer, padded with ``<unk>`` on the right."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    config_dict, _ = PretrainedConfig.get_config_dict(args.base_model)
+    config_dict = native_config_dict(config_dict)
+    config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
+    config.use_cache = False
     model = AutoModelForCausalLM.from_pretrained(
         args.base_model,
+        config=config,
         torch_dtype=_torch_dtype(training_dtype_name(use_cpu)),
-        use_cache=False,
         attn_implementation="eager",
-        trust_remote_code=args.trust_remote_code,
+        trust_remote_code=False,
     )
-    tokenizer = AutoTokenizer.from_pretrained(args.base_model, trust_remote_code=args.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(args.base_model, config=config, trust_remote_code=False)
     tokenizer.model_max_length = args.max_seq_length
     # Padding with the end-of-text token would teach the model to ignore it; <unk> is inert.
     if tokenizer.unk_token is not None and tokenizer.unk_token != tokenizer.eos_token:
@@ -465,7 +601,10 @@ def load_model_and_tokenizer(args: argparse.Namespace, use_cpu: bool = False) ->
 
 def load_text_datasets(train_path: str, eval_path: str, tokenizer: Any) -> tuple:
     """Loads both JSONL files and renders each conversation to a ``text`` column."""
+    import datasets
     from datasets import load_dataset
+
+    datasets.disable_progress_bars()
 
     def render(example: Dict[str, Any]) -> Dict[str, str]:
         messages = normalize_messages(example["messages"])
@@ -490,23 +629,40 @@ def load_text_datasets(train_path: str, eval_path: str, tokenizer: Any) -> tuple
     return tuple(out)
 
 
+def progress_line(step: int, max_steps: int, logs: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """One progress line for a trainer log record (``step 3/40  loss 1.2345  lr 4.1e-06``), or
+    None when the record has no loss (runtime summaries)."""
+    metrics = numeric_metrics(logs)
+    parts = [f"{key} {metrics[key]:.4f}" for key in ("loss", "eval_loss") if key in metrics]
+    if not parts:
+        return None
+    if "learning_rate" in metrics:
+        parts.append(f"lr {metrics['learning_rate']:.2e}")
+    return f"step {step}/{max_steps}  " + "  ".join(parts)
+
+
 def make_mlflow_callback() -> Any:
-    """A transformers callback that sends every numeric log record to the active MLflow run."""
+    """A transformers callback that, on rank 0, sends every numeric log record to the active
+    MLflow run and prints a progress line (steps, loss)."""
     import mlflow
     from transformers import TrainerCallback
 
     class MlflowMetricsCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 - HF hook
-            if state.is_world_process_zero:
-                metrics = numeric_metrics(logs)
-                if metrics:
-                    mlflow.log_metrics(metrics, step=state.global_step)
+            if not state.is_world_process_zero:
+                return
+            metrics = numeric_metrics(logs)
+            if metrics:
+                mlflow.log_metrics(metrics, step=state.global_step)
+            line = progress_line(state.global_step, state.max_steps, logs)
+            if line:
+                print(line, flush=True)
 
     return MlflowMetricsCallback()
 
 
 def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace,
-                      use_cpu: bool = False) -> None:
+                      pip_requirements: Sequence[str], use_cpu: bool = False) -> None:
     """Casts ``model`` to the serving dtype and saves it as an MLflow model in ``--model-output``."""
     import mlflow
     from mlflow.models import infer_signature
@@ -527,12 +683,14 @@ def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace,
         signature=signature,
         input_example=(inputs, params),
         prompt_template=build_prompt_template(tokenizer),
-        extra_pip_requirements=list(EXTRA_PIP_REQUIREMENTS),
+        pip_requirements=list(pip_requirements),
         metadata=model_metadata(args, use_cpu),
     )
 
 
 def train(args: argparse.Namespace) -> None:
+    """Checks everything that can fail cheaply (trl API, GPU bf16, files, output folder, serving
+    requirements), then trains and, on rank 0, saves the MLflow model."""
     import mlflow
     import torch
     import trl
@@ -545,23 +703,33 @@ def train(args: argparse.Namespace) -> None:
             f"{TARGET_TRL_VERSION} SFTTrainer API (see conda.yml)"
         )
     use_cpu = not torch.cuda.is_available()
-    if not use_cpu and not torch.cuda.is_bf16_supported():
+    if not use_cpu and not gpu_has_native_bf16(torch.cuda.get_device_capability(0)):
+        name = torch.cuda.get_device_name(0)
         raise RuntimeError(
-            "this GPU has no bfloat16 support (V100/T4); train on an A100/H100/A10 SKU "
-            "such as Standard_NC24ads_A100_v4 (serving in float16 on V100/T4 is fine)"
+            f"{name} has no native bfloat16 (compute capability below 8.0: V100/T4); train on an "
+            "A100/H100/A10 size such as Standard_NC24ads_A100_v4 (serving in float16 on V100/T4 is fine)"
         )
 
     train_path = resolve_jsonl(args.train_file)
     eval_path = resolve_jsonl(args.eval_file)
-    ensure_empty_dir(args.model_output)
-    if use_cpu:
+    main_process = is_main_process()
+    if main_process:
+        ensure_empty_dir(args.model_output)
+    requirements = serving_pip_requirements()
+    world_size = int(os.environ.get("WORLD_SIZE", "1") or "1")
+    if main_process and use_cpu:
         print("no CUDA device: training on CPU in float32 (use_cpu=True, bf16=False)", flush=True)
+    if main_process and world_size > 1:
+        print(f"distributed: {world_size} processes ({'gloo' if use_cpu else 'nccl'}); rank 0 saves the model", flush=True)
 
-    with mlflow.start_run():
-        mlflow.log_params(run_params(args))
+    run = mlflow.start_run() if main_process else contextlib.nullcontext()
+    with run:
+        if main_process:
+            mlflow.log_params(run_params(args))
         model, tokenizer = load_model_and_tokenizer(args, use_cpu)
         train_dataset, eval_dataset = load_text_datasets(train_path, eval_path, tokenizer)
-        mlflow.log_metrics({"train_rows": float(len(train_dataset)), "eval_rows": float(len(eval_dataset))})
+        if main_process:
+            mlflow.log_metrics({"train_rows": float(len(train_dataset)), "eval_rows": float(len(eval_dataset))})
 
         trainer = SFTTrainer(
             model=model,
@@ -573,11 +741,13 @@ def train(args: argparse.Namespace) -> None:
             **sft_trainer_kwargs(args),
         )
         result = trainer.train()
+        if not main_process:
+            return
         trainer.log_metrics("train", result.metrics)
         mlflow.log_metrics(numeric_metrics(result.metrics, prefix="final_"))
 
         trained = trainer.accelerator.unwrap_model(trainer.model)
-        save_mlflow_model(trained, tokenizer, args, use_cpu)
+        save_mlflow_model(trained, tokenizer, args, requirements, use_cpu)
         if args.log_model_to_run:
             mlflow.log_artifacts(args.model_output, artifact_path=RUN_ARTIFACT_PATH)
 

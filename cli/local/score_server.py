@@ -1,0 +1,228 @@
+"""A local stand-in for an Azure ML managed online endpoint serving an MLflow model.
+
+``npm run serve:local -- --model DIR`` runs it (cli/serve-local.ts). It loads the model with
+``mlflow.pyfunc.load_model`` and answers requests the way an online endpoint with key
+authentication and no-code MLflow scoring does, so ``npm run chat`` and the Prompt flow tool can
+be tried against the model that ``npm run train:local`` wrote before anything is deployed:
+
+* ``GET /`` is the liveness route (200 ``Healthy``);
+* ``POST /score`` with ``Authorization: Bearer <key>`` (401 without the key) and a JSON body
+  ``{"input_data": ..., "params": {...}}`` (``params`` optional), answered with the model's
+  predictions as JSON;
+* ``input_data`` is checked against the model signature first, as Azure's scoring does with
+  the signature's sample: a model whose signature input is a list of strings (what
+  ``fine_tune.py`` saves) takes a list of strings and answers 400 to anything else, the
+  ``{"input_string": ..., "parameters": ...}`` chat shape of catalog models included. For other
+  signatures that chat shape is unwrapped (``parameters`` become the params) the way Azure's
+  MLflow scoring does for transformers models;
+* then ``model.predict(input_data, params=params)``; a failure in the model answers 500 with the
+  error's first line, a request over ``--request-timeout`` seconds 408, and more than
+  ``--max-concurrent-requests`` at once 429 after ``--max-queue-wait`` seconds.
+
+Azure's contract: https://learn.microsoft.com/azure/machine-learning/how-to-deploy-mlflow-models-online-endpoints
+(no-code deployment, ``input_data`` / ``params``) and
+https://learn.microsoft.com/azure/machine-learning/how-to-authenticate-online-endpoint (key auth).
+Request limits follow the deployment's ``request_settings`` (seed values: 3 concurrent, 180 s).
+
+``--trace FILE`` appends, for every generation, the exact text the tokenizer receives (after the
+model's prompt template) as a JSON line: a debugging aid and what the tests use to prove that a
+conversation reaches the model in Phi-3's chat format. The key never appears in any output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import os
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional, Tuple
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class RequestError(Exception):
+    """A request the endpoint refuses, with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def signature_takes_string_list(model: Any) -> bool:
+    """True when the model's signature input is one unnamed string column (a list of prompts)."""
+    signature = getattr(getattr(model, "metadata", None), "signature", None)
+    inputs = getattr(signature, "inputs", None)
+    specs = getattr(inputs, "inputs", None) or []
+    return len(specs) == 1 and getattr(specs[0], "name", None) is None and str(getattr(specs[0], "type", "")) in ("string", "DataType.string")
+
+
+def split_request(body: Any, string_list_model: bool) -> Tuple[Any, Optional[dict]]:
+    """``(input_data, params)`` from a request body, or :class:`RequestError` (400)."""
+    if not isinstance(body, dict) or "input_data" not in body:
+        raise RequestError(400, 'the body must be a JSON object with "input_data" (and optional "params")')
+    input_data = body["input_data"]
+    params = body.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise RequestError(400, '"params" must be a JSON object')
+    if string_list_model:
+        if not isinstance(input_data, list) or not all(isinstance(item, str) for item in input_data):
+            got = type(input_data).__name__
+            raise RequestError(
+                400,
+                f'"input_data" must be a list of prompt strings (the model\'s signature), got {got}; '
+                'this model takes {"input_data": ["question"], "params": {...}}, not the chat shape',
+            )
+        return input_data, params
+    if isinstance(input_data, dict) and params is None and "parameters" in input_data:
+        rest = dict(input_data)
+        params = rest.pop("parameters")
+        input_data = rest["input_string"] if set(rest) == {"input_string"} else rest
+    return input_data, params
+
+
+def jsonable(result: Any) -> Any:
+    """Predictions as JSON-serialisable values (lists, dicts, strings, numbers)."""
+    if hasattr(result, "to_dict"):
+        return result.to_dict(orient="records")
+    if hasattr(result, "tolist"):
+        return result.tolist()
+    return result
+
+
+def install_trace(model: Any, path: str) -> None:
+    """Records every text the transformers pipeline tokenizes (after the prompt template)."""
+    pipeline = getattr(getattr(model, "_model_impl", None), "pipeline", None)
+    if pipeline is None:
+        raise RuntimeError("--trace needs an MLflow transformers model")
+    original = pipeline.preprocess
+    lock = threading.Lock()
+
+    def preprocess(prompt_text, *args, **kwargs):
+        with lock, open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"prompt": prompt_text}, ensure_ascii=False) + "\n")
+        return original(prompt_text, *args, **kwargs)
+
+    pipeline.preprocess = preprocess
+
+
+def make_handler(model: Any, key: str, request_timeout: float, slots: threading.BoundedSemaphore,
+                 queue_wait: float):
+    string_list_model = signature_takes_string_list(model)
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "phi3-local-endpoint"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # one short line per request
+            sys.stderr.write("%s %s\n" % (self.command, fmt % args))
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            if self.path in ("/", ""):
+                self._send(200, "Healthy")
+            else:
+                self._send(404, {"error": f"no route {self.path}"})
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            if self.path.split("?")[0] != "/score":
+                return self._send(404, {"error": f"no route {self.path}; POST /score"})
+            auth = self.headers.get("Authorization", "")
+            given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                return self._send(401, {"error": "key_auth_access_denied: missing or wrong key"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                return self._send(413, {"error": "request body too large"})
+            try:
+                body = json.loads(self.rfile.read(length).decode("utf-8"))
+                input_data, params = split_request(body, string_list_model)
+            except ValueError:
+                return self._send(400, {"error": "the body is not valid JSON"})
+            except RequestError as err:
+                return self._send(err.status, {"error": str(err)})
+            if not slots.acquire(timeout=queue_wait):
+                return self._send(429, {"error": "too many requests: all instances are busy"})
+            outcome: dict = {}
+
+            def work() -> None:
+                try:
+                    outcome["result"] = jsonable(model.predict(input_data, params=params))
+                except Exception as err:  # noqa: BLE001 - reported to the client as a 500
+                    outcome["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                finally:
+                    slots.release()
+
+            worker = threading.Thread(target=work, daemon=True)
+            worker.start()
+            worker.join(request_timeout)
+            if worker.is_alive():
+                return self._send(408, {"error": f"request timed out after {request_timeout:g} s"})
+            if "error" in outcome:
+                return self._send(500, {"error": outcome["error"]})
+            return self._send(200, outcome["result"])
+
+    return Handler
+
+
+def read_key(path: Optional[str]) -> str:
+    """The endpoint key: ``$ENDPOINT_KEY``, else the first line of ``path``. Raises ``ValueError``."""
+    key = os.environ.get("ENDPOINT_KEY", "").strip()
+    if not key and path:
+        with open(path, encoding="utf-8") as handle:
+            key = handle.readline().strip()
+    if not key:
+        raise ValueError("no key: set ENDPOINT_KEY or pass --key-file")
+    return key
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve an MLflow model like an Azure ML online endpoint.")
+    parser.add_argument("--model", required=True, help="folder of the MLflow model (MLmodel at its root)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5001, help="0 picks a free port")
+    parser.add_argument("--key-file", help="file whose first line is the key (else $ENDPOINT_KEY)")
+    parser.add_argument("--request-timeout", type=float, default=180.0, help="seconds (deployment default 180)")
+    parser.add_argument("--max-concurrent-requests", type=int, default=3)
+    parser.add_argument("--max-queue-wait", type=float, default=0.5, help="seconds a request waits for a free slot")
+    parser.add_argument("--trace", help="append the exact generation prompts to this JSONL file")
+    args = parser.parse_args(argv)
+    try:
+        key = read_key(args.key_file)
+    except (OSError, ValueError) as err:
+        print(f"serve:local: {err}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(os.path.join(args.model, "MLmodel")):
+        print(f"serve:local: {args.model} holds no MLmodel file (not an MLflow model folder)", file=sys.stderr)
+        return 2
+
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(args.model)
+    if args.trace:
+        install_trace(model, args.trace)
+    slots = threading.BoundedSemaphore(args.max_concurrent_requests)
+    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait)
+    server = ThreadingHTTPServer((args.host, args.port), handler)
+    host, port = server.server_address[:2]
+    print(f"listening on http://{host}:{port}/score", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
