@@ -10,6 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
 import { ComputeClusters } from "./infra/compute";
 import { loadConfig } from "./infra/config";
+import { chatDefaults as chatDefaultsOf } from "./infra/generation";
 import { WorkloadIdentity } from "./infra/identity";
 import { azureNames } from "./infra/naming";
 import { PromptFlow } from "./infra/promptflow";
@@ -93,6 +94,7 @@ const promptFlow = config.promptFlow.enabled
       connectionName: config.promptFlow.connectionName,
       scoringUri: serving.scoringUri,
       endpointKey: serving.primaryKey,
+      chatDefaults: chatDefaultsOf(config),
       tags,
     })
   : undefined;
@@ -106,5 +108,7 @@ export const deploymentNames = serving.deploymentNames;
 export const scoringUri = serving.scoringUri;
 /** Primary endpoint key (secret: `pulumi stack output endpointKey --show-secrets`). */
 export const endpointKey = serving.primaryKey;
+/** `max_new_tokens` and client timeout that fit the serving hardware (read by `npm run chat`). */
+export const chatDefaults = chatDefaultsOf(config);
 export const promptFlowProject = promptFlow?.projectName;
 export const promptFlowConnection = promptFlow?.connectionName;

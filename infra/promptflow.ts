@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
+import type { ChatDefaults } from "./generation";
 
 /** Arguments of {@link PromptFlow}. */
 export interface PromptFlowArgs {
@@ -18,6 +19,8 @@ export interface PromptFlowArgs {
   scoringUri: pulumi.Input<string>;
   /** Endpoint key; must be a secret. */
   endpointKey: pulumi.Output<string>;
+  /** Generation defaults for the serving hardware (infra/generation.ts), put in the metadata. */
+  chatDefaults: ChatDefaults;
   tags: Record<string, string>;
 }
 
@@ -26,7 +29,10 @@ export interface PromptFlowArgs {
  * `Hub`) reusing the stack's storage account, key vault, Application Insights and registry; a
  * project in it (kind `Project`, `hubResourceId`); and a `CustomKeys` connection on the
  * project holding `endpoint` (the scoring URI) and `key` (the endpoint key, a secret), which
- * Prompt flow exposes to the flow's tool as `connection.secrets`.
+ * Prompt flow exposes to the flow's tool as `connection.secrets`. The connection's metadata
+ * (`connection.configs` in the tool) carries `max_new_tokens` and `timeout_seconds` sized for
+ * the deployment's instance type, so a CPU deployment is not asked for more than it can answer
+ * within its request timeout.
  */
 export class PromptFlow extends pulumi.ComponentResource {
   public readonly hubName: pulumi.Output<string>;
@@ -74,7 +80,11 @@ export class PromptFlow extends pulumi.ComponentResource {
           authType: "CustomKeys",
           target: args.scoringUri,
           credentials: { keys: pulumi.secret(pulumi.all([args.scoringUri, args.endpointKey]).apply(([endpoint, key]) => ({ endpoint, key }))) },
-          metadata: { purpose: "Fine-tuned Phi-3 online endpoint" },
+          metadata: {
+            purpose: "Fine-tuned Phi-3 online endpoint",
+            max_new_tokens: String(args.chatDefaults.maxNewTokens),
+            timeout_seconds: String(args.chatDefaults.timeoutSeconds),
+          },
         },
       },
       // The connection's properties hold the endpoint key: keep them secret in state and outputs.

@@ -7,10 +7,11 @@
 // Endpoint: ENDPOINT_URI / ENDPOINT_KEY, else the stack outputs `scoringUri` and
 // `endpointKey` read with `pulumi stack output --json --show-secrets`.
 // Payload shapes (`--shape`):
-//   prompt-list (default): `{"input_data": [question], "params": {...}}` -> a JSON list with one
+//   prompt-list (default): `{"input_data": [prompt], "params": {...}}` -> a JSON list with one
 //     answer per prompt. This is the only shape the fine-tuned MLflow model logged by
-//     finetuning_dir/fine_tune.py accepts (see "Serving contract" in its docstring); a single
-//     question is sent per request, so earlier turns are not part of the prompt.
+//     finetuning_dir/fine_tune.py accepts (see "Serving contract" in its docstring). In the
+//     interactive loop the earlier turns are written into the prompt (conversationPrompt), so
+//     the model reads the whole conversation in Phi-3's chat format.
 //   chat: `{"input_data": {"input_string": [...messages], "parameters": {...}}}` ->
 //     `{"output": "..."}`, for Azure model-catalog chat models (custom scoring script); the
 //     interactive loop sends the whole conversation history in this shape.
@@ -42,14 +43,14 @@ export interface ChatArgs {
   help: boolean;
   /** `--stack <name>`: Pulumi stack to read outputs from (default: the selected stack). */
   stack?: string;
-  /** Sampling temperature, >= 0 (default 0.7). */
+  /** Sampling temperature, >= 0 (default 0.7); 0 means greedy decoding. */
   temperature: number;
-  /** Maximum number of generated tokens, integer >= 1 (default 128). */
-  maxNewTokens: number;
+  /** Maximum number of generated tokens, integer >= 1 (default: the stack's `chatDefaults`, else 128). */
+  maxNewTokens?: number;
   /** Payload shape (default `prompt-list`, what fine_tune.py's MLflow signature accepts). */
   shape: Shape;
-  /** Per-request timeout in seconds, > 0 (default 90). */
-  timeoutSec: number;
+  /** Per-request timeout in seconds, > 0 (default: the stack's `chatDefaults`, else 90). */
+  timeoutSec?: number;
   /** Retries after HTTP 429/503, integer >= 0 (default 4). */
   retries: number;
 }
@@ -68,6 +69,36 @@ export interface EndpointConfig {
   key: string;
   /** `env` when both values came from the environment, else `pulumi`. */
   source: "env" | "pulumi";
+  /** The stack output `chatDefaults` (sized for the serving hardware), when the stack has one. */
+  defaults?: { maxNewTokens: number; timeoutSeconds: number };
+}
+
+/** Built-in defaults when neither the command line nor the stack says otherwise. */
+export const BUILT_IN_DEFAULTS = { maxNewTokens: 128, timeoutSeconds: 90 };
+
+/**
+ * Closes a turn and opens the next one inside a conversation prompt: the same string as
+ * `CONVERSATION_TURN_SEPARATOR` in finetuning_dir/fine_tune.py (a Python test checks).
+ */
+export const CONVERSATION_TURN_SEPARATOR = "<|end|>\n<|{role}|>\n";
+
+/**
+ * The single prompt that carries a conversation through the fine-tuned model's prompt
+ * template (`<|system|>\n<|end|>\n<|user|>\n{prompt}<|end|>\n<|assistant|>\n`): the first
+ * user turn, then every later turn preceded by {@link CONVERSATION_TURN_SEPARATOR}, so the
+ * model reads the conversation in Phi-3's chat format.
+ * @throws {Error} unless the conversation starts and ends with a user turn and has no system turn.
+ */
+export function conversationPrompt(messages: readonly ChatMessage[]): string {
+  if (messages.length === 0 || messages[0].role !== "user" || messages[messages.length - 1].role !== "user") {
+    throw new Error("conversationPrompt: the conversation must start and end with a user turn");
+  }
+  return messages
+    .map((m, i) => {
+      if (m.role === "system") throw new Error("conversationPrompt: a system turn cannot be sent in the prompt-list shape");
+      return i === 0 ? m.content : CONVERSATION_TURN_SEPARATOR.replace("{role}", m.role) + m.content;
+    })
+    .join("");
 }
 
 /**
@@ -109,11 +140,12 @@ scoringUri / endpointKey.
 Options:
   -i, --interactive         conversation loop (type "exit" or press Ctrl-D to quit)
   --stack <name>            Pulumi stack to read outputs from (default: selected stack)
-  --temperature <n>         sampling temperature, >= 0 (default 0.7)
-  --max-new-tokens <n>      maximum generated tokens (default 128)
+  --temperature <n>         sampling temperature, >= 0 (default 0.7; 0 = greedy)
+  --max-new-tokens <n>      maximum generated tokens (default: the stack output
+                            chatDefaults, sized for the serving hardware, else 128)
   --shape chat|prompt-list  payload shape (default prompt-list: the signature that
                             finetuning_dir/fine_tune.py logs; chat for catalog models)
-  --timeout <seconds>       per-request timeout (default 90)
+  --timeout <seconds>       per-request timeout (default: chatDefaults, else 90)
   --retries <n>             retries on HTTP 429/503 (default 4)
   -h, --help                this help`;
 
@@ -131,8 +163,9 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
  * Parses the command line (without `node` and the script path).
  *
  * Accepts `--opt value` and `--opt=value`; `--` ends options; other arguments are joined by
- * spaces into the question. Defaults: temperature 0.7, max-new-tokens 128, shape `prompt-list`,
- * timeout 90 s, retries 4.
+ * spaces into the question. Defaults: temperature 0.7, shape `prompt-list`, retries 4;
+ * max-new-tokens and timeout stay undefined (the stack's `chatDefaults` or
+ * {@link BUILT_IN_DEFAULTS} apply later).
  *
  * @param argv e.g. `process.argv.slice(2)`.
  * @throws {UsageError} on an unknown option, a missing value, or an out-of-range value
@@ -143,9 +176,7 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
     interactive: false,
     help: false,
     temperature: 0.7,
-    maxNewTokens: 128,
     shape: "prompt-list",
-    timeoutSec: 90,
     retries: 4,
   };
   const words: string[] = [];
@@ -211,11 +242,12 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
  * Builds the JSON request body for the endpoint (shared/REFERENCE.md "Scoring payloads").
  *
  * - `chat`: `{"input_data": {"input_string": messages, "parameters": {temperature,
- *   max_new_tokens, do_sample: true}}}`; `messages` is the whole conversation, oldest
- *   first, ending with the new user question.
- * - `prompt-list`: `{"input_data": [last user content], "params": {temperature,
- *   max_new_tokens, do_sample: true, return_full_text: false}}` (the seed's fine-tuned
- *   MLflow model, which takes single prompts: earlier turns are not sent).
+ *   max_new_tokens, do_sample}}}`; `messages` is the whole conversation, oldest first, ending
+ *   with the new user question (Azure model-catalog chat models).
+ * - `prompt-list`: `{"input_data": [conversationPrompt(messages)], "params": {temperature,
+ *   max_new_tokens, do_sample, return_full_text: false}}` (the fine-tuned MLflow model).
+ * `do_sample` is `temperature > 0`: temperature 0 means greedy decoding, and transformers
+ * refuses `temperature: 0` with sampling.
  *
  * @param shape payload shape.
  * @param messages conversation, oldest first.
@@ -223,22 +255,22 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
  * @throws {Error} when `messages` holds no user message.
  */
 export function buildPayload(shape: Shape, messages: readonly ChatMessage[], opts: GenerationOptions): unknown {
-  const lastUser = [...messages].reverse().find((m) => m.role === "user");
-  if (!lastUser) throw new Error("buildPayload: the conversation has no user message");
+  if (!messages.some((m) => m.role === "user")) throw new Error("buildPayload: the conversation has no user message");
+  const doSample = opts.temperature > 0;
   if (shape === "chat") {
     return {
       input_data: {
         input_string: messages.map((m) => ({ role: m.role, content: m.content })),
-        parameters: { temperature: opts.temperature, max_new_tokens: opts.maxNewTokens, do_sample: true },
+        parameters: { temperature: opts.temperature, max_new_tokens: opts.maxNewTokens, do_sample: doSample },
       },
     };
   }
   return {
-    input_data: [lastUser.content],
+    input_data: [conversationPrompt(messages)],
     params: {
       temperature: opts.temperature,
       max_new_tokens: opts.maxNewTokens,
-      do_sample: true,
+      do_sample: doSample,
       return_full_text: false,
     },
   };
@@ -523,8 +555,8 @@ function checkUri(uri: string, from: string): string {
 /**
  * Finds the scoring URI and key: `ENDPOINT_URI` / `ENDPOINT_KEY` from `env` first (each
  * wins on its own); whatever is missing comes from the Pulumi stack outputs `scoringUri`
- * and `endpointKey` (`pulumi stack output --json --show-secrets [--stack <stack>]`).
- * Values are trimmed.
+ * and `endpointKey` (`pulumi stack output --json --show-secrets [--stack <stack>]`), with
+ * the output `chatDefaults` when present. Values are trimmed.
  *
  * @param env environment, e.g. `process.env`.
  * @param runPulumi Pulumi CLI runner (default {@link defaultPulumiRunner}); resolves `null`
@@ -583,7 +615,12 @@ export async function resolveEndpoint(
   };
   const uri = envUri ?? pick("scoringUri");
   const key = envKey ?? pick("endpointKey");
-  return { uri: checkUri(uri, envUri ? "ENDPOINT_URI" : "stack output scoringUri"), key, source: "pulumi" };
+  const d = outputs.chatDefaults as { maxNewTokens?: unknown; timeoutSeconds?: unknown } | undefined;
+  const defaults =
+    d && Number.isInteger(d.maxNewTokens) && (d.maxNewTokens as number) >= 1 && typeof d.timeoutSeconds === "number" && d.timeoutSeconds > 0
+      ? { maxNewTokens: d.maxNewTokens as number, timeoutSeconds: d.timeoutSeconds }
+      : undefined;
+  return { uri: checkUri(uri, envUri ? "ENDPOINT_URI" : "stack output scoringUri"), key, source: "pulumi", defaults };
 }
 
 /** Minimal writable used for output; `isTTY` enables the spinner on stderr. */
@@ -630,8 +667,8 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 
 /**
  * Runs the CLI: parses `argv`, resolves the endpoint, then answers one question (argument
- * or piped stdin) or runs the interactive loop, keeping the conversation history for the
- * `chat` shape. Answers go to `io.stdout`; prompts, progress and errors to `io.stderr`.
+ * or piped stdin) or runs the interactive loop, sending the conversation so far with each
+ * question (as messages for `chat`, in the conversation prompt for `prompt-list`). Answers go to `io.stdout`; prompts, progress and errors to `io.stderr`.
  * The key is never written anywhere.
  *
  * @param argv arguments without node and script path (default `process.argv.slice(2)`).
@@ -666,18 +703,20 @@ export async function main(
     return 1;
   }
   key = endpoint.key;
+  const maxNewTokens = args.maxNewTokens ?? endpoint.defaults?.maxNewTokens ?? BUILT_IN_DEFAULTS.maxNewTokens;
+  const timeoutSec = args.timeoutSec ?? endpoint.defaults?.timeoutSeconds ?? BUILT_IN_DEFAULTS.timeoutSeconds;
 
   const history: ChatMessage[] = [];
   const ask = async (question: string): Promise<string> => {
     const messages: ChatMessage[] = [...history, { role: "user", content: question }];
-    const payload = buildPayload(args.shape, messages, { temperature: args.temperature, maxNewTokens: args.maxNewTokens });
+    const payload = buildPayload(args.shape, messages, { temperature: args.temperature, maxNewTokens });
     const stop = startSpinner(io.stderr);
     try {
       const text = await askEndpoint({
         uri: endpoint.uri,
         key: endpoint.key,
         payload,
-        timeoutMs: args.timeoutSec * 1000,
+        timeoutMs: timeoutSec * 1000,
         retries: args.retries,
         backoffBaseMs: io.backoffBaseMs ?? 1000,
         fetchImpl: io.fetchImpl,

@@ -1,27 +1,36 @@
-"""Prompt flow tool: asks the fine-tuned Phi-3 model behind an Azure ML online endpoint.
+"""Prompt flow tool: the chat node that asks the fine-tuned Phi-3 model behind an Azure ML
+online endpoint, with the conversation so far.
 
-The endpoint comes from a Prompt flow ``CustomConnection`` (default name ``phi3-endpoint``,
-set in ``flow.dag.yml``). The project creates it as a ``CustomKeys`` workspace connection with
-``credentials.keys = {endpoint, key}``, which Prompt flow exposes as *secrets*; the endpoint is
-also looked up in the connection's *configs* (its metadata), so either place works. An optional
-``deployment`` entry (configs or secrets) pins a deployment with the
+The flow (``flow.dag.yml``) is a chat flow: a chat input ``question``, a ``chat_history`` input
+(Prompt flow's list of ``{"inputs": {"question": ...}, "outputs": {"answer": ...}}`` turns) and
+the chat output ``answer``, so ``pf flow test --interactive`` and the Azure AI Foundry portal's
+chat drive it. The endpoint comes from a Prompt flow ``CustomConnection`` (default name
+``phi3-endpoint``). The stack creates it as a ``CustomKeys`` workspace connection with
+``credentials.keys = {endpoint, key}``, which Prompt flow exposes as *secrets*, and metadata
+(*configs*) holding the endpoint again and the generation defaults that fit the deployment's
+instance type (``max_new_tokens``, ``timeout_seconds``; a CPU deployment generates about a token
+per second). An optional ``deployment`` entry pins a deployment with the
 ``azureml-model-deployment`` header.
 
 Payload shapes (``payload_shape`` node input):
 
 * ``prompt-list`` (default; what ``finetuning_dir/fine_tune.py`` saves the MLflow model for)::
 
-      {"input_data": ["<question>"],
+      {"input_data": ["<conversation prompt>"],
        "params": {"temperature": t, "max_new_tokens": n, "do_sample": t > 0,
                   "return_full_text": false}}
 
-  answered with a JSON list such as ``["<answer>"]``;
+  answered with a JSON list such as ``["<answer>"]``. The model wraps each prompt in Phi-3's
+  chat template (``<|system|>\\n<|end|>\\n<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n``),
+  so earlier turns are written into the prompt with the turn separator the model records in its
+  metadata (:func:`conversation_prompt`): the model then reads the whole conversation in Phi-3's
+  chat format, exactly as it was trained;
 * ``chat`` (Azure model-catalog chat deployments)::
 
-      {"input_data": {"input_string": [{"role": "user", "content": "<question>"}],
+      {"input_data": {"input_string": [{"role": "user", "content": "..."}, ...],
                       "parameters": {"temperature": t, "max_new_tokens": n, "do_sample": t > 0}}}
 
-  answered with ``{"output": "<answer>"}``.
+  answered with ``{"output": "<answer>"}``; the history goes in as messages.
 
 HTTP goes through ``urllib.request`` (no ``requests`` dependency). Errors name the HTTP status
 and the first 300 characters of the body, never the key. ``promptflow`` is imported guarded so
@@ -36,7 +45,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 try:  # promptflow >= 1.8
     from promptflow.core import tool
@@ -66,8 +75,13 @@ except ImportError:  # pragma: no cover - depends on the installed promptflow
 
 PAYLOAD_SHAPES = ("prompt-list", "chat")
 DEFAULT_SHAPE = "prompt-list"
-DEFAULT_TIMEOUT_SECONDS = 180.0  # the deployment's request timeout (180000 ms)
+DEFAULT_TIMEOUT_SECONDS = 200.0  # the deployment's request timeout (180 s) plus queueing
+DEFAULT_MAX_NEW_TOKENS = 256  # a GPU deployment; the connection's configs carry the CPU value
 BODY_SNIPPET_CHARS = 300
+
+#: Closes a turn and opens the next one inside a conversation prompt; the same string as
+#: ``CONVERSATION_TURN_SEPARATOR`` in finetuning_dir/fine_tune.py (a test checks).
+CONVERSATION_TURN_SEPARATOR = "<|end|>\n<|{role}|>\n"
 
 
 class EndpointError(RuntimeError):
@@ -78,12 +92,49 @@ class EndpointError(RuntimeError):
         self.status = status
 
 
-def build_payload(question: str, shape: str = DEFAULT_SHAPE, temperature: float = 0.7,
-                  max_new_tokens: int = 256) -> Dict[str, Any]:
-    """JSON body for one question in the given payload shape (see the module docstring).
+def history_messages(chat_history: Any) -> List[Dict[str, str]]:
+    """User/assistant messages from Prompt flow's ``chat_history``.
 
-    ``do_sample`` follows the temperature (greedy decoding at 0). Raises ``ValueError`` for an
-    empty question, an unknown shape, a negative temperature or ``max_new_tokens < 1``.
+    Each turn is ``{"inputs": {...}, "outputs": {...}}``; the user text is ``inputs["question"]``
+    (else the turn's only string input) and the answer ``outputs["answer"]`` (else its only
+    string output). ``None`` or an empty list gives no messages. Raises ``ValueError`` naming the
+    turn that has neither.
+    """
+    messages: List[Dict[str, str]] = []
+    for index, turn in enumerate(chat_history or []):
+        if not isinstance(turn, dict):
+            raise ValueError(f"chat_history[{index}] is not an object")
+        for side, key, role in (("inputs", "question", "user"), ("outputs", "answer", "assistant")):
+            values = turn.get(side) or {}
+            text = values.get(key) if isinstance(values, dict) else None
+            if not isinstance(text, str) and isinstance(values, dict):
+                strings = [v for v in values.values() if isinstance(v, str)]
+                text = strings[0] if len(strings) == 1 else None
+            if not isinstance(text, str):
+                raise ValueError(f"chat_history[{index}].{side} has no '{key}' text")
+            messages.append({"role": role, "content": text})
+    return messages
+
+
+def conversation_prompt(messages: List[Dict[str, str]]) -> str:
+    """The one prompt that carries ``messages`` (user first and last, user/assistant turns)
+    through the model's prompt template (see the module docstring). Raises ``ValueError``."""
+    if not messages or messages[0]["role"] != "user" or messages[-1]["role"] != "user":
+        raise ValueError("a conversation prompt must start and end with a user turn")
+    parts = [messages[0]["content"]]
+    for message in messages[1:]:
+        parts.append(CONVERSATION_TURN_SEPARATOR.format(role=message["role"]) + message["content"])
+    return "".join(parts)
+
+
+def build_payload(question: str, shape: str = DEFAULT_SHAPE, temperature: float = 0.7,
+                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                  history: Optional[List[Dict[str, str]]] = None) -> Dict[str, Any]:
+    """JSON body for ``question`` after the ``history`` messages, in the given payload shape.
+
+    ``do_sample`` follows the temperature: greedy decoding at 0 (transformers refuses
+    ``temperature=0`` with sampling). Raises ``ValueError`` for an empty question, an unknown
+    shape, a negative temperature or ``max_new_tokens < 1``.
     """
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question must be a non-empty string")
@@ -95,10 +146,11 @@ def build_payload(question: str, shape: str = DEFAULT_SHAPE, temperature: float 
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     temperature = float(temperature)
     do_sample = temperature > 0
+    messages = list(history or []) + [{"role": "user", "content": question}]
     if shape == "chat":
         return {
             "input_data": {
-                "input_string": [{"role": "user", "content": question}],
+                "input_string": messages,
                 "parameters": {
                     "temperature": temperature,
                     "max_new_tokens": max_new_tokens,
@@ -107,7 +159,7 @@ def build_payload(question: str, shape: str = DEFAULT_SHAPE, temperature: float 
             }
         }
     return {
-        "input_data": [question],
+        "input_data": [conversation_prompt(messages)],
         "params": {
             "temperature": temperature,
             "max_new_tokens": max_new_tokens,
@@ -273,18 +325,43 @@ def resolve_connection(connection: Any) -> Tuple[str, str, Optional[str]]:
     return normalize_scoring_url(endpoint), key.strip(), deployment
 
 
+def connection_number(connection: Any, name: str, default: float) -> float:
+    """A positive number from the connection's configs (strings, as the stack writes them), else
+    ``default``. Raises ``ValueError`` naming the entry when it is not a positive number."""
+    configs = connection if isinstance(connection, dict) else getattr(connection, "configs", None)
+    text = _lookup(configs, name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"the connection's '{name}' must be a positive number, got {text!r}")
+    return value
+
+
 @tool
 def ask_phi3(
     connection: CustomConnection,
     question: str,
+    chat_history: list = None,
     payload_shape: str = DEFAULT_SHAPE,
     temperature: float = 0.7,
-    max_new_tokens: int = 256,
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    max_new_tokens: int = None,
+    timeout_seconds: float = None,
 ) -> str:
-    """Sends ``question`` to the endpoint of ``connection`` and returns the model's answer."""
+    """Sends ``question``, after the turns of ``chat_history``, to the endpoint of
+    ``connection`` and returns the model's answer. ``max_new_tokens`` and ``timeout_seconds``
+    default to the connection's configs (set by the stack for the deployment's instance type),
+    else 256 tokens and 200 s."""
     url, key, deployment = resolve_connection(connection)
-    payload = build_payload(question, payload_shape, float(temperature), int(max_new_tokens))
+    if max_new_tokens is None:
+        max_new_tokens = int(connection_number(connection, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+    if timeout_seconds is None:
+        timeout_seconds = connection_number(connection, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    payload = build_payload(question, payload_shape, float(temperature), int(max_new_tokens),
+                            history_messages(chat_history))
     headers = {"azureml-model-deployment": deployment} if deployment else None
     body = call_endpoint(url, key, payload, float(timeout_seconds), headers=headers)
     return parse_response(body)

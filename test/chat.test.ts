@@ -6,7 +6,9 @@ import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   askEndpoint,
+  BUILT_IN_DEFAULTS,
   buildPayload,
+  conversationPrompt,
   displayUrl,
   EndpointError,
   main,
@@ -99,11 +101,10 @@ describe("parseArgs", () => {
       interactive: false,
       help: false,
       temperature: 0.7,
-      maxNewTokens: 128,
       shape: "prompt-list",
-      timeoutSec: 90,
       retries: 4,
     });
+    expect(BUILT_IN_DEFAULTS).toEqual({ maxNewTokens: 128, timeoutSeconds: 90 });
     expect(parseArgs([]).question).toBeUndefined();
     expect(parseArgs(["--shape", "chat", "q"]).shape).toBe("chat");
   });
@@ -143,11 +144,26 @@ describe("buildPayload / parseAnswer", () => {
     });
   });
 
-  it("prompt-list shape sends the last user question only", () => {
+  it("prompt-list shape writes the conversation into one prompt, in Phi-3's turn format", () => {
     expect(buildPayload("prompt-list", conv, opts)).toEqual({
-      input_data: ["When?"],
+      input_data: ["Who founded Microsoft?<|end|>\n<|assistant|>\nBill Gates and Paul Allen.<|end|>\n<|user|>\nWhen?"],
       params: { temperature: 0.2, max_new_tokens: 50, do_sample: true, return_full_text: false },
     });
+    expect(buildPayload("prompt-list", conv.slice(2), opts)).toMatchObject({ input_data: ["When?"] });
+  });
+
+  it("temperature 0 means greedy decoding in both shapes (transformers refuses temperature 0 with sampling)", () => {
+    const greedy = { temperature: 0, maxNewTokens: 8 };
+    expect(buildPayload("prompt-list", conv, greedy)).toMatchObject({ params: { temperature: 0, do_sample: false } });
+    expect(buildPayload("chat", conv, greedy)).toMatchObject({ input_data: { parameters: { temperature: 0, do_sample: false } } });
+    expect(buildPayload("chat", conv, { temperature: 0.01, maxNewTokens: 8 })).toMatchObject({ input_data: { parameters: { do_sample: true } } });
+  });
+
+  it("conversationPrompt needs a user turn first and last and no system turn", () => {
+    expect(() => conversationPrompt([])).toThrow(/start and end with a user turn/);
+    expect(() => conversationPrompt(conv.slice(0, 2))).toThrow(/start and end with a user turn/);
+    expect(() => conversationPrompt(conv.slice(1))).toThrow(/start and end with a user turn/);
+    expect(() => conversationPrompt([conv[0], { role: "system", content: "s" }, conv[2]])).toThrow(/system turn/);
   });
 
   it("refuses a conversation without a user message", () => {
@@ -342,6 +358,13 @@ describe("resolveEndpoint", () => {
     expect(calls[1]).toEqual(["stack", "output", "--json", "--show-secrets"]);
   });
 
+  it("reads the stack output chatDefaults (sized for the serving hardware) and ignores a malformed one", async () => {
+    const outputs = { scoringUri: "https://p.example/score", endpointKey: KEY, chatDefaults: { maxNewTokens: 64, timeoutSeconds: 200 } };
+    expect((await resolveEndpoint({}, async () => JSON.stringify(outputs))).defaults).toEqual({ maxNewTokens: 64, timeoutSeconds: 200 });
+    const bad = { ...outputs, chatDefaults: { maxNewTokens: "64", timeoutSeconds: 200 } };
+    expect((await resolveEndpoint({}, async () => JSON.stringify(bad))).defaults).toBeUndefined();
+  });
+
   it("an env value overrides the stack output", async () => {
     const runner: PulumiRunner = async () => JSON.stringify({ scoringUri: "https://p.example/score", endpointKey: "stack-key" });
     expect(await resolveEndpoint({ ENDPOINT_URI: "http://127.0.0.1:1/score" }, runner)).toEqual({
@@ -408,6 +431,16 @@ describe("main (in process)", () => {
     expect(err.text()).toBe("");
     expect(srv.seen).toHaveLength(1);
     expect(srv.seen[0].body).toBe(promptListBody("Who founded Microsoft?"));
+  });
+
+  it("takes max_new_tokens from the stack's chatDefaults unless --max-new-tokens is given", async () => {
+    const srv = await scoringServer((_n, _s, res) => json(res, 200, ["ok"]));
+    const stack: PulumiRunner = async () =>
+      JSON.stringify({ scoringUri: srv.url, endpointKey: KEY, chatDefaults: { maxNewTokens: 64, timeoutSeconds: 200 } });
+    const io = () => ({ stdout: sink(), stderr: sink(), stdin: new PassThrough(), runPulumi: stack });
+    expect(await main(["q"], {}, io())).toBe(0);
+    expect(await main(["--max-new-tokens", "16", "q"], {}, io())).toBe(0);
+    expect(srv.seen.map((s) => JSON.parse(s.body).params.max_new_tokens)).toEqual([64, 16]);
   });
 
   it("one question, --shape chat: chat body, {output} answer on stdout only, exit 0", async () => {
@@ -497,7 +530,7 @@ describe("main (in process)", () => {
           { role: "assistant", content: "answer 1" },
           { role: "user", content: "When?" },
         ],
-        parameters: { temperature: 0, max_new_tokens: 128, do_sample: true },
+        parameters: { temperature: 0, max_new_tokens: 128, do_sample: false },
       },
     });
     expect(err.text()).toContain("you> ");
@@ -519,7 +552,7 @@ describe("main (in process)", () => {
 });
 
 describe("main (in process), interactive default shape", () => {
-  it("prompt-list: each turn sends only its own question and reads a list answer", async () => {
+  it("prompt-list: each turn sends the conversation so far in one prompt and reads a list answer", async () => {
     const srv = await scoringServer((n, s, res) => (isPromptList(s.body) ? json(res, 200, [`answer ${n + 1}`]) : json(res, 400, "schema mismatch")));
     const stdin = new PassThrough();
     stdin.end("Who founded Microsoft?\nWhen?\nexit\n");
@@ -529,7 +562,10 @@ describe("main (in process), interactive default shape", () => {
     expect(code).toBe(0);
     expect(out.text()).toBe("answer 1\nanswer 2\n");
     expect(err.text()).toContain("(shape prompt-list)");
-    expect(srv.seen.map((s) => s.body)).toEqual([promptListBody("Who founded Microsoft?"), promptListBody("When?")]);
+    expect(srv.seen.map((s) => s.body)).toEqual([
+      promptListBody("Who founded Microsoft?"),
+      promptListBody("Who founded Microsoft?<|end|>\n<|assistant|>\nanswer 1<|end|>\n<|user|>\nWhen?"),
+    ]);
     expect(err.text()).not.toContain(KEY);
   });
 });
