@@ -11,7 +11,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { z } from "zod";
-import { formatJsonlIssues, validateChatJsonlFile } from "./jsonl";
+import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
@@ -287,6 +287,16 @@ export const configSchema = z
     prices: z.record(z.string(), z.number().positive()).default({}),
   })
   .superRefine((c, ctx) => {
+    // fine_tune.py trains in bf16 on a GPU and refuses GPUs without native bf16 (compute
+    // capability < 8.0) in its first second; refuse them here, before anything is created.
+    if (isGpuSize(c.trainingCluster.vmSize) && lacksBf16(c.trainingCluster.vmSize)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["trainingCluster", "vmSize"],
+        input: c.trainingCluster.vmSize,
+        message: "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile",
+      });
+    }
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained") return;
       const issue = (message: string) =>
@@ -477,27 +487,37 @@ export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
  */
 export function loadConfig(): ParsedConfig {
   const parsed = parseConfig(rawProjectConfig(pulumi.runtime.allConfig()));
-  const dataProblems = validateDataFiles(parsed.config);
-  if (dataProblems.length) throw new ConfigError(dataProblems);
-  return parsed;
+  const data = validateDataFiles(parsed.config);
+  if (data.problems.length) throw new ConfigError(data.problems);
+  return { config: parsed.config, warnings: [...parsed.warnings, ...data.warnings] };
 }
 
 /**
  * Validate the user's chat JSONL files (data.source `jsonl`) line by line with
- * `infra/jsonl.ts`; returns every problem as `file:line: message` (empty when valid or when
- * the data comes from ultrachat_200k). Paths are relative to `root` (the project folder).
+ * `infra/jsonl.ts`, and check that each split can fill one packed sequence of
+ * `hyperparameters.maxSeqLength` tokens ({@link packingCheck}). Returns every problem as
+ * `file:line: message` or `key: message`, and warnings for splits that are likely (not
+ * certainly) too short; both empty when the data comes from ultrachat_200k. Paths are
+ * relative to `root` (the project folder).
  */
-export function validateDataFiles(c: StackConfig, root = "."): string[] {
-  if (c.data.source !== "jsonl") return [];
+export function validateDataFiles(c: StackConfig, root = "."): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
+  const warnings: string[] = [];
+  if (c.data.source !== "jsonl") return { problems, warnings };
   for (const [key, file] of [["trainFile", c.data.trainFile], ["testFile", c.data.testFile]] as const) {
     const full = path.resolve(root, file);
     try {
       const result = validateChatJsonlFile(full);
-      if (result.errors.length) problems.push(...formatJsonlIssues(result.errors.map((e) => ({ ...e, file }))).split("\n"));
+      if (result.errors.length) {
+        problems.push(...formatJsonlIssues(result.errors.map((e) => ({ ...e, file }))).split("\n"));
+        continue;
+      }
+      const packing = packingCheck(`${keyName(["data", key])}: ${file}`, result.tokens, c.hyperparameters.maxSeqLength);
+      if (packing.error) problems.push(packing.error);
+      if (packing.warning) warnings.push(packing.warning);
     } catch (e) {
       problems.push(`${keyName(["data", key])}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }
-  return problems;
+  return { problems, warnings };
 }

@@ -14,12 +14,67 @@ export interface JsonlIssue {
   message: string;
 }
 
+/**
+ * How many tokens the valid rows of a file become once fine_tune.py renders them with Phi-3's
+ * chat template, without running a tokenizer. Phi-3's tokenizer (SentencePiece with byte
+ * fallback) never spends more than one token per UTF-8 byte plus one per text, so
+ * `upperBound` is safe to refuse on; `estimate` assumes ~4 characters per token (English).
+ * Both count the template's tokens: `<s>`, `<|role|>\n` and `<|end|>\n` per message, the empty
+ * system turn fine_tune.py inserts, and the end-of-text token trl's packing adds per row.
+ */
+export interface TokenBounds {
+  upperBound: number;
+  estimate: number;
+}
+
+/** Template tokens per message (`<|role|>`, `\n`, `<|end|>`, `\n`). */
+const MESSAGE_TEMPLATE_TOKENS = 4;
+/** Template tokens per row besides its messages: `<s>`, `<|endoftext|>`, packing's separator. */
+const ROW_TEMPLATE_TOKENS = 3;
+
 /** Result of validating one JSONL file. */
 export interface JsonlResult {
   /** Number of data lines (non-blank lines), valid or not. */
   rows: number;
   /** Every issue found, in line order, capped at {@link MAX_ISSUES_PER_FILE} plus a summary. */
   errors: JsonlIssue[];
+  /** Token counts of the valid rows (see {@link TokenBounds}). */
+  tokens: TokenBounds;
+}
+
+function rowTokens(messages: Record<string, unknown>[]): TokenBounds {
+  const hasSystem = messages[0]?.role === "system";
+  const fixed = ROW_TEMPLATE_TOKENS + (hasSystem ? 0 : MESSAGE_TEMPLATE_TOKENS);
+  let upperBound = fixed;
+  let estimate = fixed;
+  for (const m of messages) {
+    const content = String(m.content);
+    upperBound += Buffer.byteLength(content, "utf8") + 1 + MESSAGE_TEMPLATE_TOKENS;
+    estimate += Math.ceil(content.length / 4) + MESSAGE_TEMPLATE_TOKENS;
+  }
+  return { upperBound, estimate };
+}
+
+/**
+ * Whether a split can fill one packed training sequence of `maxSeqLength` tokens (trl's
+ * `packing=True` drops a remainder shorter than that, so a split with fewer tokens yields no
+ * sequence and the job fails with "not enough samples to yield one packed sequence").
+ * `error` when even the upper bound is short (certain failure), `warning` when only the
+ * estimate is (likely failure); neither when it fits. Messages name `label`.
+ */
+export function packingCheck(label: string, tokens: TokenBounds, maxSeqLength: number): { error?: string; warning?: string } {
+  const fix = "add rows or lower hyperparameters.maxSeqLength";
+  if (tokens.upperBound < maxSeqLength) {
+    return {
+      error: `${label} renders to at most ${tokens.upperBound} tokens, fewer than one packed sequence of hyperparameters.maxSeqLength = ${maxSeqLength}: the fine-tune job would fail before its first step (${fix})`,
+    };
+  }
+  if (tokens.estimate < maxSeqLength) {
+    return {
+      warning: `${label} renders to about ${tokens.estimate} tokens (at most ${tokens.upperBound}), likely fewer than one packed sequence of hyperparameters.maxSeqLength = ${maxSeqLength} (${fix})`,
+    };
+  }
+  return {};
 }
 
 /** Roles accepted in a chat message, in the order they are listed in error messages. */
@@ -134,6 +189,7 @@ export function validateChatJsonl(text: string, file: string): JsonlResult {
   const lines = body.split(/\r?\n/);
   const all: JsonlIssue[] = [];
   let rows = 0;
+  const tokens: TokenBounds = { upperBound: 0, estimate: 0 };
 
   lines.forEach((raw, idx) => {
     const line = idx + 1;
@@ -147,14 +203,20 @@ export function validateChatJsonl(text: string, file: string): JsonlResult {
       all.push({ file, line, message: `invalid JSON: ${why}` });
       return;
     }
-    for (const message of checkRow(value)) all.push({ file, line, message });
+    const problems = checkRow(value);
+    for (const message of problems) all.push({ file, line, message });
+    if (problems.length === 0) {
+      const t = rowTokens((value as { messages: Record<string, unknown>[] }).messages);
+      tokens.upperBound += t.upperBound;
+      tokens.estimate += t.estimate;
+    }
   });
 
   if (rows === 0) {
     all.push({ file, line: 0, message: "empty file: no data lines (expected one JSON object per line)" });
   }
 
-  if (all.length <= MAX_ISSUES_PER_FILE) return { rows, errors: all };
+  if (all.length <= MAX_ISSUES_PER_FILE) return { rows, errors: all, tokens };
   const shown = all.slice(0, MAX_ISSUES_PER_FILE);
   const rest = all.length - MAX_ISSUES_PER_FILE;
   const next = all[MAX_ISSUES_PER_FILE];
@@ -163,7 +225,7 @@ export function validateChatJsonl(text: string, file: string): JsonlResult {
     line: next.line,
     message: `... and ${rest} more issue${rest === 1 ? "" : "s"} not shown (from line ${next.line} on)`,
   });
-  return { rows, errors: shown };
+  return { rows, errors: shown, tokens };
 }
 
 /**
@@ -192,7 +254,7 @@ export function validateChatJsonlFile(path: string): JsonlResult {
     const errors = [...result.errors];
     const at = errors.findIndex((e) => e.line > line);
     errors.splice(at === -1 ? errors.length : at, 0, issue);
-    return { rows: result.rows, errors };
+    return { ...result, errors };
   }
   return result;
 }

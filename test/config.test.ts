@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
-import { ConfigError, configWarnings, parseConfig, RawConfig, validateTraffic } from "../infra/config";
+import { ConfigError, configWarnings, parseConfig, RawConfig, validateDataFiles, validateTraffic } from "../infra/config";
 import { runStack, ROOT } from "./helpers/stack";
 
 const base: RawConfig = { location: "eastus2" };
@@ -104,6 +104,8 @@ describe("invalid config is rejected with the key, the value and the rule", () =
     ["duplicate deployment", { serving: json({ deployments: [{ name: "blue" }, { name: "blue" }], traffic: { blue: 100 } }) }, "phi3-finetune:serving.deployments[1].name", /duplicate/],
     ["request timeout above Azure's max", { serving: json({ deployments: [{ name: "blue", requestSettings: { requestTimeoutMs: 300000 } }] }) }, "phi3-finetune:serving.deployments[0].requestSettings.requestTimeoutMs", /<= 180000/],
     ["bf16 weights on a T4", { training: json({ servedDtype: "bfloat16" }), serving: json({ deployments: [{ name: "blue", instanceType: "Standard_NC4as_T4_v3" }] }) }, "phi3-finetune:serving.deployments[0].instanceType", /bf16/],
+    ["training on V100s (no native bf16)", { trainingCluster: json({ vmSize: "Standard_NC6s_v3" }) }, "phi3-finetune:trainingCluster.vmSize", /native bf16.*NC24ads_A100_v4/],
+    ["training on a T4 (no native bf16)", { trainingCluster: json({ vmSize: "Standard_NC4as_T4_v3" }) }, "phi3-finetune:trainingCluster.vmSize", /native bf16/],
     ["invalid JSON", { hyperparameters: "{epochs: 3" }, "phi3-finetune:hyperparameters", /not valid JSON/],
     ["connection name with spaces", { promptFlow: json({ connectionName: "my conn" }) }, "phi3-finetune:promptFlow.connectionName", /3-33/],
   ];
@@ -125,6 +127,31 @@ describe("invalid config is rejected with the key, the value and the rule", () =
     expect(error).toBeInstanceOf(Error);
     expect(error.message).toContain("phi3-finetune:trainingCluster.maxNodes");
     expect(error.registrations).toEqual([]);
+  });
+});
+
+describe("validateDataFiles: a split must fill one packed sequence", () => {
+  const data = (maxSeqLength: number) =>
+    parseConfig({
+      ...base,
+      data: json({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }),
+      hyperparameters: json({ maxSeqLength }),
+    }).config;
+
+  it("passes the example data at 512 tokens", () => {
+    expect(validateDataFiles(data(512), ROOT)).toEqual({ problems: [], warnings: [] });
+  });
+
+  it("warns when the test split likely cannot fill 2048 tokens", () => {
+    const { problems: found, warnings } = validateDataFiles(data(2048), ROOT);
+    expect(found).toEqual([]);
+    expect(warnings).toEqual([expect.stringMatching(/^phi3-finetune:data\.testFile: test\/fixtures\/data\/test\.jsonl renders to about/)]);
+  });
+
+  it("refuses a split that certainly cannot fill one sequence, naming the key and file", () => {
+    const { problems: found } = validateDataFiles(data(32768), ROOT);
+    expect(found).toHaveLength(2);
+    expect(found[1]).toMatch(/^phi3-finetune:data\.testFile: test\/fixtures\/data\/test\.jsonl renders to at most \d+ tokens.*maxSeqLength = 32768/);
   });
 });
 

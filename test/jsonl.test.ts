@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   formatJsonlIssues,
   MAX_ISSUES_PER_FILE,
+  packingCheck,
   validateChatJsonl,
   validateChatJsonlFile,
 } from "../infra/jsonl";
@@ -27,7 +28,7 @@ describe("validateChatJsonl: single rows", () => {
     ["leading/trailing spaces around the JSON", `  ${row(u("q"), a("a"))}\t`],
   ];
   it.each(good)("accepts %s", (_name, line) => {
-    expect(validateChatJsonl(line + "\n", "f.jsonl")).toEqual({ rows: 1, errors: [] });
+    expect(validateChatJsonl(line + "\n", "f.jsonl")).toMatchObject({ rows: 1, errors: [] });
   });
 
   // [name, line, every message expected (as substrings, one per issue, in order)]
@@ -88,8 +89,8 @@ describe("validateChatJsonl: whole files", () => {
   const ok = row(u("q"), a("a"));
 
   it("counts rows and accepts a trailing newline", () => {
-    expect(validateChatJsonl(`${ok}\n${ok}\n${ok}\n`, "f")).toEqual({ rows: 3, errors: [] });
-    expect(validateChatJsonl(`${ok}\n${ok}`, "f")).toEqual({ rows: 2, errors: [] });
+    expect(validateChatJsonl(`${ok}\n${ok}\n${ok}\n`, "f")).toMatchObject({ rows: 3, errors: [] });
+    expect(validateChatJsonl(`${ok}\n${ok}`, "f")).toMatchObject({ rows: 2, errors: [] });
   });
 
   it("keeps line numbers right with CRLF endings and blank lines", () => {
@@ -103,7 +104,7 @@ describe("validateChatJsonl: whole files", () => {
   });
 
   it("strips a UTF-8 BOM at the start (line 1 stays valid)", () => {
-    expect(validateChatJsonl(`\uFEFF${ok}\r\n${ok}\r\n`, "f")).toEqual({ rows: 2, errors: [] });
+    expect(validateChatJsonl(`\uFEFF${ok}\r\n${ok}\r\n`, "f")).toMatchObject({ rows: 2, errors: [] });
   });
 
   it("does not accept a BOM in the middle of the file", () => {
@@ -147,13 +148,13 @@ describe("validateChatJsonl: whole files", () => {
 });
 
 describe("validateChatJsonlFile on fixtures", () => {
-  it("accepts train.jsonl (8 rows, non-ASCII, a system turn)", () => {
+  it("accepts train.jsonl (56 rows, non-ASCII, system turns, multi-turn)", () => {
     const r = validateChatJsonlFile(join(FIX, "train.jsonl"));
-    expect(r).toEqual({ rows: 8, errors: [] });
+    expect(r).toMatchObject({ rows: 56, errors: [] });
   });
 
-  it("accepts test.jsonl (2 rows)", () => {
-    expect(validateChatJsonlFile(join(FIX, "test.jsonl"))).toEqual({ rows: 2, errors: [] });
+  it("accepts test.jsonl (12 rows)", () => {
+    expect(validateChatJsonlFile(join(FIX, "test.jsonl"))).toMatchObject({ rows: 12, errors: [] });
   });
 
   it("reports every error of bad/mixed.jsonl with CRLF-proof line numbers", () => {
@@ -198,11 +199,47 @@ describe("validateChatJsonlFile on fixtures", () => {
   it("reads the file as UTF-8 with BOM and CRLF", () => {
     const path = join(dir, "bom.jsonl");
     writeFileSync(path, Buffer.from(`\uFEFF${row(u("你好"), a("👋"))}\r\n\r\n${row(u("q"), a("a"))}\r\n`, "utf8"));
-    expect(validateChatJsonlFile(path)).toEqual({ rows: 2, errors: [] });
+    expect(validateChatJsonlFile(path)).toMatchObject({ rows: 2, errors: [] });
   });
 
   it("throws the fs error for a missing file", () => {
     expect(() => validateChatJsonlFile(join(dir, "nope.jsonl"))).toThrow(/ENOENT/);
+  });
+});
+
+describe("token bounds and packing", () => {
+  it("counts the template's tokens and bounds content tokens by UTF-8 bytes", () => {
+    // One row, no system turn: <s>, <|endoftext|>, packing separator (3) + inserted system turn (4)
+    // + per message 4 template tokens; content "ab" = 2 bytes (+1) and "你好" = 6 bytes (+1).
+    const r = validateChatJsonl(row(u("ab"), a("你好")), "f");
+    expect(r.tokens).toEqual({ upperBound: 3 + 4 + (2 + 1 + 4) + (6 + 1 + 4), estimate: 3 + 4 + (1 + 4) + (1 + 4) });
+    const withSystem = validateChatJsonl(row(s("x"), u("ab"), a("cd")), "f");
+    expect(withSystem.tokens.upperBound).toBe(3 + (1 + 1 + 4) + 2 * (2 + 1 + 4));
+  });
+
+  it("counts only valid rows", () => {
+    const r = validateChatJsonl([row(u("ab"), a("cd")), row(u("only a question"))].join("\n"), "f");
+    expect(r.errors).toHaveLength(1);
+    expect(r.tokens).toEqual(validateChatJsonl(row(u("ab"), a("cd")), "f").tokens);
+  });
+
+  it.each([
+    [{ upperBound: 100, estimate: 30 }, 128, "error", /at most 100 tokens.*maxSeqLength = 128/],
+    [{ upperBound: 400, estimate: 100 }, 128, "warning", /about 100 tokens \(at most 400\)/],
+    [{ upperBound: 400, estimate: 200 }, 128, undefined, undefined],
+  ] as const)("%j against %i tokens: %s", (tokens, seq, kind, message) => {
+    const result = packingCheck("data.testFile: t.jsonl", tokens, seq);
+    if (kind === undefined) return expect(result).toEqual({});
+    expect(Object.keys(result)).toEqual([kind]);
+    expect(result[kind]).toMatch(message!);
+    expect(result[kind]).toMatch(/^data\.testFile: t\.jsonl /);
+  });
+
+  it("the example stack's test split fills sequences of 512, likely not of 2048, certainly not of 8192", () => {
+    const test = validateChatJsonlFile(join(FIX, "test.jsonl")).tokens;
+    expect(packingCheck("t", test, 512)).toEqual({});
+    expect(Object.keys(packingCheck("t", test, 2048))).toEqual(["warning"]);
+    expect(Object.keys(packingCheck("t", test, 8192))).toEqual(["error"]);
   });
 });
 

@@ -1,16 +1,13 @@
-"""Tests for finetuning_dir/fine_tune.py (stdlib only: heavy libraries are faked)."""
+"""Tests of finetuning_dir/fine_tune.py's pure logic (argument parsing, trainer settings,
+serving configuration, pins). What the script does with torch, transformers, trl and mlflow is
+proven with the real libraries in test_real_model.py."""
 
-import argparse
-import contextlib
-import io
 import json
 import os
 import re
 import sys
 import tempfile
-import types
 import unittest
-from unittest import mock
 
 import helpers
 
@@ -73,7 +70,7 @@ class ParseArgsTest(unittest.TestCase):
         self.assertEqual(args.lr_scheduler, "cosine")
         self.assertEqual(args.seed, 0)
         self.assertEqual(args.serving_dtype, "float16")
-        self.assertFalse(args.trust_remote_code)
+        self.assertEqual(args.logging_steps, 20)
         self.assertTrue(args.log_model_to_run)
 
     def test_all_options(self):
@@ -81,14 +78,14 @@ class ParseArgsTest(unittest.TestCase):
             "--base-model", "microsoft/Phi-3.5-mini-instruct", "--epochs", "1",
             "--learning-rate", "1e-5", "--per-device-batch-size", "2", "--max-seq-length", "1024",
             "--warmup-ratio", "0", "--lr-scheduler", "linear", "--seed", "42",
-            "--serving-dtype", "bf16", "--trust-remote-code", "--no-log-model-to-run",
+            "--serving-dtype", "bf16", "--logging-steps", "1", "--no-log-model-to-run",
         ])
         self.assertEqual(args.base_model, "microsoft/Phi-3.5-mini-instruct")
         self.assertEqual((args.epochs, args.learning_rate, args.per_device_batch_size), (1, 1e-5, 2))
         self.assertEqual((args.max_seq_length, args.warmup_ratio, args.lr_scheduler), (1024, 0.0, "linear"))
         self.assertEqual(args.seed, 42)
         self.assertEqual(args.serving_dtype, "bfloat16")
-        self.assertTrue(args.trust_remote_code)
+        self.assertEqual(args.logging_steps, 1)
         self.assertFalse(args.log_model_to_run)
 
     def test_seed_spelling_of_output_dir_is_accepted(self):
@@ -111,6 +108,8 @@ class ParseArgsTest(unittest.TestCase):
             REQUIRED + ["--seed", "-1"],
             REQUIRED + ["--serving-dtype", "int8"],
             REQUIRED + ["--serving-dtype", "float64"],
+            REQUIRED + ["--logging-steps", "0"],
+            REQUIRED + ["--trust-remote-code"],  # removed: no code from the hub runs
         ]
         for argv in cases:
             with self.subTest(argv=argv), helpers.quiet_stderr(), self.assertRaises(SystemExit) as ctx:
@@ -348,9 +347,41 @@ class ServingConfigTest(unittest.TestCase):
         self.assertEqual(fine_tune.SERVING_PAYLOAD_SHAPE, "prompt-list")
         self.assertIn('{"input_data": ["Who founded Microsoft?"]', fine_tune.__doc__)
 
-    def test_extra_pip_requirements(self):
-        self.assertIn("azureml-ai-monitoring", fine_tune.EXTRA_PIP_REQUIREMENTS)
-        self.assertIn("mlflow==2.16.2", fine_tune.EXTRA_PIP_REQUIREMENTS)
+    def test_serving_pip_requirements_are_the_conda_pins_without_torchvision(self):
+        reqs = fine_tune.serving_pip_requirements()
+        self.assertEqual(reqs, ["mlflow==2.16.2", "torch==2.4.0", "transformers==4.41.2",
+                                "accelerate==0.33.0", "azureml-ai-monitoring==1.0.0", "numpy<2.0"])
+        self.assertFalse(any("torchvision" in r for r in reqs))
+
+    def test_serving_pip_requirements_name_the_file_and_the_missing_pin(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "conda.yml")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("dependencies:\n  - python=3.10\n  - pip:\n      - mlflow==2.16.2\n      - torch>=2.4\n")
+            with self.assertRaisesRegex(ValueError, r"conda\.yml: no '==' pin for torch, transformers, accelerate, azureml-ai-monitoring"):
+                fine_tune.serving_pip_requirements(path)
+
+    def test_conversation_prompt(self):
+        conv = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
+        self.assertEqual(fine_tune.conversation_prompt(conv), "Q1<|end|>\n<|assistant|>\nA1<|end|>\n<|user|>\nQ2")
+        self.assertEqual(fine_tune.conversation_prompt(conv[:1]), "Q1")
+        # Through the model's template, that is exactly Phi-3's rendering of the conversation.
+        template = "<|system|>\n<|end|>\n<|user|>\n{prompt}<|end|>\n<|assistant|>\n"
+        rendered = phi3_render(fine_tune.normalize_messages(conv), add_generation_prompt=True)
+        self.assertEqual(PHI3_BOS + template.format(prompt=fine_tune.conversation_prompt(conv)), rendered)
+        for bad in ([], conv[:2], conv[1:], [{"role": "system", "content": "s"}] + conv):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                fine_tune.conversation_prompt(bad)
+        self.assertEqual(fine_tune.model_metadata(fine_tune.parse_args(REQUIRED))["conversation_turn_separator"],
+                         fine_tune.CONVERSATION_TURN_SEPARATOR)
+
+    def test_clients_use_the_same_turn_separator(self):
+        import call_endpoint
+
+        self.assertEqual(call_endpoint.CONVERSATION_TURN_SEPARATOR, fine_tune.CONVERSATION_TURN_SEPARATOR)
+        with open(os.path.join(helpers.REPO_ROOT, "jobs", "chat.ts"), encoding="utf-8") as handle:
+            ts = re.search(r'export const CONVERSATION_TURN_SEPARATOR = "([^"]*)";', handle.read()).group(1)
+        self.assertEqual(ts.replace("\\n", "\n"), fine_tune.CONVERSATION_TURN_SEPARATOR)
 
     def test_ensure_empty_dir(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -364,6 +395,38 @@ class ServingConfigTest(unittest.TestCase):
                 fine_tune.ensure_empty_dir(target)
             with self.assertRaisesRegex(ValueError, "not a directory"):
                 fine_tune.ensure_empty_dir(os.path.join(target, "x"))
+
+
+class DeviceAndDistributionTest(unittest.TestCase):
+    def test_native_bf16_needs_compute_capability_8(self):
+        for capability in ((8, 0), (8, 6), (9, 0), (10, 0)):  # A100, A10, H100, B200
+            self.assertTrue(fine_tune.gpu_has_native_bf16(capability), capability)
+        for capability in ((7, 0), (7, 5), (6, 1)):  # V100, T4, P40
+            self.assertFalse(fine_tune.gpu_has_native_bf16(capability), capability)
+
+    def test_rank(self):
+        self.assertEqual(fine_tune.distributed_rank({}), 0)
+        self.assertEqual(fine_tune.distributed_rank({"RANK": "3"}), 3)
+        self.assertTrue(fine_tune.is_main_process({"RANK": "0", "WORLD_SIZE": "2"}))
+        self.assertFalse(fine_tune.is_main_process({"RANK": "1"}))
+        with self.assertRaisesRegex(ValueError, "RANK"):
+            fine_tune.distributed_rank({"RANK": "-1"})
+
+    def test_native_config_dict(self):
+        hub = {"model_type": "phi3", "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config"},
+               "rope_scaling": {"type": "longrope", "short_factor": [1.0], "long_factor": [2.0]}}
+        native = fine_tune.native_config_dict(hub)
+        self.assertEqual(native, {"model_type": "phi3",
+                                  "rope_scaling": {"type": "su", "short_factor": [1.0], "long_factor": [2.0]}})
+        self.assertEqual(hub["rope_scaling"]["type"], "longrope")  # input untouched
+        plain = {"model_type": "phi3", "rope_scaling": None}
+        self.assertEqual(fine_tune.native_config_dict(plain), plain)
+
+    def test_progress_line(self):
+        self.assertEqual(fine_tune.progress_line(3, 40, {"loss": 1.23456, "learning_rate": 4.1e-6, "epoch": 0.1}),
+                         "step 3/40  loss 1.2346  lr 4.10e-06")
+        self.assertEqual(fine_tune.progress_line(40, 40, {"eval_loss": 2.0}), "step 40/40  eval_loss 2.0000")
+        self.assertIsNone(fine_tune.progress_line(40, 40, {"train_runtime": 1.0}))
 
 
 class CondaPinsTest(unittest.TestCase):
@@ -383,287 +446,20 @@ class CondaPinsTest(unittest.TestCase):
             self.assertIn(name, self.pins, name)
         major, minor = (int(x) for x in self.pins["transformers"].split(".")[:2])
         self.assertGreaterEqual((major, minor), (4, 41), "eval_strategy needs transformers >= 4.41")
+        self.assertIn("rich", self.pins, "trl 0.8.6 imports rich without declaring it")
 
-
-# --------------------------------------------------------------------------------------------
-# main() end to end with fake torch / transformers / trl / datasets / mlflow
-# --------------------------------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def add(self, name, *args, **kwargs):
-        self.calls.append((name, args, kwargs))
-
-    def named(self, name):
-        return [c for c in self.calls if c[0] == name]
-
-
-def make_fakes(rec, trl_version="0.8.6", cuda=False, bf16=True):
-    torch = types.ModuleType("torch")
-    torch.float16, torch.bfloat16 = "torch.float16", "torch.bfloat16"
-    torch.float32 = "torch.float32"
-    torch.cuda = types.SimpleNamespace(is_available=lambda: cuda, is_bf16_supported=lambda: bf16)
-
-    class FakeModel:
-        def __init__(self):
-            self.config = types.SimpleNamespace(use_cache=False)
-            self.dtype = torch.bfloat16
-
-        def to(self, dtype=None):
-            rec.add("model.to", dtype=dtype)
-            self.dtype = dtype
-            return self
-
-    transformers = types.ModuleType("transformers")
-
-    class AutoModelForCausalLM:
-        @staticmethod
-        def from_pretrained(name, **kwargs):
-            rec.add("model.from_pretrained", name, **kwargs)
-            return FakeModel()
-
-    class AutoTokenizer:
-        @staticmethod
-        def from_pretrained(name, **kwargs):
-            rec.add("tokenizer.from_pretrained", name, **kwargs)
-            return FakeTokenizer()
-
-    class TrainingArguments:
-        def __init__(self, **kwargs):
-            rec.add("TrainingArguments", **kwargs)
-            self.kwargs = kwargs
-
-    class TrainerCallback:
-        pass
-
-    transformers.AutoModelForCausalLM = AutoModelForCausalLM
-    transformers.AutoTokenizer = AutoTokenizer
-    transformers.TrainingArguments = TrainingArguments
-    transformers.TrainerCallback = TrainerCallback
-
-    class FakeDataset:
-        def __init__(self, rows):
-            self.rows = rows
-            self.column_names = sorted({k for r in rows for k in r})
-
-        def __len__(self):
-            return len(self.rows)
-
-        def map(self, fn, remove_columns=(), num_proc=None, desc=None):
-            out = []
-            for row in self.rows:
-                new = {k: v for k, v in row.items() if k not in remove_columns}
-                new.update(fn(dict(row)))
-                out.append(new)
-            return FakeDataset(out)
-
-    datasets = types.ModuleType("datasets")
-
-    def load_dataset(kind, data_files=None, split=None):
-        rec.add("load_dataset", kind, data_files=data_files, split=split)
-        with open(data_files, encoding="utf-8") as handle:
-            return FakeDataset([json.loads(line) for line in handle if line.strip()])
-
-    datasets.load_dataset = load_dataset
-
-    trl = types.ModuleType("trl")
-    trl.__version__ = trl_version
-
-    class SFTTrainer:
-        def __init__(self, **kwargs):
-            rec.add("SFTTrainer", **kwargs)
-            self.model = kwargs["model"]
-            self.kwargs = kwargs
-            self.accelerator = types.SimpleNamespace(unwrap_model=lambda m: m)
-
-        def train(self):
-            callback = self.kwargs["callbacks"][0]
-            state = types.SimpleNamespace(is_world_process_zero=True, global_step=20)
-            callback.on_log(None, state, None, logs={"loss": 1.25, "epoch": 0.5, "note": "x"})
-            return types.SimpleNamespace(metrics={"train_loss": 1.0, "train_runtime": 3.5})
-
-        def log_metrics(self, split, metrics):
-            rec.add("trainer.log_metrics", split, metrics)
-
-    trl.SFTTrainer = SFTTrainer
-
-    mlflow = types.ModuleType("mlflow")
-
-    @contextlib.contextmanager
-    def start_run():
-        rec.add("start_run")
-        yield types.SimpleNamespace()
-        rec.add("end_run")
-
-    mlflow.start_run = start_run
-    mlflow.log_params = lambda params: rec.add("log_params", params)
-    mlflow.log_metrics = lambda metrics, step=None: rec.add("log_metrics", metrics, step=step)
-    mlflow.log_artifacts = lambda local_dir, artifact_path=None: rec.add(
-        "log_artifacts", local_dir, artifact_path=artifact_path)
-    mlflow_transformers = types.ModuleType("mlflow.transformers")
-    mlflow_transformers.save_model = lambda **kwargs: rec.add("save_model", **kwargs)
-    mlflow.transformers = mlflow_transformers
-    mlflow_models = types.ModuleType("mlflow.models")
-
-    def infer_signature(model_input=None, model_output=None, params=None):
-        rec.add("infer_signature", model_input=model_input, model_output=model_output, params=params)
-        return "SIGNATURE"
-
-    mlflow_models.infer_signature = infer_signature
-    mlflow.models = mlflow_models
-
-    return {
-        "torch": torch, "transformers": transformers, "datasets": datasets, "trl": trl,
-        "mlflow": mlflow, "mlflow.transformers": mlflow_transformers, "mlflow.models": mlflow_models,
-    }
-
-
-class MainWithFakesTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(self.tmp.cleanup)
-        train_dir = os.path.join(self.tmp.name, "train")
-        os.makedirs(train_dir)
-        with open(os.path.join(train_dir, "train.jsonl"), "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"messages": [{"role": "user", "content": "Hi"},
-                                                  {"role": "assistant", "content": "Hello"}]}) + "\n")
-            handle.write(json.dumps({"messages": [{"role": "system", "content": "S"},
-                                                  {"role": "user", "content": "Q"},
-                                                  {"role": "assistant", "content": "A"}]}) + "\n")
-        self.eval_file = os.path.join(self.tmp.name, "test.jsonl")
-        with open(self.eval_file, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"messages": [{"role": "user", "content": "Q2"},
-                                                  {"role": "assistant", "content": "A2"}]}) + "\n")
-        self.train_dir = train_dir
-        self.model_output = os.path.join(self.tmp.name, "model_output")
-        os.makedirs(self.model_output)
-
-    def run_main(self, extra=(), **fake_options):
-        rec = Recorder()
-        argv = ["--train-file", self.train_dir, "--eval-file", self.eval_file,
-                "--model-output", self.model_output, *extra]
-        with mock.patch.dict(sys.modules, make_fakes(rec, **fake_options)), \
-                mock.patch.dict(os.environ, {}, clear=False):
-            code = fine_tune.main(argv)
-        return code, rec
-
-    def run_main_capturing_stdout(self, extra=(), **fake_options):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code, rec = self.run_main(extra, **fake_options)
-        return code, rec, out.getvalue()
-
-    def test_wiring(self):
-        code, rec, out = self.run_main_capturing_stdout(["--epochs", "2", "--max-seq-length", "512"],
-                                                        cuda=True)
-        self.assertNotIn("CPU", out)
-        self.assertEqual(code, 0)
-
-        (_, (name,), kwargs), = rec.named("model.from_pretrained")
-        self.assertEqual(name, fine_tune.DEFAULT_BASE_MODEL)
-        self.assertEqual(kwargs["torch_dtype"], "torch.bfloat16")
-        self.assertFalse(kwargs["use_cache"])
-
-        loaded = [c[1][0] for c in rec.named("load_dataset")]
-        self.assertEqual(loaded, ["json", "json"])
-        files = [c[2]["data_files"] for c in rec.named("load_dataset")]
-        self.assertEqual(files, [os.path.join(self.train_dir, "train.jsonl"), self.eval_file])
-
-        (_, _, sft), = rec.named("SFTTrainer")
-        self.assertEqual(sft["max_seq_length"], 512)
-        self.assertTrue(sft["packing"])
-        self.assertEqual(sft["dataset_text_field"], "text")
-        texts = [row["text"] for row in sft["train_dataset"].rows]
-        self.assertEqual(texts[0], phi3_render([{"role": "system", "content": ""},
-                                                {"role": "user", "content": "Hi"},
-                                                {"role": "assistant", "content": "Hello"}]))
-        self.assertIn("<|system|>\nS<|end|>", texts[1])
-        self.assertEqual(sft["train_dataset"].column_names, ["text"])
-        self.assertEqual(len(sft["eval_dataset"]), 1)
-        self.assertEqual(sft["tokenizer"].pad_token, "<unk>")
-
-        (_, _, targs), = rec.named("TrainingArguments")
-        self.assertEqual(targs["num_train_epochs"], 2)
-        self.assertIs(targs["bf16"], True)
-        self.assertNotIn("use_cpu", targs)
-
-        step_logs = [c for c in rec.named("log_metrics") if c[2].get("step") == 20]
-        self.assertEqual(step_logs[0][1][0], {"loss": 1.25, "epoch": 0.5})
-
-        (_, _, saved), = rec.named("save_model")
-        self.assertEqual(saved["path"], self.model_output)
-        self.assertEqual(saved["task"], "text-generation")
-        self.assertEqual(saved["torch_dtype"], "torch.float16")
-        self.assertEqual(saved["signature"], "SIGNATURE")
-        self.assertEqual(saved["input_example"], fine_tune.serving_input_example())
-        self.assertIn("azureml-ai-monitoring", saved["extra_pip_requirements"])
-        self.assertIn("mlflow==2.16.2", saved["extra_pip_requirements"])
-        self.assertIn("{prompt}", saved["prompt_template"])
-        self.assertEqual(saved["transformers_model"]["model"].dtype, "torch.float16")
-        self.assertTrue(saved["transformers_model"]["model"].config.use_cache)
-        self.assertEqual(saved["transformers_model"]["tokenizer"].padding_side, "left")
-
-        (_, _, signature_call), = rec.named("infer_signature")
-        self.assertEqual(signature_call["params"], fine_tune.DEFAULT_INFERENCE_PARAMS)
-        self.assertEqual(signature_call["model_input"], fine_tune.serving_input_example()[0])
-
-        (_, (local_dir,), art), = rec.named("log_artifacts")
-        self.assertEqual((local_dir, art["artifact_path"]), (self.model_output, "model_output"))
-        names = [c[0] for c in rec.calls]
-        self.assertLess(names.index("start_run"), names.index("SFTTrainer"))
-        self.assertLess(names.index("save_model"), names.index("end_run"))
-
-    def test_cpu_profile(self):
-        code, rec, out = self.run_main_capturing_stdout(["--serving-dtype", "float32"], cuda=False)
-        self.assertEqual(code, 0)
-        cpu_lines = [line for line in out.splitlines() if "CPU" in line]
-        self.assertEqual(len(cpu_lines), 1, out)
-        self.assertIn("float32", cpu_lines[0])
-
-        (_, _, loaded), = rec.named("model.from_pretrained")
-        self.assertEqual(loaded["torch_dtype"], "torch.float32")
-        (_, _, targs), = rec.named("TrainingArguments")
-        self.assertIs(targs["use_cpu"], True)
-        self.assertIs(targs["bf16"], False)
-
-        (_, _, saved), = rec.named("save_model")
-        self.assertEqual(saved["torch_dtype"], "torch.float32")
-        self.assertEqual(saved["transformers_model"]["model"].dtype, "torch.float32")
-        self.assertEqual(saved["metadata"]["serving_dtype"], "float32")
-        self.assertIn("fp32", saved["metadata"]["trained_with"])
-
-    def test_cpu_ignores_the_bf16_probe(self):
-        # Without CUDA, torch.cuda.is_bf16_supported() says nothing about the CPU: no refusal.
-        code, rec, _ = self.run_main_capturing_stdout(cuda=False, bf16=False)
-        self.assertEqual(code, 0)
-        (_, _, targs), = rec.named("TrainingArguments")
-        self.assertIs(targs["use_cpu"], True)
-
-    def test_bfloat16_serving_and_no_run_copy(self):
-        _, rec = self.run_main(["--serving-dtype", "bfloat16", "--no-log-model-to-run"], cuda=True)
-        (_, _, saved), = rec.named("save_model")
-        self.assertEqual(saved["torch_dtype"], "torch.bfloat16")
-        self.assertEqual(rec.named("log_artifacts"), [])
-
-    def test_refuses_unsupported_trl(self):
-        with self.assertRaisesRegex(RuntimeError, "trl 0.12.0"):
-            self.run_main(trl_version="0.12.0")
-
-    def test_refuses_gpu_without_bf16(self):
-        with self.assertRaisesRegex(RuntimeError, "bfloat16"):
-            self.run_main(cuda=True, bf16=False)
-
-    def test_refuses_non_empty_output_before_training(self):
-        with open(os.path.join(self.model_output, "stale"), "w"):
-            pass
-        rec = Recorder()
-        with mock.patch.dict(sys.modules, make_fakes(rec)), self.assertRaisesRegex(ValueError, "not empty"):
-            fine_tune.main(["--train-file", self.train_dir, "--eval-file", self.eval_file,
-                            "--model-output", self.model_output])
-        self.assertEqual(rec.named("model.from_pretrained"), [])
+    def test_local_requirements_carry_the_same_pins(self):
+        """cli/local/requirements.txt (local runs, tests) = conda.yml's pip pins, torch excepted."""
+        path = os.path.join(helpers.REPO_ROOT, "cli", "local", "requirements.txt")
+        with open(path, encoding="utf-8") as handle:
+            lines = [l.strip() for l in handle if l.strip() and not l.startswith("#")]
+        local = dict(l.split("==", 1) for l in lines if "==" in l)
+        self.assertEqual(local.pop("torch"), "2.13.0", "the CPU wheel on disk")
+        job = dict(self.pins)
+        job.pop("torch")
+        self.assertEqual(local, job)
+        self.assertIn("numpy<2.0", lines)
+        self.assertRegex(self.text, r"(?m)^\s*-\s*numpy<2\.0\s*$")
 
 
 if __name__ == "__main__":
