@@ -41,26 +41,32 @@ export interface TrainingPlan {
 }
 
 /**
- * The fine-tune command line. Every hyperparameter is an argument of `fine_tune.py`; inputs
- * and outputs use Azure ML's `${{inputs.x}}` / `${{outputs.x}}` bindings.
+ * The fine-tune job's arguments after `python fine_tune.py`, as `[flag, value]` pairs. Every
+ * hyperparameter is an argument of `fine_tune.py`; inputs and outputs use Azure ML's
+ * `${{inputs.x}}` / `${{outputs.x}}` bindings. `npm run train:local` runs the script with the
+ * same pairs (bindings replaced by local paths, CPU overrides applied).
  */
-export function fineTuneCommand(c: StackConfig): string {
+export function fineTuneArguments(c: StackConfig): [string, string][] {
   const h = c.hyperparameters;
   return [
-    "python fine_tune.py",
-    "--train-file ${{inputs.train_file}}",
-    "--eval-file ${{inputs.eval_file}}",
-    "--model-output ${{outputs.model_output}}",
-    `--base-model ${c.baseModel}`,
-    `--epochs ${h.epochs}`,
-    `--learning-rate ${h.learningRate}`,
-    `--per-device-batch-size ${h.perDeviceBatchSize}`,
-    `--max-seq-length ${h.maxSeqLength}`,
-    `--warmup-ratio ${h.warmupRatio}`,
-    `--lr-scheduler ${h.lrScheduler}`,
-    `--seed ${h.seed}`,
-    `--serving-dtype ${c.training.servedDtype}`,
-  ].join(" ");
+    ["--train-file", "${{inputs.train_file}}"],
+    ["--eval-file", "${{inputs.eval_file}}"],
+    ["--model-output", "${{outputs.model_output}}"],
+    ["--base-model", c.baseModel],
+    ["--epochs", String(h.epochs)],
+    ["--learning-rate", String(h.learningRate)],
+    ["--per-device-batch-size", String(h.perDeviceBatchSize)],
+    ["--max-seq-length", String(h.maxSeqLength)],
+    ["--warmup-ratio", String(h.warmupRatio)],
+    ["--lr-scheduler", h.lrScheduler],
+    ["--seed", String(h.seed)],
+    ["--serving-dtype", c.training.servedDtype],
+  ];
+}
+
+/** The fine-tune command line of the Azure ML job ({@link fineTuneArguments} after the script). */
+export function fineTuneCommand(c: StackConfig): string {
+  return ["python fine_tune.py", ...fineTuneArguments(c).map(([flag, value]) => `${flag} ${value}`)].join(" ");
 }
 
 /** The data preparation command (ultrachat_200k slice → train/test JSONL outputs). */

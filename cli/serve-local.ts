@@ -1,0 +1,77 @@
+/**
+ * `npm run serve:local -- --model DIR [--port 5001] [--key-file F] [--trace F]`
+ *
+ * Serves an MLflow model (what `npm run train:local` writes, or a downloaded job output) on
+ * 127.0.0.1 behind cli/local/score_server.py, which speaks an Azure ML managed online
+ * endpoint's contract: `POST /score` with `Authorization: Bearer <key>` and
+ * `{"input_data": ..., "params": ...}`. Then, in another terminal:
+ *
+ *   ENDPOINT_URI=http://127.0.0.1:5001/score ENDPOINT_KEY=$(cat .venv/serve-local.key) npm run chat
+ *
+ * The key comes from `$ENDPOINT_KEY`, else from `--key-file` (default `.venv/serve-local.key`,
+ * created with a random key and mode 0600 on first use). The key is never printed.
+ * Exit codes: 2 bad usage; otherwise the server's.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { ensurePythonEnv, PROJECT_ROOT } from "./lib/python-env";
+
+export const USAGE = `Usage: npm run serve:local -- --model DIR [--port 5001] [--key-file F] [--trace F]
+
+Serves an MLflow model on http://127.0.0.1:<port>/score like an Azure ML online endpoint
+(key auth, {"input_data": ..., "params": ...}). The key: $ENDPOINT_KEY, else --key-file
+(default .venv/serve-local.key, created on first use).`;
+
+/** Default key file, created with a random key on first use. */
+export const DEFAULT_KEY_FILE = path.join(PROJECT_ROOT, ".venv", "serve-local.key");
+
+/** Creates `file` with a random key (mode 0600) unless it exists. */
+export function ensureKeyFile(file: string): void {
+  if (existsSync(file)) return;
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: "string" },
+        port: { type: "string", default: "5001" },
+        "key-file": { type: "string" },
+        trace: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }));
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    if (!values.model) throw new Error("missing --model");
+    if (!/^\d+$/.test(values.port!)) throw new Error(`--port must be a port number, got ${JSON.stringify(values.port)}`);
+  } catch (e) {
+    process.stderr.write(`serve:local: ${(e as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const keyFile = values["key-file"] ?? DEFAULT_KEY_FILE;
+  if (!process.env.ENDPOINT_KEY) {
+    ensureKeyFile(keyFile);
+    process.stderr.write(`serve:local: key in ${path.relative(process.cwd(), keyFile) || keyFile} (export ENDPOINT_KEY=$(cat ${keyFile}))\n`);
+  }
+  const python = await ensurePythonEnv("train", (line) => process.stderr.write(`${line}\n`));
+  const args = [path.join(PROJECT_ROOT, "cli", "local", "score_server.py"), "--model", path.resolve(values.model), "--port", values.port!, "--key-file", keyFile];
+  if (values.trace) args.push("--trace", path.resolve(values.trace));
+  const child = spawn(python, args, { stdio: "inherit" });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
+  return new Promise((resolve) => child.on("close", (code) => resolve(code ?? 0)));
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}
