@@ -26,7 +26,7 @@ const tags = { ...config.tags, project: "phi3-finetune", stack: pulumi.getStack(
 const location = config.location;
 const client = authorization.getClientConfigOutput();
 const names = client.subscriptionId.apply((subscriptionId) =>
-  azureNames({ prefix: config.namePrefix, stack: pulumi.getStack(), subscriptionId, resourceGroupName: config.resourceGroupName }),
+  azureNames({ prefix: config.namePrefix, stack: pulumi.getStack(), subscriptionId, resourceGroupName: config.resourceGroupName, generation: config.nameGeneration }),
 );
 
 const workspace = new MlWorkspace("phi3", {

@@ -937,7 +937,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
 
   let names: AzureNames | undefined;
   try {
-    names = azureNames({ prefix: config.namePrefix, stack: options.stack, subscriptionId: sub, resourceGroupName: config.resourceGroupName });
+    names = azureNames({ prefix: config.namePrefix, stack: options.stack, subscriptionId: sub, resourceGroupName: config.resourceGroupName, generation: config.nameGeneration });
   } catch (e) {
     checks.push({ id: "names", name: "Azure names", status: "FAIL", detail: errText(e), remedy: "change phi3-finetune:namePrefix or the stack name" });
   }

@@ -191,6 +191,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
         deployments: cfg.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount })),
       },
       loadPriceTable(cfg.prices),
+      cfg.location,
     );
     const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost });
     if (args.json) out(JSON.stringify(plan, null, 2));

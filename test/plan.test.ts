@@ -106,7 +106,9 @@ describe("other stacks", () => {
     expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+OnlineDeployment\s+blue-[0-9a-f]{8}/);
     expect(r.stdout).toMatch(/phi3-serving-deployment-green\s+OnlineDeployment\s+green-[0-9a-f]{8}/);
     expect(r.stdout).toMatch(/traffic=\{"blue-[0-9a-f]{8}":90,"green-[0-9a-f]{8}":10\}/);
-    expect(r.stdout).toMatch(/model=phi3-finetuned\/versions\/1,/);
+    // From scratch: both serve the version this stack trains (nothing else exists on a fresh subscription).
+    expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+OnlineDeployment\s+blue-[0-9a-f]{8}\n\s+Standard_NC4as_T4_v3 x1, model=phi3-finetuned\/versions\/\d+,/);
+    expect(r.stdout).not.toMatch(/model=phi3-finetuned\/versions\/1,/);
     expect(r.stdout).not.toContain("Warnings:");
   });
 
