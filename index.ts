@@ -64,6 +64,7 @@ const training = new Training("phi3-training", {
   subscriptionId: client.subscriptionId,
   ...ws,
   storageAccountName: workspace.storageAccountName,
+  workspaceGuid: workspace.workspaceGuid,
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
   dependsOn: identity.roleAssignments,

@@ -41,6 +41,8 @@ export class MlWorkspace extends pulumi.ComponentResource {
   public readonly workspaceName: pulumi.Output<string>;
   /** ARM id of the workspace. */
   public readonly workspaceId: pulumi.Output<string>;
+  /** The workspace's GUID (Azure's `workspaceId` property; names the `workspaceblobstore` container). */
+  public readonly workspaceGuid: pulumi.Output<string>;
 
   constructor(name: string, args: MlWorkspaceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Workspace", name, {}, opts);
@@ -147,6 +149,7 @@ export class MlWorkspace extends pulumi.ComponentResource {
     this.registryId = registry.id;
     this.workspaceName = workspace.name;
     this.workspaceId = workspace.id;
+    this.workspaceGuid = workspace.workspaceId;
     this.registerOutputs({
       resourceGroupName: this.resourceGroupName,
       workspaceName: this.workspaceName,

@@ -87,13 +87,20 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(env.properties.condaFile).toBe(fs.readFileSync(path.join(ROOT, "finetuning_dir/conda.yml"), "utf8"));
   });
 
-  it("uploads every file of finetuning_dir under the code asset's hash folder", () => {
+  it("uploads every file of finetuning_dir where the SDK does: workspaceblobstore, LocalUpload/<hash>/finetuning_dir", () => {
     const code = plain(byName(run, "phi3-training-code"));
     const blobs = ofType(run, "azure-native:storage:Blob").map(plain);
     const files = fs.readdirSync(path.join(ROOT, "finetuning_dir")).filter((f) => !f.startsWith("__")).sort();
-    const folder = `code/${code.version}/`;
-    expect(blobs.map((b) => b.blobName).filter((n: string) => n.startsWith(folder)).map((n: string) => n.slice(folder.length)).sort()).toEqual(files);
-    expect(code.properties.codeUri).toMatch(new RegExp(`^https://st[a-z0-9]+\\.blob\\.core\\.windows\\.net/phi3-assets/code/${code.version}$`));
+    const folder = `LocalUpload/${code.version}`;
+    const uploaded = blobs.filter((b) => b.blobName.startsWith(folder));
+    expect(uploaded.map((b) => b.blobName.replace(/^LocalUpload\/[0-9a-f]{32}\/finetuning_dir\//, "")).sort()).toEqual(files);
+    // The container of the workspace's default datastore: azureml-blobstore-<workspace GUID>.
+    const guid = byName(run, "phi3-workspace").state.workspaceId;
+    expect(guid).toMatch(/^[0-9a-f-]{36}$/);
+    for (const b of uploaded) expect(b.containerName).toBe(`azureml-blobstore-${guid}`);
+    expect(code.properties.codeUri).toMatch(new RegExp(`^https://st[a-z0-9]+\\.blob\\.core\\.windows\\.net/azureml-blobstore-${guid}/LocalUpload/${code.version}[0-9a-f]{20}/finetuning_dir$`));
+    expect(ofType(run, "azure-native:machinelearningservices:Datastore")).toEqual([]);
+    expect(ofType(run, "azure-native:storage:BlobContainer")).toEqual([]);
   });
 
   it("prepares ultrachat_200k (1%, 80/20) in a job whose outputs feed the fine-tune job", () => {
