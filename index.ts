@@ -67,7 +67,7 @@ const training = new Training("phi3-training", {
   workspaceGuid: workspace.workspaceGuid,
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
-  dependsOn: identity.roleAssignments,
+  dependsOn: [identity.rolesInEffect],
 });
 
 const serving = new Serving("phi3-serving", {
@@ -77,7 +77,7 @@ const serving = new Serving("phi3-serving", {
   ...ws,
   endpointName: names.endpoint,
   identity: { id: identity.id, clientId: identity.clientId },
-  roleAssignments: identity.roleAssignments,
+  rolesInEffect: identity.rolesInEffect,
   trainedModel: { name: training.modelName, version: training.modelVersion, id: training.modelVersionId },
 });
 

@@ -175,7 +175,7 @@ export interface TrainingArgs {
   workspaceGuid: pulumi.Input<string>;
   trainingClusterId: pulumi.Input<string>;
   prepClusterId?: pulumi.Input<string>;
-  /** Resources the first job must wait for (role assignments of the cluster identity). */
+  /** Resources the first job must wait for (the cluster identity's roles in effect). */
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }
 

@@ -94,6 +94,8 @@ export function keySettings(r: Registration): string {
     }
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return typeof p === "string" ? `properties ${p} (hold the endpoint key)` : `${p.category}, keys=${Object.keys(p.credentials?.keys ?? {}).join(",")}`;
+    case "time:index/sleep:Sleep":
+      return `waits ${i.createDuration} for the role assignments to take effect`;
     case "azure-native:storage:Blob":
       return `${i.blobName}`;
     case "command:local:Command": {

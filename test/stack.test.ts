@@ -142,8 +142,8 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(body.environmentId).toBe(byName(run, "phi3-training-environment").id);
     expect(body.outputs.model_output.jobOutputType).toBe("mlflow_model");
     expect(commandEnv(ft).AZUREML_JOB_NAME).toMatch(/^phi3ft-ft-[0-9a-f]{16}$/);
-    // The job waits for the cluster identity's roles (it reads the datastore as that identity).
-    for (const ra of ofType(run, "azure-native:authorization:RoleAssignment")) expect(ft.dependencies).toContain(ra.urn);
+    // The job waits until the cluster identity's roles are in effect (it reads the datastore as that identity).
+    expect(ft.dependencies).toContain(byName(run, "phi3-identity-roles-in-effect").urn);
   });
 
   it("registers the MLflow model version from the job output, only after the job step", () => {
@@ -155,11 +155,20 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(model.dependencies).toContain(ft.urn);
   });
 
-  it("creates the endpoint with key auth and the identity, after the role assignments, ignoring traffic drift", () => {
+  it("waits a bounded time after the role assignments (time.Sleep, re-run when an assignment is recreated)", () => {
+    const sleep = byName(run, "phi3-identity-roles-in-effect");
+    expect(sleep.type).toBe("time:index/sleep:Sleep");
+    expect(sleep.inputs.createDuration).toBe("600s");
+    const assignments = ofType(run, "azure-native:authorization:RoleAssignment");
+    for (const ra of assignments) expect(sleep.dependencies).toContain(ra.urn);
+    expect(Object.keys(sleep.inputs.triggers).sort()).toEqual(["acrpull-registry", "blob-reader-storage", "contributor-rg"]);
+  });
+
+  it("creates the endpoint with key auth and the identity, once the roles are in effect, ignoring traffic drift", () => {
     const ep = byName(run, "phi3-serving-endpoint");
     expect(plain(ep).properties.authMode).toBe("Key");
     expect(plain(ep).identity).toEqual({ type: "UserAssigned", userAssignedIdentities: [byName(run, "phi3-identity-uai").id] });
-    for (const ra of ofType(run, "azure-native:authorization:RoleAssignment")) expect(ep.dependencies).toContain(ra.urn);
+    expect(ep.dependencies).toContain(byName(run, "phi3-identity-roles-in-effect").urn);
     expect(ep.ignoreChanges).toEqual(expect.arrayContaining(["properties.traffic", "properties.mirrorTraffic"]));
     expect(plain(ep).properties.traffic).toBeUndefined();
   });
