@@ -2,7 +2,8 @@
  * phi3-finetune: an Azure subscription to a fine-tuned Phi-3 model answering chat requests on
  * an Azure ML managed online endpoint, with Prompt flow. This file only composes; each concern
  * is a component in infra/. Reading order follows the seeds' architecture:
- *   config → workspace (+ storage, key vault, insights, registry) → identity and roles
+ *   config → preflight (checks the subscription first) → workspace (+ storage, key vault,
+ *   insights, registry) → identity and roles
  *   → compute clusters → training (assets, jobs, model) → serving (endpoint, deployments,
  *   traffic) → Prompt flow (hub, project, connection).
  */
@@ -12,6 +13,7 @@ import { ComputeClusters } from "./infra/compute";
 import { loadConfig } from "./infra/config";
 import { WorkloadIdentity } from "./infra/identity";
 import { azureNames } from "./infra/naming";
+import { Preflight } from "./infra/preflight";
 import { PromptFlow } from "./infra/promptflow";
 import { Serving } from "./infra/serving";
 import { planTraining, Training } from "./infra/training";
@@ -29,12 +31,16 @@ const names = client.subscriptionId.apply((subscriptionId) =>
   azureNames({ prefix: config.namePrefix, stack: pulumi.getStack(), subscriptionId, resourceGroupName: config.resourceGroupName, generation: config.nameGeneration }),
 );
 
+// First step of `pulumi up`: check the subscription before anything costly exists.
+const preflight = new Preflight("phi3-preflight", { config, subscriptionId: client.subscriptionId });
+
 const workspace = new MlWorkspace("phi3", {
   location,
   names,
   client,
   existingResourceGroup: config.resourceGroupName,
   tags,
+  after: [preflight.done],
 });
 
 const identity = new WorkloadIdentity("phi3-identity", {
@@ -44,6 +50,7 @@ const identity = new WorkloadIdentity("phi3-identity", {
   subscriptionId: client.subscriptionId,
   scopes: { resourceGroup: workspace.resourceGroupId, storageAccount: workspace.storageAccountId, registry: workspace.registryId },
   tags,
+  after: [preflight.done],
 });
 
 const ws = { resourceGroupName: workspace.resourceGroupName, workspaceName: workspace.workspaceName };

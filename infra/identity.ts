@@ -53,6 +53,8 @@ export interface WorkloadIdentityArgs {
     registry: pulumi.Input<string>;
   };
   tags: Record<string, string>;
+  /** Resources the identity waits for (the preflight). */
+  after?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
@@ -86,7 +88,8 @@ export class WorkloadIdentity extends pulumi.ComponentResource {
     const identity = new managedidentity.UserAssignedIdentity(
       `${name}-uai`,
       { resourceName: args.identityName, resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
-      { parent: this },
+      // After the preflight: with an existing resource group nothing else orders it.
+      { parent: this, dependsOn: args.after },
     );
     const grants: [string, BuiltInRole, pulumi.Input<string>][] = [
       ["contributor-rg", "Contributor", args.scopes.resourceGroup],

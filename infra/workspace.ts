@@ -20,6 +20,8 @@ export interface MlWorkspaceArgs {
   existingResourceGroup: string;
   /** Tags on every resource. */
   tags: Record<string, string>;
+  /** Resources every child waits for (the preflight). */
+  after?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
@@ -46,7 +48,8 @@ export class MlWorkspace extends pulumi.ComponentResource {
 
   constructor(name: string, args: MlWorkspaceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Workspace", name, {}, opts);
-    const parent = { parent: this };
+    // Every child waits for `after` (the preflight): with an existing resource group nothing else orders them.
+    const parent = { parent: this, dependsOn: args.after };
     const names = pulumi.output(args.names);
     const client = pulumi.output(args.client);
     const { location, tags } = args;

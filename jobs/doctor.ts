@@ -14,7 +14,11 @@
  *  4. the per-family vCPU quota covers the clusters' max nodes and the deployments' instances
  *     (with Azure ML's 20% reservation for online deployments, A100 v4 family exempt);
  *  5. the globally unique names (storage account, key vault, registry) are free or already
- *     this stack's, no soft-deleted key vault holds the vault name, and the workspace names.
+ *     this stack's, no soft-deleted key vault or workspace holds them, and the workspace names;
+ *  6. every pinned model version (`existing: true`) exists in the stack's workspace.
+ *
+ * The checks live in jobs/lib/preflight.ts: `pulumi up` runs the same ones as its first step
+ * (jobs/preflight.ts), before anything costly is created.
  *
  * Prints a table (status PASS/WARN/FAIL, check, detail, remedy for each non-pass) or JSON.
  * Exit codes: 0 no blocking failure (warnings do not block), 1 a check failed, 2 bad usage or
@@ -25,7 +29,7 @@ import type { TokenCredential } from "@azure/identity";
 import { parseConfig, ConfigError, rawProjectConfig, type StackConfig } from "../infra/config";
 import { DEFAULT_ARM_ENDPOINT, defaultCredential, type FetchLike } from "./lib/arm";
 import { readStackConfig } from "./lib/mock-runtime";
-import { formatReport, runDoctor } from "./lib/preflight";
+import { formatReport, preflightInput, runDoctor } from "./lib/preflight";
 
 export * from "./lib/preflight";
 
@@ -131,7 +135,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   }
 
   const result = await runDoctor(
-    { stack: args.stack, config, subscriptionId: args.subscriptionId },
+    { stack: args.stack, config: preflightInput(config), subscriptionId: args.subscriptionId },
     {
       credential: opts.credential ?? defaultCredential(),
       baseUrl,

@@ -100,6 +100,11 @@ export function keySettings(r: Registration): string {
       return `${i.blobName}`;
     case "command:local:Command": {
       const env = i.environment ?? {};
+      if (env.PREFLIGHT_INPUT) {
+        const input = JSON.parse(env.PREFLIGHT_INPUT);
+        const sizes = [input.trainingCluster.vmSize, input.data?.prepCluster?.vmSize, ...input.serving.deployments.map((d: { instanceType: string }) => d.instanceType)].filter(Boolean);
+        return `preflight, first step of up (everything costly waits for it): checks ${[...new Set(sizes)].join(", ")} in ${input.location}, quota, providers, names, pinned models`;
+      }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
         return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}`;

@@ -14,7 +14,7 @@ import {
   type DoctorResult,
   type VmSize,
 } from "../jobs/doctor";
-import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
+import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
 const SUB = "11111111-2222-3333-4444-555555555555";
 const OTHER_SUB = "66666666-7777-8888-9999-000000000000";
@@ -65,7 +65,6 @@ function usages(over: { a100?: [number, number]; t4?: [number, number] } = {}) {
   ];
 }
 
-const notFound = (what = "resource") => ({ status: 404, body: { error: { code: "ResourceNotFound", message: `The ${what} was not found.` } } });
 
 const ml = (sub = SUB) => `/subscriptions/${sub}/providers/Microsoft.MachineLearningServices/locations/${LOCATION}`;
 const rgPath = (n: AzureNames, sub = SUB) => `/subscriptions/${sub}/resourceGroups/${n.resourceGroup}/providers`;
@@ -80,19 +79,7 @@ let names: AzureNames;
 
 /** Routes of a subscription where everything the stack needs is in place. */
 function greenAzure(sub = SUB) {
-  const subBody = { subscriptionId: sub, displayName: "Phi-3 dev", tenantId: TENANT, state: "Enabled" };
-  fake.route("GET", `/subscriptions/${sub}`, { body: subBody });
-  fake.route("GET", "/subscriptions", { body: { value: [subBody] } });
-  fake.route("GET", new RegExp(`^/subscriptions/${sub}/providers/Microsoft\\.[A-Za-z]+$`), (req) => ({
-    body: { namespace: req.path.split("/").pop(), registrationState: "Registered" },
-  }));
-  fake.route("GET", `${ml(sub)}/vmSizes`, { body: { value: VM_SIZES } });
-  fake.route("GET", `${ml(sub)}/usages`, { body: { value: usages() } });
-  for (const ns of ["Microsoft.Storage", "Microsoft.KeyVault", "Microsoft.ContainerRegistry"]) {
-    fake.route("POST", checkNamePath(ns, sub), { body: { nameAvailable: true } });
-  }
-  fake.route("GET", new RegExp(`^/subscriptions/${sub}/providers/Microsoft\\.KeyVault/locations/${LOCATION}/deletedVaults/`), notFound("deleted vault"));
-  fake.route("GET", new RegExp(`^/subscriptions/${sub}/resourceGroups/[^/]+/providers/`), notFound());
+  routeHealthySubscription(fake, { subscriptionId: sub, tenantId: TENANT, location: LOCATION, vmSizes: VM_SIZES, usages: usages() });
 }
 
 function run(cfg: StackConfig = config(), extra: { subscriptionId?: string; env?: Record<string, string>; credential?: FakeCredential } = {}): Promise<DoctorResult> {

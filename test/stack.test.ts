@@ -236,7 +236,7 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
   it("parents every resource to a component and names Azure resources validly", () => {
     const components = run.registrations.filter((r) => !r.custom && r.type.startsWith("phi3:infra:"));
     expect(components.map((c) => c.type).sort()).toEqual(
-      ["phi3:infra:Compute", "phi3:infra:Identity", "phi3:infra:PromptFlow", "phi3:infra:Serving", "phi3:infra:Training", "phi3:infra:Workspace"],
+      ["phi3:infra:Compute", "phi3:infra:Identity", "phi3:infra:Preflight", "phi3:infra:PromptFlow", "phi3:infra:Serving", "phi3:infra:Training", "phi3:infra:Workspace"],
     );
     const urns = new Set(components.map((c) => c.urn));
     for (const r of run.registrations.filter((x) => x.custom)) expect(urns.has(r.parent), r.name).toBe(true);

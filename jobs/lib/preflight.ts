@@ -102,6 +102,41 @@ export interface QuotaInput {
   serving: { deployments: { name: string; instanceType: string; instanceCount: number }[] };
 }
 
+/** A deployment's model: the trained one, or a pinned version of the stack's workspace. */
+type ModelRef = "trained" | { name: string; version: string; existing?: boolean };
+
+/**
+ * What the preflight checks, taken from the stack config by {@link preflightInput} (a
+ * {@link StackConfig} fits too). `pulumi up` hands it to jobs/preflight.ts as JSON, so the step
+ * runs again exactly when one of these values changes.
+ */
+export interface PreflightInput extends QuotaInput {
+  /** `azure-native:location`. */
+  location: string;
+  namePrefix: string;
+  /** Generation of the globally unique names (config `nameGeneration`). */
+  nameGeneration: number;
+  /** Existing resource group ("" = the stack creates `rg-<prefix>-<stack>`). */
+  resourceGroupName: string;
+  serving: { deployments: { name: string; instanceType: string; instanceCount: number; model: ModelRef }[] };
+  promptFlow: { enabled: boolean };
+}
+
+/** The {@link PreflightInput} of a validated stack config (only the keys the checks read). */
+export function preflightInput(c: StackConfig): PreflightInput {
+  const cluster = (k: ClusterLike): ClusterLike => ({ name: k.name, vmSize: k.vmSize, maxNodes: k.maxNodes, vmPriority: k.vmPriority });
+  return {
+    location: c.location,
+    namePrefix: c.namePrefix,
+    nameGeneration: c.nameGeneration,
+    resourceGroupName: c.resourceGroupName,
+    trainingCluster: cluster(c.trainingCluster),
+    data: c.data.source === "ultrachat" ? { source: c.data.source, prepCluster: cluster(c.data.prepCluster) } : { source: c.data.source },
+    serving: { deployments: c.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount, model: d.model })) },
+    promptFlow: { enabled: c.promptFlow.enabled },
+  };
+}
+
 /** One consumer of quota. */
 export interface QuotaPart {
   /** e.g. `training cluster a100-train`, `deployment blue`. */
@@ -257,8 +292,8 @@ export function formatReport(checks: Check[]): string {
 export interface DoctorOptions {
   /** Stack name (part of every Azure name). */
   stack: string;
-  /** Parsed stack config. */
-  config: StackConfig;
+  /** What to check: {@link preflightInput} of the parsed stack config. */
+  config: PreflightInput;
   /** Explicit subscription (`--subscription`); else the environment, else the only enabled one. */
   subscriptionId?: string;
 }
@@ -512,7 +547,7 @@ async function checkProviders(client: ArmClient, sub: string): Promise<Check[]> 
 }
 
 /** Check 3: VM sizes offered in the region; retired sizes called out. */
-function checkVmSizes(config: StackConfig, location: string, sizes: VmSize[] | undefined, listError: unknown): Check[] {
+function checkVmSizes(config: PreflightInput, location: string, sizes: VmSize[] | undefined, listError: unknown): Check[] {
   const offered = new Map((sizes ?? []).map((s) => [s.name.toLowerCase(), s]));
   const replacementsHere = () => {
     const here = REPLACEMENT_SIZES.filter((r) => offered.has(r.toLowerCase()));
@@ -685,7 +720,7 @@ interface GlobalName {
   readAction: string;
 }
 
-async function checkGlobalName(client: ArmClient, sub: string, rg: string, n: GlobalName, location: string): Promise<Check> {
+async function checkGlobalName(client: ArmClient, sub: string, rg: string, n: GlobalName, location: string, generationRemedy: string): Promise<Check> {
   const id = `name:${n.id}`;
   const checkName = `Name: ${n.label} ${n.name}`;
   let avail: NameAvailability;
@@ -721,6 +756,7 @@ async function checkGlobalName(client: ArmClient, sub: string, rg: string, n: Gl
         const purgeProtected = p.purgeProtectionEnabled === true;
         const inOurGroup = typeof p.vaultId === "string" && p.vaultId.toLowerCase() === resourceId.toLowerCase();
         const options = [
+          generationRemedy,
           purgeProtected ? undefined : `az keyvault purge --name ${n.name} --location ${location}`,
           inOurGroup ? `az keyvault recover --name ${n.name} --location ${location} (it was this stack's vault)` : undefined,
           `wait until ${p.scheduledPurgeDate ?? "its scheduled purge date"}`,
@@ -790,8 +826,13 @@ async function checkWorkspaceName(client: ArmClient, sub: string, rg: string, id
   }
 }
 
+/** The way out of names held by a soft-deleted resource: the next name generation (README: "Deploy again after destroy"). */
+export function nextGenerationRemedy(current: number): string {
+  return `pulumi config set phi3-finetune:nameGeneration ${current + 1} (deploys under new names at once; README: "Deploy again after destroy")`;
+}
+
 /** Check 5: global names free (or ours), soft-deleted key vault, workspace names. */
-async function checkNames(client: ArmClient, sub: string, names: AzureNames, config: StackConfig): Promise<Check[]> {
+async function checkNames(client: ArmClient, sub: string, names: AzureNames, config: PreflightInput): Promise<Check[]> {
   const rg = names.resourceGroup;
   const globals: GlobalName[] = [
     {
@@ -825,17 +866,35 @@ async function checkNames(client: ArmClient, sub: string, names: AzureNames, con
       readAction: "Microsoft.ContainerRegistry/registries/read",
     },
   ];
-  const tasks: Promise<Check>[] = globals.map((g) => checkGlobalName(client, sub, rg, g, config.location));
+  const generationRemedy = nextGenerationRemedy(config.nameGeneration);
+  const tasks: Promise<Check>[] = globals.map((g) => checkGlobalName(client, sub, rg, g, config.location, generationRemedy));
   tasks.push(checkWorkspaceName(client, sub, rg, "workspace", "workspace", names.workspace));
   if (config.promptFlow.enabled) {
     tasks.push(checkWorkspaceName(client, sub, rg, "hub", "AI hub", names.hub));
     tasks.push(checkWorkspaceName(client, sub, rg, "project", "AI project", names.project));
   }
-  return Promise.all(tasks);
+  const checks = await Promise.all(tasks);
+  // Azure ML has no documented ARM call listing soft-deleted workspaces (a GET answers 404 while
+  // the name stays blocked: Azure/azure-cli#33756). The stack's workspaces and key vault share one
+  // name suffix and go together on destroy, so a soft-deleted vault of this stack means its
+  // workspaces are soft-deleted too (14 days).
+  const vault = checks.find((c) => c.id === "name:keyvault");
+  if (vault?.status === "FAIL" && /soft-deleted/.test(vault.detail)) {
+    for (const c of checks) {
+      if (/^name:(workspace|hub|project)$/.test(c.id) && /not deployed yet/.test(c.detail)) {
+        Object.assign(c, {
+          status: "FAIL",
+          detail: `not live, but this stack's key vault ${names.keyVault} is soft-deleted, so this stack was destroyed and Azure holds the workspace name for 14 days (soft delete)`,
+          remedy: `${generationRemedy}; or permanently delete it (Azure portal → Azure Machine Learning → Recently deleted) and purge the vault`,
+        } satisfies Partial<Check>);
+      }
+    }
+  }
+  return checks;
 }
 
 /** The configured existing resource group must exist (an empty setting creates one). */
-async function checkResourceGroup(client: ArmClient, sub: string, config: StackConfig): Promise<Check[]> {
+async function checkResourceGroup(client: ArmClient, sub: string, config: PreflightInput): Promise<Check[]> {
   if (!config.resourceGroupName) return [];
   const rg = config.resourceGroupName;
   const id = "resource-group";
@@ -855,6 +914,39 @@ async function checkResourceGroup(client: ArmClient, sub: string, config: StackC
   } catch (e) {
     return [failFromError(id, name, e, "Microsoft.Resources/subscriptions/resourceGroups/read", `resource group ${rg}`)];
   }
+}
+
+/**
+ * Check 6: every pinned model version (`existing: true`) is in the stack's workspace
+ * (`GET .../workspaces/{ws}/models/{name}/versions/{version}`, REST 2025-12-01). A new
+ * workspace has none, so on a first `up` a pinned version always fails here, before anything
+ * is created.
+ */
+async function checkPinnedModels(client: ArmClient, sub: string, names: AzureNames, config: PreflightInput): Promise<Check[]> {
+  const ws = `/subscriptions/${enc(sub)}/resourceGroups/${enc(names.resourceGroup)}/providers/Microsoft.MachineLearningServices/workspaces/${enc(names.workspace)}`;
+  return Promise.all(
+    config.serving.deployments.map(async (d, i): Promise<Check | undefined> => {
+      if (d.model === "trained") return undefined;
+      const { name, version } = d.model;
+      const id = `model:${d.name}`;
+      const checkName = `Model: deployment ${d.name} serves ${name}:${version}`;
+      try {
+        const found = await getOrUndefined(client, withApiVersion(`${ws}/models/${enc(name)}/versions/${enc(version)}`, API_VERSIONS.machineLearning));
+        if (found) return { id, name: checkName, status: "PASS", detail: `${name} version ${version} exists in ${names.workspace}` };
+        return {
+          id,
+          name: checkName,
+          status: "FAIL",
+          detail: `${name} version ${version} is not in workspace ${names.workspace} (a new workspace has no model versions; the deployment would fail)`,
+          remedy:
+            `set phi3-finetune:serving.deployments[${i}].model to "trained", or to a version listed by ` +
+            `\`az ml model list --name ${name} -w ${names.workspace} -g ${names.resourceGroup}\``,
+        };
+      } catch (e) {
+        return failFromError(id, checkName, e, "Microsoft.MachineLearningServices/workspaces/models/versions/read", `${name} version ${version}`);
+      }
+    }),
+  ).then((checks) => checks.filter((c): c is Check => c !== undefined));
 }
 
 /**
@@ -902,12 +994,20 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
     names ? checkNames(client, sub, names, config) : Promise.resolve([] as Check[]),
   ]);
   const quota = sizesRes.value ? requiredQuota(config, sizesRes.value) : undefined;
+  const deployed = nameChecks.some((c) => c.id === "name:workspace" && /already deployed by this stack/.test(c.detail));
+  const quotaChecks = checkQuota(quota, usagesRes.value, usagesRes.error, location).map((c): Check =>
+    // Once deployed, this stack's own nodes and instances count as "in use": a shortfall may be its own.
+    deployed && c.status === "FAIL" && c.id.startsWith("quota:") && / free \(/.test(c.detail)
+      ? { ...c, status: "WARN", detail: `${c.detail} (this stack is already deployed: its own usage is counted)` }
+      : c,
+  );
   checks.push(
     ...rgChecks,
     ...providerChecks,
     ...checkVmSizes(config, location, sizesRes.value, sizesRes.error),
-    ...checkQuota(quota, usagesRes.value, usagesRes.error, location),
+    ...quotaChecks,
     ...nameChecks,
+    ...(names ? await checkPinnedModels(client, sub, names, config) : []),
   );
   return { checks, exitCode: exitCodeOf(checks), subscription, names, quota };
 }
