@@ -172,28 +172,11 @@ export function reservesExtraCores(family: string): boolean {
 /** The clusters and deployments of a config, with the config key naming each size. */
 export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployment"; id: string; role: string; key: string; vmSize: string; count: number; priority: "Dedicated" | "LowPriority" }[] {
   const out: ReturnType<typeof sizeConsumers> = [];
-  const tc = config.trainingCluster;
-  out.push({
-    kind: "cluster",
-    id: "trainingCluster",
-    role: `training cluster${tc.name ? ` ${tc.name}` : ""}`,
-    key: "phi3-finetune:trainingCluster.vmSize",
-    vmSize: tc.vmSize,
-    count: tc.maxNodes,
-    priority: tc.vmPriority ?? "Dedicated",
-  });
+  const cluster = (id: string, label: string, key: string, c: ClusterLike) =>
+    out.push({ kind: "cluster", id, role: `${label}${c.name ? ` ${c.name}` : ""}`, key, vmSize: c.vmSize, count: c.maxNodes, priority: c.vmPriority ?? "Dedicated" });
+  cluster("trainingCluster", "training cluster", "phi3-finetune:trainingCluster.vmSize", config.trainingCluster);
   const prep = config.data?.source === "ultrachat" ? config.data.prepCluster : undefined;
-  if (prep) {
-    out.push({
-      kind: "cluster",
-      id: "prepCluster",
-      role: `prep cluster${prep.name ? ` ${prep.name}` : ""}`,
-      key: "phi3-finetune:data.prepCluster.vmSize",
-      vmSize: prep.vmSize,
-      count: prep.maxNodes,
-      priority: prep.vmPriority ?? "Dedicated",
-    });
-  }
+  if (prep) cluster("prepCluster", "prep cluster", "phi3-finetune:data.prepCluster.vmSize", prep);
   config.serving.deployments.forEach((d, i) => {
     out.push({
       kind: "deployment",
@@ -423,6 +406,9 @@ async function checkCredentialAndSubscription(
     remedy: CREDENTIAL_REMEDY,
   });
   const credentialOk: Check = { id: "credential", name: "Azure credential", status: "PASS", detail: "got a token and ARM accepted it" };
+  const subscriptionFail = (detail: string, remedy: string): { checks: Check[] } => ({
+    checks: [credentialOk, { id: "subscription", name: "Subscription", status: "FAIL", detail, remedy }],
+  });
   const isCredentialError = (e: unknown) => e instanceof ArmError && ((e.status === 0 && e.code === "CredentialUnavailable") || e.status === 401);
 
   const fromEnv = env.AZURE_SUBSCRIPTION_ID?.trim() ? ["AZURE_SUBSCRIPTION_ID", env.AZURE_SUBSCRIPTION_ID.trim()] : env.ARM_SUBSCRIPTION_ID?.trim() ? ["ARM_SUBSCRIPTION_ID", env.ARM_SUBSCRIPTION_ID.trim()] : undefined;
@@ -438,22 +424,14 @@ async function checkCredentialAndSubscription(
     } catch (e) {
       if (isCredentialError(e)) return { checks: [credentialFail(e)] };
       const notFound = e instanceof ArmError && (e.status === 404 || e.status === 403 || e.code === "SubscriptionNotFound" || e.code === "InvalidSubscriptionId");
-      return {
-        checks: [
-          credentialOk,
-          {
-            id: "subscription",
-            name: "Subscription",
-            status: "FAIL",
-            detail: notFound
-              ? `subscription ${id} (${from}) was not found or this identity cannot see it: ${errText(e)}`
-              : `could not read subscription ${id} (${from}): ${errText(e)}`,
-            remedy: notFound
-              ? "check the id (`az account list -o table`), log in to its tenant (`az login --tenant <tenant>`), or ask for access"
-              : "rerun the doctor; check ARM_ENDPOINT and the network",
-          },
-        ],
-      };
+      return subscriptionFail(
+        notFound
+          ? `subscription ${id} (${from}) was not found or this identity cannot see it: ${errText(e)}`
+          : `could not read subscription ${id} (${from}): ${errText(e)}`,
+        notFound
+          ? "check the id (`az account list -o table`), log in to its tenant (`az login --tenant <tenant>`), or ask for access"
+          : "rerun the doctor; check ARM_ENDPOINT and the network",
+      );
     }
   } else {
     let subs: SubscriptionBody[];
@@ -466,24 +444,14 @@ async function checkCredentialAndSubscription(
     const enabled = subs.filter((s) => s.state === "Enabled");
     if (enabled.length !== 1) {
       const listed = enabled.slice(0, 10).map((s) => `${s.displayName ?? "?"} (${s.subscriptionId})`).join(", ");
-      return {
-        checks: [
-          credentialOk,
-          {
-            id: "subscription",
-            name: "Subscription",
-            status: "FAIL",
-            detail:
-              enabled.length === 0
-                ? `this identity sees no enabled subscription (${subs.length} in total)`
-                : `this identity sees ${enabled.length} enabled subscriptions: ${listed}${enabled.length > 10 ? ", ..." : ""}; which one does the stack deploy to?`,
-            remedy:
-              enabled.length === 0
-                ? "log in to the right tenant (`az login --tenant <tenant>`) or ask for access to a subscription"
-                : "pass --subscription <id> (or set AZURE_SUBSCRIPTION_ID)",
-          },
-        ],
-      };
+      return subscriptionFail(
+        enabled.length === 0
+          ? `this identity sees no enabled subscription (${subs.length} in total)`
+          : `this identity sees ${enabled.length} enabled subscriptions: ${listed}${enabled.length > 10 ? ", ..." : ""}; which one does the stack deploy to?`,
+        enabled.length === 0
+          ? "log in to the right tenant (`az login --tenant <tenant>`) or ask for access to a subscription"
+          : "pass --subscription <id> (or set AZURE_SUBSCRIPTION_ID)",
+      );
     }
     body = enabled[0];
     source = "the only enabled subscription";
