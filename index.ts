@@ -2,7 +2,8 @@
  * phi3-finetune: an Azure subscription to a fine-tuned Phi-3 model answering chat requests on
  * an Azure ML managed online endpoint, with Prompt flow. This file only composes; each concern
  * is a component in infra/. Reading order follows the seeds' architecture:
- *   config → workspace (+ storage, key vault, insights, registry) → identity and roles
+ *   config → preflight (checks the subscription first) → workspace (+ storage, key vault,
+ *   insights, registry) → identity and roles
  *   → compute clusters → training (assets, jobs, model) → serving (endpoint, deployments,
  *   traffic) → Prompt flow (hub, project, connection).
  */
@@ -13,6 +14,7 @@ import { loadConfig } from "./infra/config";
 import { chatDefaults as chatDefaultsOf } from "./infra/generation";
 import { WorkloadIdentity } from "./infra/identity";
 import { azureNames } from "./infra/naming";
+import { Preflight } from "./infra/preflight";
 import { PromptFlow } from "./infra/promptflow";
 import { Serving } from "./infra/serving";
 import { planTraining, Training } from "./infra/training";
@@ -27,8 +29,11 @@ const tags = { ...config.tags, project: "phi3-finetune", stack: pulumi.getStack(
 const location = config.location;
 const client = authorization.getClientConfigOutput();
 const names = client.subscriptionId.apply((subscriptionId) =>
-  azureNames({ prefix: config.namePrefix, stack: pulumi.getStack(), subscriptionId, resourceGroupName: config.resourceGroupName }),
+  azureNames({ prefix: config.namePrefix, stack: pulumi.getStack(), subscriptionId, resourceGroupName: config.resourceGroupName, generation: config.nameGeneration }),
 );
+
+// First step of `pulumi up`: check the subscription before anything costly exists.
+const preflight = new Preflight("phi3-preflight", { config, subscriptionId: client.subscriptionId });
 
 const workspace = new MlWorkspace("phi3", {
   location,
@@ -36,6 +41,7 @@ const workspace = new MlWorkspace("phi3", {
   client,
   existingResourceGroup: config.resourceGroupName,
   tags,
+  after: [preflight.done],
 });
 
 const identity = new WorkloadIdentity("phi3-identity", {
@@ -45,6 +51,7 @@ const identity = new WorkloadIdentity("phi3-identity", {
   subscriptionId: client.subscriptionId,
   scopes: { resourceGroup: workspace.resourceGroupId, storageAccount: workspace.storageAccountId, registry: workspace.registryId },
   tags,
+  after: [preflight.done],
 });
 
 const ws = { resourceGroupName: workspace.resourceGroupName, workspaceName: workspace.workspaceName };
@@ -65,9 +72,10 @@ const training = new Training("phi3-training", {
   subscriptionId: client.subscriptionId,
   ...ws,
   storageAccountName: workspace.storageAccountName,
+  workspaceGuid: workspace.workspaceGuid,
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
-  dependsOn: identity.roleAssignments,
+  dependsOn: [identity.rolesInEffect],
 });
 
 const serving = new Serving("phi3-serving", {
@@ -77,7 +85,7 @@ const serving = new Serving("phi3-serving", {
   ...ws,
   endpointName: names.endpoint,
   identity: { id: identity.id, clientId: identity.clientId },
-  roleAssignments: identity.roleAssignments,
+  rolesInEffect: identity.rolesInEffect,
   trainedModel: { name: training.modelName, version: training.modelVersion, id: training.modelVersionId },
 });
 

@@ -13,27 +13,13 @@ import * as path from "path";
 import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
+import { regionProblem } from "./regions";
+import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
 
-/**
- * VM sizes Azure retired (2025-09-30: NCv3 series). Kept allowed because the seeds and the
- * users ask for Standard_NC6s_v3, but every plan warns (shared/REFERENCE.md).
- */
-export const RETIRED_SIZES: Record<string, string> = {
-  Standard_NC6s_v3: "2025-09-30",
-  Standard_NC12s_v3: "2025-09-30",
-  Standard_NC24s_v3: "2025-09-30",
-};
-
-/** Sizes Microsoft recommends instead of the retired NCv3 series. */
-export const REPLACEMENT_SIZES = [
-  "Standard_NC4as_T4_v3",
-  "Standard_NC24ads_A100_v4",
-  "Standard_NV36ads_A10_v5",
-  "Standard_NC40ads_H100_v5",
-];
+export { RETIRED_SIZES, REPLACEMENT_SIZES } from "./vm-sizes";
 
 /** GPU sizes without bf16 support (V100 of NCv3, T4 of NCasT4_v3): serve float16 weights there. */
 export function lacksBf16(vmSize: string): boolean {
@@ -177,12 +163,25 @@ const probeSchema = z.strictObject({
   timeoutSeconds: int(1, 600).default(2),
 });
 
-const modelRefSchema = z.union([
-  /** The model version this stack trains and registers. */
-  z.literal("trained"),
-  /** A model version that already exists in the workspace. */
-  z.strictObject({ name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/), version: z.string().min(1) }),
-]);
+const modelRefSchema = z.union(
+  [
+    /** The model version this stack trains and registers. */
+    z.literal("trained"),
+    /**
+     * A model version of this stack's workspace, e.g. one an earlier config trained (model
+     * versions are kept when training moves on). `existing: true` is required: the stack's
+     * workspace may be new, so only the preflight can confirm the version exists.
+     */
+    z.strictObject({
+      name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/, { error: "must be a model name: letters, digits, '_', '.', '-'" }),
+      version: z.string().regex(/^[1-9]\d{0,9}$/, {
+        error: "must be a model version number such as 3 (a deployment pins one version; labels such as latest are not accepted)",
+      }),
+      existing: z.boolean().optional(),
+    }),
+  ],
+  { error: 'must be "trained" or {name, version, existing: true} (a version in this stack\'s workspace)' },
+);
 
 const deploymentSchema = z.strictObject({
   /** Deployment name as traffic refers to it; Azure's name adds a model-version suffix. */
@@ -266,6 +265,12 @@ export const configSchema = z
       .string()
       .regex(/^$|^[-\w._()]{1,89}[-\w_()]$/, { error: "must be 1-90 characters: letters, digits, '-', '_', '.', '(', ')'" })
       .default(""),
+    /**
+     * Generation of the stack's globally unique names (0 = the first). After `pulumi destroy`,
+     * Azure keeps the workspace (14 days) and key vault (7 days) soft-deleted under their names;
+     * bump this to deploy the same stack again at once under new names (README: "Deploy again").
+     */
+    nameGeneration: z.coerce.number({ error: "must be a whole number" }).pipe(int(0, 999)).default(0),
     /** Hugging Face id of the base model. */
     baseModel: z.enum(BASE_MODELS).default("microsoft/Phi-3-mini-4k-instruct"),
     /** Tags on every taggable resource. */
@@ -287,17 +292,23 @@ export const configSchema = z
     prices: z.record(z.string(), z.number().positive()).default({}),
   })
   .superRefine((c, ctx) => {
+    const problem = (path: (string | number)[], input: unknown, message: string | undefined) =>
+      message && ctx.addIssue({ code: "custom", path, input, message });
+    problem(["location"], c.location, regionProblem(c.location));
+    for (const [path, size] of sizeKeys(c)) problem(path, size, vmSizeProblem(size));
     // fine_tune.py trains in bf16 on a GPU and refuses GPUs without native bf16 (compute
     // capability < 8.0) in its first second; refuse them here, before anything is created.
     if (isGpuSize(c.trainingCluster.vmSize) && lacksBf16(c.trainingCluster.vmSize)) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["trainingCluster", "vmSize"],
-        input: c.trainingCluster.vmSize,
-        message: "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile",
-      });
+      problem(["trainingCluster", "vmSize"], c.trainingCluster.vmSize,
+        "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
     c.serving.deployments.forEach((d, i) => {
+      if (d.model !== "trained" && d.model.existing !== true) {
+        problem(["serving", "deployments", i, "model"], d.model,
+          `pins ${d.model.name} version ${d.model.version}, which this stack does not create and its workspace may not hold ` +
+          `(a new workspace has no model versions; trained versions are hash-derived integers, see the modelVersionId output). ` +
+          `Serve "trained", or, if that version is in this stack's workspace, add existing: true: the preflight checks it exists before anything is created`);
+      }
       if (d.model !== "trained") return;
       const issue = (message: string) =>
         ctx.addIssue({ code: "custom", path: ["serving", "deployments", i, "instanceType"], input: d.instanceType, message });
@@ -447,21 +458,38 @@ export function parseConfig(raw: RawConfig): ParsedConfig {
   return { config: result.data, warnings: configWarnings(result.data) };
 }
 
-/** Warnings that do not block: retired VM sizes with their replacements. */
+/** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
+function sizeKeys(c: StackConfig): [(string | number)[], string][] {
+  return [
+    [["trainingCluster", "vmSize"], c.trainingCluster.vmSize],
+    ...(c.data.source === "ultrachat" ? [[["data", "prepCluster", "vmSize"], c.data.prepCluster.vmSize] as [string[], string]] : []),
+    ...c.serving.deployments.map((d, i): [(string | number)[], string] => [["serving", "deployments", i, "instanceType"], d.instanceType]),
+  ];
+}
+
+/**
+ * Warnings that do not block: retired VM sizes with their replacements (the preflight refuses
+ * a deployment on them), sizes missing from the recorded list, and pinned model versions the
+ * preflight will look for.
+ */
 export function configWarnings(c: StackConfig): string[] {
   const warnings: string[] = [];
-  const sizes: [string, string][] = [
-    [keyName(["trainingCluster", "vmSize"]), c.trainingCluster.vmSize],
-    ...c.serving.deployments.map((d, i): [string, string] => [keyName(["serving", "deployments", i, "instanceType"]), d.instanceType]),
-  ];
-  for (const [key, size] of sizes) {
+  for (const [path, size] of sizeKeys(c)) {
+    const key = keyName(path);
     if (RETIRED_SIZES[size]) {
       warnings.push(
-        `${key}: ${size} was retired by Azure on ${RETIRED_SIZES[size]}; new deployments on it will fail. ` +
-          `Replacements: ${REPLACEMENT_SIZES.join(", ")}.`,
+        `${key}: ${size} was retired by Azure on ${RETIRED_SIZES[size]}; new deployments on it fail, so the preflight ` +
+          `(the first step of \`pulumi up\`) stops before anything is created. Set it to one of: ${REPLACEMENT_SIZES.join(", ")}.`,
       );
     }
+    const unknown = vmSizeWarning(size);
+    if (unknown) warnings.push(`${key}: ${unknown}`);
   }
+  c.serving.deployments.forEach((d, i) => {
+    if (d.model !== "trained") {
+      warnings.push(`${keyName(["serving", "deployments", i, "model"])}: ${d.model.name} version ${d.model.version} must exist in this stack's workspace; the preflight checks it before anything is created.`);
+    }
+  });
   return warnings;
 }
 

@@ -194,7 +194,10 @@ export interface ClusterEstimate {
 /** Result of {@link estimateCost}. Money in `currency` (USD). */
 export interface CostEstimate {
   currency: string;
+  /** Region the table's prices are from. */
   region: string;
+  /** Region the stack deploys to, when given to {@link estimateCost}; the report says so when it differs from `region`. */
+  stackRegion?: string;
   source: string;
   retrieved: string;
   /** Sizes whose price came from stack-config overrides (copied from the table). */
@@ -221,10 +224,12 @@ export interface CostEstimate {
  *
  * @param input Cluster specs and deployments (counts are non-negative integers, minNodes ≤ maxNodes).
  * @param prices Table from {@link loadPriceTable}.
+ * @param stackRegion Region the stack deploys to (`azure-native:location`); when it is not the
+ *   table's region, {@link formatCostReport} says the prices are from another region.
  * @throws Error if the input is malformed (negative or fractional counts, minNodes > maxNodes,
  *   empty names); the message says which field.
  */
-export function estimateCost(input: CostInput, prices: PriceTable): CostEstimate {
+export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?: string): CostEstimate {
   const parsed = inputSchema.safeParse(input);
   if (!parsed.success) {
     throw new Error(`Invalid cost input: ${z.prettifyError(parsed.error)}`);
@@ -277,6 +282,7 @@ export function estimateCost(input: CostInput, prices: PriceTable): CostEstimate
   return {
     currency: prices.currency,
     region: prices.region,
+    ...(stackRegion === undefined ? {} : { stackRegion }),
     source: prices.source,
     retrieved: prices.retrieved,
     overridden: [...prices.overridden],
@@ -316,6 +322,12 @@ export function formatCostReport(estimate: CostEstimate): string[] {
     `Cost estimate: list prices, ${cur}, region ${estimate.region}, recorded ${estimate.retrieved} ` +
       `(no tax, discounts, storage or egress; Azure ML adds no surcharge over VM prices).`,
   );
+  if (estimate.stackRegion !== undefined && estimate.stackRegion.toLowerCase() !== estimate.region.toLowerCase()) {
+    out.push(
+      `NOTE: these are ${estimate.region} prices; this stack deploys to ${estimate.stackRegion}, where prices differ. ` +
+        `Set your region's prices with the \`prices\` config key (USD per hour by VM size).`,
+    );
+  }
   out.push(`Price source: ${estimate.source}`);
   if (estimate.overridden.length > 0) {
     out.push(`Prices overridden by stack config: ${estimate.overridden.join(", ")}`);

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
+import * as time from "@pulumiverse/time";
 import { uuidV5 } from "./naming";
 
 /**
@@ -28,6 +29,15 @@ export function roleAssignmentName(scope: string, principalId: string, role: Bui
   return uuidV5(`${scope.toLowerCase()}|${principalId.toLowerCase()}|${BUILT_IN_ROLES[role]}`);
 }
 
+/**
+ * Seconds to wait after the role assignments are created before anything uses them. Azure RBAC
+ * changes take up to 10 minutes to take effect (learn.microsoft.com/azure/role-based-access-control/
+ * troubleshooting, "Role assignment changes are not being detected"), and an online endpoint's
+ * identity must already hold AcrPull and Storage Blob Data Reader when a deployment is created
+ * (learn.microsoft.com/azure/machine-learning/how-to-access-resources-from-endpoints-managed-identities).
+ */
+export const ROLE_PROPAGATION_SECONDS = 600;
+
 /** Arguments of {@link WorkloadIdentity}. */
 export interface WorkloadIdentityArgs {
   /** Azure region, e.g. `eastus2`. */
@@ -43,6 +53,8 @@ export interface WorkloadIdentityArgs {
     registry: pulumi.Input<string>;
   };
   tags: Record<string, string>;
+  /** Resources the identity waits for (the preflight). */
+  after?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
@@ -54,22 +66,30 @@ export interface WorkloadIdentityArgs {
  * - AcrPull on the registry (deployments pull the image Azure ML builds; a user-assigned
  *   identity gets no roles automatically, unlike a system-assigned one).
  * Assignments use `principalType: ServicePrincipal` so Azure does not fail with
- * PrincipalNotFound while the new identity replicates.
+ * PrincipalNotFound while the new identity replicates; `rolesInEffect` is a bounded wait for
+ * them to propagate, which jobs, the endpoint and every deployment depend on.
  */
 export class WorkloadIdentity extends pulumi.ComponentResource {
   /** ARM id of the identity. */
   public readonly id: pulumi.Output<string>;
   public readonly clientId: pulumi.Output<string>;
   public readonly principalId: pulumi.Output<string>;
-  /** The role assignments; the endpoint depends on them (role propagation). */
+  /** The role assignments. */
   public readonly roleAssignments: authorization.RoleAssignment[];
+  /**
+   * A bounded wait ({@link ROLE_PROPAGATION_SECONDS}, `@pulumiverse/time` Sleep) after the role
+   * assignments: depend on this, not on the assignments, to use the roles once they are in
+   * effect. It waits again whenever an assignment is recreated (its ids are the triggers).
+   */
+  public readonly rolesInEffect: time.Sleep;
 
   constructor(name: string, args: WorkloadIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Identity", name, {}, opts);
     const identity = new managedidentity.UserAssignedIdentity(
       `${name}-uai`,
       { resourceName: args.identityName, resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
-      { parent: this },
+      // After the preflight: with an existing resource group nothing else orders it.
+      { parent: this, dependsOn: args.after },
     );
     const grants: [string, BuiltInRole, pulumi.Input<string>][] = [
       ["contributor-rg", "Contributor", args.scopes.resourceGroup],
@@ -92,6 +112,15 @@ export class WorkloadIdentity extends pulumi.ComponentResource {
           },
           { parent: this },
         ),
+    );
+    this.rolesInEffect = new time.Sleep(
+      `${name}-roles-in-effect`,
+      {
+        createDuration: `${ROLE_PROPAGATION_SECONDS}s`,
+        triggers: Object.fromEntries(grants.map(([suffix], i) => [suffix, this.roleAssignments[i].id])),
+      },
+      // Starts only once every assignment exists.
+      { parent: this, dependsOn: this.roleAssignments },
     );
     this.id = identity.id;
     this.clientId = identity.clientId;

@@ -93,12 +93,17 @@ export interface AzureNames {
  * The stack's Azure names. `suffix` (6 hex) is a hash of subscription, stack and prefix, so
  * names are stable across runs, unique per stack, and differ between subscriptions (storage
  * accounts, key vaults, registries and endpoint hosts are globally or regionally unique).
+ * `generation` (config `nameGeneration`, default 0) joins the hash when above 0: after
+ * `pulumi destroy`, Azure keeps the workspace (14 days) and key vault (7 days) soft-deleted
+ * under their names, so the next generation deploys under fresh names at once. Generation 0
+ * keeps the names of stacks deployed before the setting existed.
  * `resourceGroupName` (non-empty) names an existing group. Throws if a name breaks a rule.
  */
-export function azureNames(args: { prefix: string; stack: string; subscriptionId: string; resourceGroupName?: string }): AzureNames {
+export function azureNames(args: { prefix: string; stack: string; subscriptionId: string; resourceGroupName?: string; generation?: number }): AzureNames {
   const { prefix, stack } = args;
   const s = slug(stack);
-  const suffix = sha256(args.subscriptionId.toLowerCase(), stack, prefix).slice(0, 6);
+  const generation = args.generation ?? 0;
+  const suffix = (generation > 0 ? sha256(args.subscriptionId.toLowerCase(), stack, prefix, `generation ${generation}`) : sha256(args.subscriptionId.toLowerCase(), stack, prefix)).slice(0, 6);
   const names: AzureNames = {
     resourceGroup: args.resourceGroupName || `rg-${prefix}-${s}`,
     storageAccount: `st${prefix}${suffix}`,

@@ -3,7 +3,7 @@ import * as local from "@pulumi/command/local";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import { DeploymentConfig, StackConfig } from "./config";
-import { isoMillis, isoSeconds, sha256 } from "./naming";
+import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
 
 /**
  * Azure name of a deployment: the config name plus 8 hex of the model version it serves, so
@@ -25,6 +25,14 @@ export function probeSettings(p: DeploymentConfig["probes"]): inputs.machinelear
   };
 }
 
+/**
+ * Content hash of an endpoint's declared inputs (canonical JSON, SHA-256): equal inputs give
+ * the same hash, any change of tags, description, identity, auth mode, name or location another.
+ */
+export function endpointInputsHash(endpointArgs: ml.OnlineEndpointArgs): pulumi.Output<string> {
+  return pulumi.output(endpointArgs).apply((resolved) => sha256(canonicalJson(resolved)));
+}
+
 /** Arguments of {@link Serving}. */
 export interface ServingArgs {
   config: StackConfig;
@@ -35,8 +43,8 @@ export interface ServingArgs {
   endpointName: pulumi.Input<string>;
   /** User-assigned identity of the endpoint (cannot be changed after creation). */
   identity: { id: pulumi.Input<string>; clientId: pulumi.Input<string> };
-  /** Role assignments of that identity: the endpoint waits for them (AcrPull propagation). */
-  roleAssignments: pulumi.Resource[];
+  /** The wait for that identity's role assignments to take effect (AcrPull, Blob Data Reader): the endpoint and every deployment wait for it. */
+  rolesInEffect: pulumi.Resource;
   /** The model version this stack trains. */
   trainedModel: { name: string; version: string; id: pulumi.Input<string> };
 }
@@ -47,8 +55,10 @@ export interface ServingArgs {
  * type and count, request settings and probes as ISO-8601 durations, environment variables
  * SUBSCRIPTION_ID / RESOURCE_GROUP_NAME / UAI_CLIENT_ID), and the traffic step:
  * `jobs/set-traffic.ts` run by `@pulumi/command` after the deployments exist (the endpoint
- * cannot name a deployment that does not exist yet); its delete step sets the managed
- * deployments' traffic to 0 before Pulumi deletes them. Exposes the scoring URI and the
+ * cannot name a deployment that does not exist yet), and again after any update of the
+ * endpoint (a PUT without traffic resets the split); its delete step sets the managed
+ * deployments' traffic to 0 before Pulumi deletes them. The endpoint and every deployment wait
+ * until the identity's role assignments are in effect. Exposes the scoring URI and the
  * primary key as a secret.
  */
 export class Serving extends pulumi.ComponentResource {
@@ -65,21 +75,22 @@ export class Serving extends pulumi.ComponentResource {
     const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
     const tags = c.tags;
 
+    const endpointArgs: ml.OnlineEndpointArgs = {
+      ...ws,
+      endpointName: args.endpointName,
+      location: args.location,
+      identity: { type: "UserAssigned", userAssignedIdentities: [args.identity.id] },
+      properties: { authMode: "Key", description: "Fine-tuned Phi-3 (phi3-finetune stack)" },
+      tags,
+    };
     const endpoint = new ml.OnlineEndpoint(
       `${name}-endpoint`,
-      {
-        ...ws,
-        endpointName: args.endpointName,
-        location: args.location,
-        identity: { type: "UserAssigned", userAssignedIdentities: [args.identity.id] },
-        properties: { authMode: "Key", description: "Fine-tuned Phi-3 (phi3-finetune stack)" },
-        tags,
-      },
+      endpointArgs,
       {
         parent: this,
-        // A user-assigned identity gets no roles by itself; without AcrPull the deployment fails
-        // with "Endpoint identity does not have pull permission on the registry" (REFERENCE.md).
-        dependsOn: args.roleAssignments,
+        // A user-assigned identity gets no roles by itself; without AcrPull in effect the deployment
+        // fails with "Endpoint identity does not have pull permission on the registry" (REFERENCE.md).
+        dependsOn: [args.rolesInEffect],
         // Traffic is owned by the traffic step (jobs/set-traffic.ts), so previews stay quiet.
         ignoreChanges: ["properties.traffic", "properties.mirrorTraffic"],
       },
@@ -89,8 +100,9 @@ export class Serving extends pulumi.ComponentResource {
     const deployments = c.serving.deployments.map((d) => {
       const azureName = deploymentAzureName(d, args.trainedModel);
       this.deploymentNames[d.name] = azureName;
+      const servesTrained = d.model === "trained" || (d.model.name === args.trainedModel.name && d.model.version === args.trainedModel.version);
       const modelId =
-        d.model === "trained"
+        servesTrained || d.model === "trained"
           ? args.trainedModel.id
           : pulumi.interpolate`/subscriptions/${args.subscriptionId}/resourceGroups/${args.resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/${args.workspaceName}/models/${d.model.name}/versions/${d.model.version}`;
       return new ml.OnlineDeployment(
@@ -122,7 +134,9 @@ export class Serving extends pulumi.ComponentResource {
           },
           tags,
         },
-        { parent: this },
+        // Microsoft documents that the endpoint identity must hold its roles before a deployment is
+        // created; a pinned-model deployment waits on nothing else, so it waits here explicitly.
+        { parent: this, dependsOn: [args.rolesInEffect] },
       );
     });
 
@@ -142,6 +156,10 @@ export class Serving extends pulumi.ComponentResource {
           TRAFFIC: JSON.stringify(toAzure(c.serving.traffic)),
           MIRROR_TRAFFIC: JSON.stringify(toAzure(c.serving.mirrorTraffic)),
           MANAGED_DEPLOYMENTS: JSON.stringify(Object.values(this.deploymentNames)),
+          // Any change of the endpoint's inputs makes azure-native PUT the endpoint without traffic
+          // (ignored above), which resets the split: this hash changes with them, so the step runs
+          // `update` (apply) again right after the endpoint update and the split is never lost.
+          ENDPOINT_INPUTS: endpointInputsHash(endpointArgs),
         },
         logging: "stdoutAndStderr",
       },

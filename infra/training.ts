@@ -10,10 +10,36 @@ import { canonicalJson, sha256 } from "./naming";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
-/** Blob container, in the workspace's storage account, holding code and data uploads. */
-export const ASSETS_CONTAINER = "phi3-assets";
-/** Azure ML datastore over {@link ASSETS_CONTAINER} (identity-based access, no keys). */
-export const ASSETS_DATASTORE = "phi3_assets";
+/**
+ * Where the SDK and `az ml` upload local code and data: the workspace's default datastore
+ * `workspaceblobstore`, whose container Azure ML creates as `azureml-blobstore-<workspace GUID>`,
+ * under `LocalUpload/<content hash>/` (azure-ai-ml `_artifact_utilities.upload_artifact`).
+ */
+export const DEFAULT_DATASTORE = "workspaceblobstore";
+/** Folder of local uploads in {@link DEFAULT_DATASTORE}. */
+export const LOCAL_UPLOAD = "LocalUpload";
+
+/** Container of `workspaceblobstore`: `azureml-blobstore-<workspace GUID>` (the workspace's `workspaceId` output). */
+export function defaultDatastoreContainer(workspaceGuid: string): string {
+  return `azureml-blobstore-${workspaceGuid}`;
+}
+
+/**
+ * Long-form datastore URI, as the SDK writes asset paths (`LONG_URI_FORMAT` of azure-ai-ml):
+ * `azureml://subscriptions/<sub>/resourcegroups/<rg>/workspaces/<ws>/datastores/<ds>/paths/<path>`.
+ */
+export function datastoreUri(ws: { subscriptionId: string; resourceGroupName: string; workspaceName: string }, datastore: string, blobPath: string): string {
+  return `azureml://subscriptions/${ws.subscriptionId}/resourcegroups/${ws.resourceGroupName}/workspaces/${ws.workspaceName}/datastores/${datastore}/paths/${blobPath}`;
+}
+
+/**
+ * Options of every immutable history record (code, environment, data and model versions):
+ * Azure ML archives asset versions instead of deleting them, so a DELETE from a replacement or
+ * `destroy` can fail `up` (azure-cli#21957), and a version is run history anyway. Pulumi drops
+ * the version from its state and leaves it in the workspace (archive it in Studio or with
+ * `az ml <asset> archive`); `destroy` removes the workspace and everything in it.
+ */
+const HISTORY: pulumi.CustomResourceOptions = { retainOnDelete: true };
 
 /** Project-relative path (stable across checkouts, unlike an absolute path). */
 function rel(p: string): string {
@@ -151,22 +177,26 @@ export interface TrainingArgs {
   resourceGroupName: pulumi.Input<string>;
   workspaceName: pulumi.Input<string>;
   storageAccountName: pulumi.Input<string>;
+  /** The workspace's GUID (`workspaceId` output): names the container of `workspaceblobstore`. */
+  workspaceGuid: pulumi.Input<string>;
   trainingClusterId: pulumi.Input<string>;
   prepClusterId?: pulumi.Input<string>;
-  /** Resources the first job must wait for (role assignments of the cluster identity). */
+  /** Resources the first job must wait for (the cluster identity's roles in effect). */
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
  * Everything between "workspace ready" and "model version registered" (Azure ML REST
- * 2025-12-01): the assets container and its datastore; the code asset (the files of
- * `finetuning_dir/`, uploaded under `code/<hash>/`); the training environment (curated image
+ * 2025-12-01): the code asset (the files of `finetuning_dir/`, uploaded where the SDK uploads
+ * them: `workspaceblobstore`, `LocalUpload/<hash>/finetuning_dir/`); the training environment (curated image
  * plus `conda.yml`); the data (a preparation command job on ultrachat_200k, or the user's
  * JSONL uploaded as `uri_file` data assets); the fine-tune command job on the training
  * cluster, each job submitted under its content-hash name by `jobs/submit-job.ts`, which
  * blocks `pulumi up` until the job completes; and the MLflow model version registered from
  * the job's `model_output`.
- * Every asset version and job name is a content hash, so unchanged inputs give no diff.
+ * Every asset version and job name is a content hash, so unchanged inputs give no diff. Asset
+ * and model versions and the uploaded blobs are history: a replacement or `destroy` leaves them
+ * in the workspace (`retainOnDelete`), and jobs have no delete step.
  */
 export class Training extends pulumi.ComponentResource {
   public readonly jobName: pulumi.Output<string>;
@@ -178,46 +208,32 @@ export class Training extends pulumi.ComponentResource {
   constructor(name: string, args: TrainingArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Training", name, {}, opts);
     const { config: c, plan } = args;
-    const parent = { parent: this };
     const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
     const tags = { ...c.tags, stack: pulumi.getStack() };
 
-    const container = new storage.BlobContainer(
-      `${name}-assets-container`,
-      { containerName: ASSETS_CONTAINER, accountName: args.storageAccountName, resourceGroupName: args.resourceGroupName, publicAccess: "None" },
-      parent,
-    );
-    const datastore = new ml.Datastore(
-      `${name}-datastore`,
-      {
-        ...ws,
-        name: ASSETS_DATASTORE,
-        properties: {
-          datastoreType: "AzureBlob",
-          accountName: args.storageAccountName,
-          containerName: container.name,
-          credentials: { credentialsType: "None" },
-          description: "Code and data uploaded by the phi3-finetune stack (identity-based access)",
-        },
-      },
-      parent,
-    );
+    // Uploads go where the SDK puts them: workspaceblobstore, LocalUpload/<hash>/ (see DEFAULT_DATASTORE).
+    const container = pulumi.output(args.workspaceGuid).apply(defaultDatastoreContainer);
+    const longUri = (blobPath: string) =>
+      pulumi.all([args.subscriptionId, args.resourceGroupName, args.workspaceName]).apply(([subscriptionId, resourceGroupName, workspaceName]) =>
+        datastoreUri({ subscriptionId, resourceGroupName, workspaceName }, DEFAULT_DATASTORE, blobPath),
+      );
     const upload = (logical: string, blobName: string, file: string) =>
       new storage.Blob(
         logical,
         {
           accountName: args.storageAccountName,
-          containerName: container.name,
+          containerName: container,
           resourceGroupName: args.resourceGroupName,
           blobName,
           type: "Block",
           source: new pulumi.asset.FileAsset(rel(file)),
         },
-        parent,
+        // Kept like the SDK's uploads: the retained asset version that points here must stay readable.
+        { parent: this, retainOnDelete: true },
       );
 
-    // Code asset: one blob per file under code/<hash>/, then the version pointing at the folder.
-    const codePrefix = `code/${short(plan.codeHash)}`;
+    // Code asset: finetuning_dir/ under LocalUpload/<hash>/finetuning_dir/, then the version pointing at that folder.
+    const codePrefix = `${LOCAL_UPLOAD}/${short(plan.codeHash, 32)}/${FINETUNING_DIR}`;
     const codeBlobs = listFolder(FINETUNING_DIR).map((f) =>
       upload(`${name}-code-${f.relativePath.replace(/[^A-Za-z0-9]+/g, "-")}`, `${codePrefix}/${f.relativePath}`, f.absolutePath),
     );
@@ -228,11 +244,12 @@ export class Training extends pulumi.ComponentResource {
         name: "phi3-finetune-code",
         version: short(plan.codeHash),
         properties: {
-          codeUri: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${ASSETS_CONTAINER}/${codePrefix}`,
+          // The SDK's codeUri: storage account URL + container + LocalUpload path (ArtifactStorageInfo.full_storage_path).
+          codeUri: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}/${codePrefix}`,
           description: "finetuning_dir/ (fine_tune.py, prepare_data.py, cli_types.py, conda.yml)",
         },
       },
-      { parent: this, dependsOn: codeBlobs }, // the version must not exist before its files
+      { ...HISTORY, parent: this, dependsOn: codeBlobs }, // the version must not exist before its files
     );
 
     const environment = new ml.EnvironmentVersion(
@@ -243,7 +260,7 @@ export class Training extends pulumi.ComponentResource {
         version: short(plan.environmentHash),
         properties: { image: c.training.image, condaFile: plan.condaFile, osType: "Linux", description: "Training image + finetuning_dir/conda.yml" },
       },
-      parent,
+      { ...HISTORY, parent: this },
     );
 
     const jobProperties = (computeId: pulumi.Input<string>, rest: Record<string, unknown>) => ({
@@ -297,7 +314,7 @@ export class Training extends pulumi.ComponentResource {
           },
         }),
         // Jobs read the datastore as the cluster identity: its roles must exist first.
-        [code, environment, datastore, ...args.dependsOn],
+        [code, environment, ...args.dependsOn],
       );
       dataReady = [prep];
       jobInputs = {
@@ -307,29 +324,28 @@ export class Training extends pulumi.ComponentResource {
     } else {
       const d = plan.data;
       const asset = (role: "train" | "test", file: string, hash: string) => {
-        const blobName = `data/${short(hash)}/${path.basename(file)}`;
+        const blobName = `${LOCAL_UPLOAD}/${short(hash, 32)}/${path.basename(file)}`;
         const blob = upload(`${name}-${role}-blob`, blobName, file);
-        return new ml.DataVersion(
+        const uri = longUri(blobName);
+        const version = new ml.DataVersion(
           `${name}-${role}-data`,
           {
             ...ws,
             name: `phi3-${role}-data`,
             version: short(hash),
-            properties: {
-              dataType: "uri_file",
-              dataUri: `azureml://datastores/${ASSETS_DATASTORE}/paths/${blobName}`,
-              description: `${file} (chat JSONL, validated at plan time)`,
-            },
+            properties: { dataType: "uri_file", dataUri: uri, description: `${file} (chat JSONL, validated at plan time)` },
           },
-          { parent: this, dependsOn: [blob, datastore] }, // the data asset points at the uploaded blob
+          { ...HISTORY, parent: this, dependsOn: [blob] }, // the data asset points at the uploaded blob
         );
+        return { version, uri };
       };
       const train = asset("train", d.trainFile, d.trainHash);
       const test = asset("test", d.testFile, d.testHash);
-      dataReady = [train, test];
+      dataReady = [train.version, test.version];
+      // The long-form datastore URI of the registered file, the form the SDK sends (never a bare ARM id).
       jobInputs = {
-        train_file: { jobInputType: "uri_file", uri: train.id },
-        eval_file: { jobInputType: "uri_file", uri: test.id },
+        train_file: { jobInputType: "uri_file", uri: train.uri },
+        eval_file: { jobInputType: "uri_file", uri: test.uri },
       };
     }
 
@@ -344,7 +360,7 @@ export class Training extends pulumi.ComponentResource {
         outputs: { model_output: { jobOutputType: "mlflow_model", mode: "ReadWriteMount" } },
       }),
       // The data must be ready (prep job completed / data assets registered) and roles granted.
-      [code, environment, datastore, ...dataReady, ...args.dependsOn],
+      [code, environment, ...dataReady, ...args.dependsOn],
     );
 
     this.modelName = c.training.modelName;
@@ -363,7 +379,7 @@ export class Training extends pulumi.ComponentResource {
           tags: { baseModel: c.baseModel, job: plan.jobName, servedDtype: c.training.servedDtype },
         },
       },
-      { parent: this, dependsOn: [job] }, // register only after the job completed (never from a failed job)
+      { ...HISTORY, parent: this, dependsOn: [job] }, // register only after the job completed (never from a failed job)
     );
     this.jobName = pulumi.output(plan.jobName);
     this.modelVersionId = model.id;

@@ -20,6 +20,8 @@ export interface MlWorkspaceArgs {
   existingResourceGroup: string;
   /** Tags on every resource. */
   tags: Record<string, string>;
+  /** Resources every child waits for (the preflight). */
+  after?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
@@ -41,10 +43,13 @@ export class MlWorkspace extends pulumi.ComponentResource {
   public readonly workspaceName: pulumi.Output<string>;
   /** ARM id of the workspace. */
   public readonly workspaceId: pulumi.Output<string>;
+  /** The workspace's GUID (Azure's `workspaceId` property; names the `workspaceblobstore` container). */
+  public readonly workspaceGuid: pulumi.Output<string>;
 
   constructor(name: string, args: MlWorkspaceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Workspace", name, {}, opts);
-    const parent = { parent: this };
+    // Every child waits for `after` (the preflight): with an existing resource group nothing else orders them.
+    const parent = { parent: this, dependsOn: args.after };
     const names = pulumi.output(args.names);
     const client = pulumi.output(args.client);
     const { location, tags } = args;
@@ -147,6 +152,7 @@ export class MlWorkspace extends pulumi.ComponentResource {
     this.registryId = registry.id;
     this.workspaceName = workspace.name;
     this.workspaceId = workspace.id;
+    this.workspaceGuid = workspace.workspaceId;
     this.registerOutputs({
       resourceGroupName: this.resourceGroupName,
       workspaceName: this.workspaceName,

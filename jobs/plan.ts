@@ -94,10 +94,17 @@ export function keySettings(r: Registration): string {
     }
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return typeof p === "string" ? `properties ${p} (hold the endpoint key)` : `${p.category}, keys=${Object.keys(p.credentials?.keys ?? {}).join(",")}`;
+    case "time:index/sleep:Sleep":
+      return `waits ${i.createDuration} for the role assignments to take effect`;
     case "azure-native:storage:Blob":
       return `${i.blobName}`;
     case "command:local:Command": {
       const env = i.environment ?? {};
+      if (env.PREFLIGHT_INPUT) {
+        const input = JSON.parse(env.PREFLIGHT_INPUT);
+        const sizes = [input.trainingCluster.vmSize, input.data?.prepCluster?.vmSize, ...input.serving.deployments.map((d: { instanceType: string }) => d.instanceType)].filter(Boolean);
+        return `preflight, first step of up (everything costly waits for it): checks ${[...new Set(sizes)].join(", ")} in ${input.location}, quota, providers, names, pinned models`;
+      }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
         return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}`;
@@ -191,6 +198,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
         deployments: cfg.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount })),
       },
       loadPriceTable(cfg.prices),
+      cfg.location,
     );
     const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost });
     if (args.json) out(JSON.stringify(plan, null, 2));

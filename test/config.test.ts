@@ -46,7 +46,7 @@ describe("defaults", () => {
     const project = parseYaml(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"));
     const { config: c } = parseConfig(base);
     for (const [key, spec] of Object.entries<any>(project.config)) {
-      expect(spec.type, key).toBe("string");
+      expect(["string", "integer"], key).toContain(spec.type);
       expect(spec.description, key).toBeTruthy();
       expect(spec.default, key).toBe((c as any)[key]);
     }

@@ -75,3 +75,21 @@ describe("azureNames", () => {
     expect(slug("Prod.East_US-2")).toBe("prodeastus2");
   });
 });
+
+describe("nameGeneration (the way out of soft-deleted names after destroy)", () => {
+  const base = { prefix: "phi3ft", stack: "dev", subscriptionId: "00000000-0000-0000-0000-00000000c0de" };
+  it("generation 0 keeps the names stacks had before the setting existed", () => {
+    expect(azureNames({ ...base, generation: 0 })).toEqual(azureNames(base));
+  });
+  it("each generation gives every soft-deletable and globally unique name a new suffix", () => {
+    const g0 = azureNames(base);
+    const g1 = azureNames({ ...base, generation: 1 });
+    const g2 = azureNames({ ...base, generation: 2 });
+    for (const key of ["storageAccount", "keyVault", "containerRegistry", "logAnalytics", "appInsights", "workspace", "endpoint", "hub", "project"] as const) {
+      expect(g1[key], key).not.toBe(g0[key]);
+      expect(g2[key], key).not.toBe(g1[key]);
+    }
+    expect(g1.resourceGroup).toBe(g0.resourceGroup);
+    expect(azureNames({ ...base, generation: 1 })).toEqual(g1);
+  });
+});

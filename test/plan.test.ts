@@ -95,7 +95,8 @@ describe("other stacks", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/phi3-training-train-data\s+DataVersion\s+[0-9a-f]{12}/);
     expect(r.stdout).toMatch(/phi3-training-test-data\s+DataVersion\s+[0-9a-f]{12}/);
-    expect(r.stdout).toMatch(/uri_file azureml:\/\/datastores\/phi3_assets\/paths\/data\/[0-9a-f]{12}\/train\.jsonl/);
+    // The long-form datastore URI the SDK writes, in workspaceblobstore under LocalUpload/<hash>/.
+    expect(r.stdout).toMatch(/uri_file azureml:\/\/subscriptions\/[0-9a-f-]{36}\/resourcegroups\/rg-phi3loc-localdata\/workspaces\/mlw-phi3loc-[0-9a-f]{6}\/datastores\/workspaceblobstore\/paths\/LocalUpload\/[0-9a-f]{32}\/train\.jsonl/);
     expect(r.stdout).not.toMatch(/submits command job phi3loc-prep-/);
     expect(r.stdout).not.toContain("phi3-compute-prep");
   });
@@ -106,7 +107,9 @@ describe("other stacks", () => {
     expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+OnlineDeployment\s+blue-[0-9a-f]{8}/);
     expect(r.stdout).toMatch(/phi3-serving-deployment-green\s+OnlineDeployment\s+green-[0-9a-f]{8}/);
     expect(r.stdout).toMatch(/traffic=\{"blue-[0-9a-f]{8}":90,"green-[0-9a-f]{8}":10\}/);
-    expect(r.stdout).toMatch(/model=phi3-finetuned\/versions\/1,/);
+    // From scratch: both serve the version this stack trains (nothing else exists on a fresh subscription).
+    expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+OnlineDeployment\s+blue-[0-9a-f]{8}\n\s+Standard_NC4as_T4_v3 x1, model=phi3-finetuned\/versions\/\d+,/);
+    expect(r.stdout).not.toMatch(/model=phi3-finetuned\/versions\/1,/);
     expect(r.stdout).not.toContain("Warnings:");
   });
 

@@ -87,13 +87,20 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(env.properties.condaFile).toBe(fs.readFileSync(path.join(ROOT, "finetuning_dir/conda.yml"), "utf8"));
   });
 
-  it("uploads every file of finetuning_dir under the code asset's hash folder", () => {
+  it("uploads every file of finetuning_dir where the SDK does: workspaceblobstore, LocalUpload/<hash>/finetuning_dir", () => {
     const code = plain(byName(run, "phi3-training-code"));
     const blobs = ofType(run, "azure-native:storage:Blob").map(plain);
     const files = fs.readdirSync(path.join(ROOT, "finetuning_dir")).filter((f) => !f.startsWith("__")).sort();
-    const folder = `code/${code.version}/`;
-    expect(blobs.map((b) => b.blobName).filter((n: string) => n.startsWith(folder)).map((n: string) => n.slice(folder.length)).sort()).toEqual(files);
-    expect(code.properties.codeUri).toMatch(new RegExp(`^https://st[a-z0-9]+\\.blob\\.core\\.windows\\.net/phi3-assets/code/${code.version}$`));
+    const folder = `LocalUpload/${code.version}`;
+    const uploaded = blobs.filter((b) => b.blobName.startsWith(folder));
+    expect(uploaded.map((b) => b.blobName.replace(/^LocalUpload\/[0-9a-f]{32}\/finetuning_dir\//, "")).sort()).toEqual(files);
+    // The container of the workspace's default datastore: azureml-blobstore-<workspace GUID>.
+    const guid = byName(run, "phi3-workspace").state.workspaceId;
+    expect(guid).toMatch(/^[0-9a-f-]{36}$/);
+    for (const b of uploaded) expect(b.containerName).toBe(`azureml-blobstore-${guid}`);
+    expect(code.properties.codeUri).toMatch(new RegExp(`^https://st[a-z0-9]+\\.blob\\.core\\.windows\\.net/azureml-blobstore-${guid}/LocalUpload/${code.version}[0-9a-f]{20}/finetuning_dir$`));
+    expect(ofType(run, "azure-native:machinelearningservices:Datastore")).toEqual([]);
+    expect(ofType(run, "azure-native:storage:BlobContainer")).toEqual([]);
   });
 
   it("prepares ultrachat_200k (1%, 80/20) in a job whose outputs feed the fine-tune job", () => {
@@ -135,8 +142,8 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(body.environmentId).toBe(byName(run, "phi3-training-environment").id);
     expect(body.outputs.model_output.jobOutputType).toBe("mlflow_model");
     expect(commandEnv(ft).AZUREML_JOB_NAME).toMatch(/^phi3ft-ft-[0-9a-f]{16}$/);
-    // The job waits for the cluster identity's roles (it reads the datastore as that identity).
-    for (const ra of ofType(run, "azure-native:authorization:RoleAssignment")) expect(ft.dependencies).toContain(ra.urn);
+    // The job waits until the cluster identity's roles are in effect (it reads the datastore as that identity).
+    expect(ft.dependencies).toContain(byName(run, "phi3-identity-roles-in-effect").urn);
   });
 
   it("registers the MLflow model version from the job output, only after the job step", () => {
@@ -148,11 +155,20 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(model.dependencies).toContain(ft.urn);
   });
 
-  it("creates the endpoint with key auth and the identity, after the role assignments, ignoring traffic drift", () => {
+  it("waits a bounded time after the role assignments (time.Sleep, re-run when an assignment is recreated)", () => {
+    const sleep = byName(run, "phi3-identity-roles-in-effect");
+    expect(sleep.type).toBe("time:index/sleep:Sleep");
+    expect(sleep.inputs.createDuration).toBe("600s");
+    const assignments = ofType(run, "azure-native:authorization:RoleAssignment");
+    for (const ra of assignments) expect(sleep.dependencies).toContain(ra.urn);
+    expect(Object.keys(sleep.inputs.triggers).sort()).toEqual(["acrpull-registry", "blob-reader-storage", "contributor-rg"]);
+  });
+
+  it("creates the endpoint with key auth and the identity, once the roles are in effect, ignoring traffic drift", () => {
     const ep = byName(run, "phi3-serving-endpoint");
     expect(plain(ep).properties.authMode).toBe("Key");
     expect(plain(ep).identity).toEqual({ type: "UserAssigned", userAssignedIdentities: [byName(run, "phi3-identity-uai").id] });
-    for (const ra of ofType(run, "azure-native:authorization:RoleAssignment")) expect(ep.dependencies).toContain(ra.urn);
+    expect(ep.dependencies).toContain(byName(run, "phi3-identity-roles-in-effect").urn);
     expect(ep.ignoreChanges).toEqual(expect.arrayContaining(["properties.traffic", "properties.mirrorTraffic"]));
     expect(plain(ep).properties.traffic).toBeUndefined();
   });
@@ -220,7 +236,7 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
   it("parents every resource to a component and names Azure resources validly", () => {
     const components = run.registrations.filter((r) => !r.custom && r.type.startsWith("phi3:infra:"));
     expect(components.map((c) => c.type).sort()).toEqual(
-      ["phi3:infra:Compute", "phi3:infra:Identity", "phi3:infra:PromptFlow", "phi3:infra:Serving", "phi3:infra:Training", "phi3:infra:Workspace"],
+      ["phi3:infra:Compute", "phi3:infra:Identity", "phi3:infra:Preflight", "phi3:infra:PromptFlow", "phi3:infra:Serving", "phi3:infra:Training", "phi3:infra:Workspace"],
     );
     const urns = new Set(components.map((c) => c.urn));
     for (const r of run.registrations.filter((x) => x.custom)) expect(urns.has(r.parent), r.name).toBe(true);

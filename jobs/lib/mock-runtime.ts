@@ -29,6 +29,8 @@ export interface Registration {
   ignoreChanges: string[];
   replaceOnChanges: string[];
   deleteBeforeReplace: boolean;
+  /** `retainOnDelete`: Pulumi forgets the resource instead of deleting it (replacement, removal, destroy). */
+  retainOnDelete: boolean;
   additionalSecretOutputs: string[];
   /** Provider id the mock returned (an ARM id for azure-native resources). */
   id: string;
@@ -249,6 +251,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
       ignoreChanges: req.getIgnorechangesList(),
       replaceOnChanges: req.getReplaceonchangesList(),
       deleteBeforeReplace: req.getDeletebeforereplace(),
+      retainOnDelete: req.getRetainondelete?.() ?? false,
       additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
     });
     return original(req, (err: any, res: any) => {

@@ -214,3 +214,38 @@ export function fakeClock(start = Date.parse("2026-01-01T00:00:00Z")): FakeClock
   };
   return clock;
 }
+
+/** What {@link routeHealthySubscription} answers with. */
+export interface HealthySubscription {
+  subscriptionId: string;
+  tenantId: string;
+  location: string;
+  /** Azure ML `locations/{location}/vmSizes` entries. */
+  vmSizes: unknown[];
+  /** Azure ML `locations/{location}/usages` entries. */
+  usages: unknown[];
+}
+
+/**
+ * Routes of a subscription where everything a stack needs is in place: the subscription is
+ * enabled, every provider registered, the VM sizes and usages given, every global name free,
+ * no soft-deleted vault, nothing deployed yet in any resource group (404).
+ */
+export function routeHealthySubscription(fake: FakeArm, s: HealthySubscription): void {
+  const sub = s.subscriptionId;
+  const notFound = { status: 404, body: { error: { code: "ResourceNotFound", message: "The resource was not found." } } };
+  const subBody = { subscriptionId: sub, displayName: "Phi-3 dev", tenantId: s.tenantId, state: "Enabled" };
+  fake.route("GET", `/subscriptions/${sub}`, { body: subBody });
+  fake.route("GET", "/subscriptions", { body: { value: [subBody] } });
+  fake.route("GET", new RegExp(`^/subscriptions/${sub}/providers/Microsoft\\.[A-Za-z]+$`), (req) => ({
+    body: { namespace: req.path.split("/").pop(), registrationState: "Registered" },
+  }));
+  const ml = `/subscriptions/${sub}/providers/Microsoft.MachineLearningServices/locations/${s.location}`;
+  fake.route("GET", `${ml}/vmSizes`, { body: { value: s.vmSizes } });
+  fake.route("GET", `${ml}/usages`, { body: { value: s.usages } });
+  for (const ns of ["Microsoft.Storage", "Microsoft.KeyVault", "Microsoft.ContainerRegistry"]) {
+    fake.route("POST", `/subscriptions/${sub}/providers/${ns}/checkNameAvailability`, { body: { nameAvailable: true } });
+  }
+  fake.route("GET", new RegExp(`^/subscriptions/${sub}/providers/Microsoft\\.KeyVault/locations/${s.location}/deletedVaults/`), notFound);
+  fake.route("GET", new RegExp(`^/subscriptions/${sub}/resourceGroups/[^/]+/providers/`), notFound);
+}

@@ -2,6 +2,8 @@
  * Runs the real program (index.ts) under Pulumi mocks for tests: the dev stack's config from
  * Pulumi.yaml + Pulumi.dev.yaml, overlaid with per-test overrides, in preview or up mode.
  */
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { vi } from "vitest";
 import { ProgramRun, readStackConfig, Registration, runProgram } from "../../jobs/lib/mock-runtime";
@@ -23,12 +25,13 @@ export function stackConfig(stack: string, overrides: Overrides = {}): { project
 }
 
 /** Run the program fresh (modules reset) and return the registrations and outputs. */
-export async function runStack(opts: { preview?: boolean; stack?: string; overrides?: Overrides; subscriptionId?: string } = {}): Promise<ProgramRun> {
+export async function runStack(opts: { preview?: boolean; stack?: string; overrides?: Overrides; subscriptionId?: string; cwd?: string } = {}): Promise<ProgramRun> {
   const stack = opts.stack ?? "dev";
   const { project, config } = stackConfig(stack, opts.overrides);
   vi.resetModules();
   const cwd = process.cwd();
-  process.chdir(ROOT);
+  // `cwd`: a copy of the project (see projectCopy) whose files a test changed; the program reads files relative to it.
+  process.chdir(opts.cwd ?? ROOT);
   try {
     return await runProgram({
       project,
@@ -58,4 +61,14 @@ export function byName(run: ProgramRun, name: string): Registration {
 /** Environment of a command resource (secrets unwrapped). */
 export function commandEnv(r: Registration): Record<string, string> {
   return r.inputs.environment as Record<string, string>;
+}
+
+/**
+ * A throwaway copy of what the program reads from disk (finetuning_dir/, test/fixtures/data/),
+ * for tests that change those files without touching the repository. Returns its path.
+ */
+export function projectCopy(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-project-"));
+  for (const sub of ["finetuning_dir", "test/fixtures/data"]) fs.cpSync(path.join(ROOT, sub), path.join(dir, sub), { recursive: true });
+  return dir;
 }

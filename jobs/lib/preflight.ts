@@ -1,0 +1,981 @@
+/**
+ * The preflight: checks of the subscription a stack deploys to, shared by `npm run doctor`
+ * (jobs/doctor.ts, run by a person) and the first step of `pulumi up` (jobs/preflight.ts, run
+ * by `@pulumi/command` before anything costly is created; infra/preflight.ts declares it).
+ *
+ * With a credential from `@azure/identity` and plain ARM REST (REST versions in
+ * {@link API_VERSIONS}), it checks:
+ *  1. the credential works, which subscription and tenant;
+ *  2. the resource providers the stack needs are registered;
+ *  3. every configured VM size (training cluster, prep cluster, each deployment) is offered by
+ *     Azure ML in the region, and retired sizes (NCv3) are called out with replacements;
+ *  4. the per-family vCPU quota covers the clusters' max nodes and the deployments' instances
+ *     (with Azure ML's 20% reservation for online deployments, A100 v4 family exempt);
+ *  5. the globally unique names (storage account, key vault, registry) are free or already
+ *     this stack's, no soft-deleted key vault or workspace holds the names (remedy: the
+ *     `nameGeneration` setting, or a purge), and the workspace names;
+ *  6. every pinned model version (`existing: true`) exists in the stack's workspace.
+ * Each problem is a FAIL (blocks) or WARN check with the remedy named. Never prints a token.
+ */
+import type { TokenCredential } from "@azure/identity";
+import type { StackConfig } from "../../infra/config";
+import { azureNames, type AzureNames } from "../../infra/naming";
+import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../../infra/vm-sizes";
+import {
+  AML_API_VERSION,
+  ArmError,
+  DEFAULT_ARM_ENDPOINT,
+  createArmClient,
+  withApiVersion,
+  type ArmClient,
+  type FetchLike,
+} from "./arm";
+
+/** API versions of every call the doctor makes. */
+export const API_VERSIONS = {
+  subscriptions: "2022-12-01",
+  providers: "2021-04-01",
+  resourceGroups: "2021-04-01",
+  machineLearning: AML_API_VERSION, // 2025-12-01: vmSizes, usages, workspaces
+  storage: "2023-05-01",
+  keyVault: "2023-07-01",
+  containerRegistry: "2023-07-01",
+} as const;
+
+/** Resource providers the stack's resources live in. */
+export const REQUIRED_PROVIDERS = [
+  "Microsoft.MachineLearningServices",
+  "Microsoft.Storage",
+  "Microsoft.KeyVault",
+  "Microsoft.ContainerRegistry",
+  "Microsoft.Insights",
+  "Microsoft.OperationalInsights",
+  "Microsoft.ManagedIdentity",
+  "Microsoft.Network",
+] as const;
+
+/**
+ * VM families Azure ML does not reserve the extra 20% of cores for on managed online
+ * deployments (shared/REFERENCE.md: "A100 v4 family exempt"). Compared case- and space-insensitively.
+ */
+export const RESERVATION_EXEMPT_FAMILIES = ["standardNCADSA100v4Family"];
+
+/** Fraction of extra cores Azure ML reserves for upgrades of managed online deployments. */
+export const ONLINE_RESERVATION = 0.2;
+
+export type CheckStatus = "PASS" | "WARN" | "FAIL";
+
+/** One row of the report. */
+export interface Check {
+  /** Stable machine id, e.g. `provider:Microsoft.Storage`, `quota:standardNCADSA100v4Family`. */
+  id: string;
+  /** Human name of the check. */
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  /** What to do about it (non-pass checks). */
+  remedy?: string;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Quota arithmetic (pure)
+// ---------------------------------------------------------------------------------------------
+
+/** A VM size as Azure ML's `locations/{location}/vmSizes` lists it. */
+export interface VmSize {
+  name: string;
+  family: string;
+  vCPUs: number;
+  gpus?: number;
+  memoryGB?: number;
+  lowPriorityCapable?: boolean;
+  supportedComputeTypes?: string[];
+}
+
+type ClusterLike = { name?: string; vmSize: string; maxNodes: number; vmPriority?: "Dedicated" | "LowPriority" };
+
+/** The parts of the stack config quota depends on (a {@link StackConfig} fits). */
+export interface QuotaInput {
+  trainingCluster: ClusterLike;
+  data?: { source: string; prepCluster?: ClusterLike };
+  serving: { deployments: { name: string; instanceType: string; instanceCount: number }[] };
+}
+
+/** A deployment's model: the trained one, or a pinned version of the stack's workspace. */
+type ModelRef = "trained" | { name: string; version: string; existing?: boolean };
+
+/**
+ * What the preflight checks, taken from the stack config by {@link preflightInput} (a
+ * {@link StackConfig} fits too). `pulumi up` hands it to jobs/preflight.ts as JSON, so the step
+ * runs again exactly when one of these values changes.
+ */
+export interface PreflightInput extends QuotaInput {
+  /** `azure-native:location`. */
+  location: string;
+  namePrefix: string;
+  /** Generation of the globally unique names (config `nameGeneration`). */
+  nameGeneration: number;
+  /** Existing resource group ("" = the stack creates `rg-<prefix>-<stack>`). */
+  resourceGroupName: string;
+  serving: { deployments: { name: string; instanceType: string; instanceCount: number; model: ModelRef }[] };
+  promptFlow: { enabled: boolean };
+}
+
+/** The {@link PreflightInput} of a validated stack config (only the keys the checks read). */
+export function preflightInput(c: StackConfig): PreflightInput {
+  const cluster = (k: ClusterLike): ClusterLike => ({ name: k.name, vmSize: k.vmSize, maxNodes: k.maxNodes, vmPriority: k.vmPriority });
+  return {
+    location: c.location,
+    namePrefix: c.namePrefix,
+    nameGeneration: c.nameGeneration,
+    resourceGroupName: c.resourceGroupName,
+    trainingCluster: cluster(c.trainingCluster),
+    data: c.data.source === "ultrachat" ? { source: c.data.source, prepCluster: cluster(c.data.prepCluster) } : { source: c.data.source },
+    serving: { deployments: c.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount, model: d.model })) },
+    promptFlow: { enabled: c.promptFlow.enabled },
+  };
+}
+
+/** One consumer of quota. */
+export interface QuotaPart {
+  /** e.g. `training cluster a100-train`, `deployment blue`. */
+  role: string;
+  vmSize: string;
+  /** Nodes (clusters: maxNodes) or instances (deployments). */
+  count: number;
+  vCPUsEach: number;
+  /** Azure ML's 20% reservation applied (online deployments outside the exempt families). */
+  reserved: boolean;
+  /** vCPUs this part needs: count × vCPUsEach, or ceil(count × vCPUsEach × 1.2) when reserved. */
+  vCPUs: number;
+}
+
+/** What one quota bucket must hold. */
+export interface QuotaNeed {
+  /** VM family from the vmSizes answer, e.g. `standardNCADSA100v4Family`. */
+  family: string;
+  /** Dedicated (per-family quota) or LowPriority (the regional low-priority quota). */
+  priority: "Dedicated" | "LowPriority";
+  /** Total vCPUs needed. */
+  vCPUs: number;
+  parts: QuotaPart[];
+}
+
+const norm = (s: string) => s.toLowerCase().replace(/\s+/g, "");
+
+/** Whether Azure ML reserves the extra 20% for online deployments of this family. */
+export function reservesExtraCores(family: string): boolean {
+  return !RESERVATION_EXEMPT_FAMILIES.some((f) => norm(f) === norm(family));
+}
+
+/** The clusters and deployments of a config, with the config key naming each size. */
+export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployment"; id: string; role: string; key: string; vmSize: string; count: number; priority: "Dedicated" | "LowPriority" }[] {
+  const out: ReturnType<typeof sizeConsumers> = [];
+  const cluster = (id: string, label: string, key: string, c: ClusterLike) =>
+    out.push({ kind: "cluster", id, role: `${label}${c.name ? ` ${c.name}` : ""}`, key, vmSize: c.vmSize, count: c.maxNodes, priority: c.vmPriority ?? "Dedicated" });
+  cluster("trainingCluster", "training cluster", "phi3-finetune:trainingCluster.vmSize", config.trainingCluster);
+  const prep = config.data?.source === "ultrachat" ? config.data.prepCluster : undefined;
+  if (prep) cluster("prepCluster", "prep cluster", "phi3-finetune:data.prepCluster.vmSize", prep);
+  config.serving.deployments.forEach((d, i) => {
+    out.push({
+      kind: "deployment",
+      id: `deployment:${d.name}`,
+      role: `deployment ${d.name}`,
+      key: `phi3-finetune:serving.deployments[${i}].instanceType`,
+      vmSize: d.instanceType,
+      count: d.instanceCount,
+      priority: "Dedicated",
+    });
+  });
+  return out;
+}
+
+/**
+ * vCPU quota the stack needs per VM family (dedicated) and for low-priority clusters.
+ * Training/prep clusters need vCPUs(size) × maxNodes; online deployments need
+ * ceil(vCPUs(size) × instanceCount × 1.2) (Azure ML reserves 20% for upgrades), except in the
+ * A100 v4 family where it is vCPUs × instanceCount. Families come from `vmSizes`; sizes not in
+ * that list are left out (the VM size check reports them). Sorted by priority, then family.
+ */
+export function requiredQuota(config: QuotaInput, vmSizes: VmSize[]): QuotaNeed[] {
+  const bySize = new Map(vmSizes.map((s) => [s.name.toLowerCase(), s]));
+  const needs = new Map<string, QuotaNeed>();
+  for (const c of sizeConsumers(config)) {
+    const size = bySize.get(c.vmSize.toLowerCase());
+    if (!size || !Number.isFinite(size.vCPUs)) continue;
+    const reserved = c.kind === "deployment" && reservesExtraCores(size.family);
+    const vCPUs = reserved ? Math.ceil(size.vCPUs * c.count * (1 + ONLINE_RESERVATION) - 1e-9) : size.vCPUs * c.count;
+    const key = `${c.priority}|${norm(size.family)}`;
+    const need = needs.get(key) ?? { family: size.family, priority: c.priority, vCPUs: 0, parts: [] };
+    need.vCPUs += vCPUs;
+    need.parts.push({ role: c.role, vmSize: size.name, count: c.count, vCPUsEach: size.vCPUs, reserved, vCPUs });
+    needs.set(key, need);
+  }
+  return [...needs.values()].sort((a, b) => (a.priority === b.priority ? a.family.localeCompare(b.family) : a.priority === "Dedicated" ? -1 : 1));
+}
+
+/** One line explaining a need: `training cluster a100-train: 1 × 24 = 24; deployment blue: ceil(2 × 4 × 1.2) = 10`. */
+export function explainNeed(need: QuotaNeed): string {
+  return need.parts
+    .map((p) =>
+      p.reserved
+        ? `${p.role}: ceil(${p.count} × ${p.vCPUsEach} × 1.2) = ${p.vCPUs} (${p.vmSize}, incl. 20% reservation)`
+        : `${p.role}: ${p.count} × ${p.vCPUsEach} = ${p.vCPUs} (${p.vmSize})`,
+    )
+    .join("; ");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report formatting (pure)
+// ---------------------------------------------------------------------------------------------
+
+/** Counts of each status. */
+export function summarize(checks: Check[]): Record<CheckStatus, number> {
+  const s: Record<CheckStatus, number> = { PASS: 0, WARN: 0, FAIL: 0 };
+  for (const c of checks) s[c.status]++;
+  return s;
+}
+
+/** Exit code of a set of checks: 1 when any check failed, else 0 (warnings do not block). */
+export function exitCodeOf(checks: Check[]): 0 | 1 {
+  return checks.some((c) => c.status === "FAIL") ? 1 : 0;
+}
+
+/**
+ * The report as text: a table (status, check, detail) with each non-pass check's remedy on
+ * the line below it, then a summary line.
+ */
+export function formatReport(checks: Check[]): string {
+  const nameWidth = Math.min(48, Math.max(5, ...checks.map((c) => c.name.length)));
+  const pad = (s: string, n: number) => (s.length >= n ? s : s + " ".repeat(n - s.length));
+  const lines: string[] = [];
+  lines.push(`${pad("STATUS", 6)}  ${pad("CHECK", nameWidth)}  DETAIL`);
+  lines.push(`${"-".repeat(6)}  ${"-".repeat(nameWidth)}  ${"-".repeat(40)}`);
+  const indent = " ".repeat(6 + 2 + nameWidth + 2);
+  for (const c of checks) {
+    const name = c.name.length > nameWidth ? c.name : pad(c.name, nameWidth);
+    lines.push(`${pad(c.status, 6)}  ${name}  ${c.detail}`);
+    if (c.status !== "PASS" && c.remedy) lines.push(`${indent}remedy: ${c.remedy}`);
+  }
+  const s = summarize(checks);
+  lines.push("");
+  lines.push(
+    `${s.PASS} passed, ${s.WARN} warning${s.WARN === 1 ? "" : "s"}, ${s.FAIL} failed` +
+      (s.FAIL > 0 ? " - fix the failures before `pulumi up`." : s.WARN > 0 ? " - warnings do not block." : " - ready to deploy."),
+  );
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks (ARM REST)
+// ---------------------------------------------------------------------------------------------
+
+/** Options of {@link runDoctor}. */
+export interface DoctorOptions {
+  /** Stack name (part of every Azure name). */
+  stack: string;
+  /** What to check: {@link preflightInput} of the parsed stack config. */
+  config: PreflightInput;
+  /** Explicit subscription (`--subscription`); else the environment, else the only enabled one. */
+  subscriptionId?: string;
+}
+
+/** Injected dependencies of {@link runDoctor}. */
+export interface DoctorDeps {
+  credential: TokenCredential;
+  /** ARM base URL; default `https://management.azure.com`. */
+  baseUrl?: string;
+  fetchImpl?: FetchLike;
+  /** Environment for `AZURE_SUBSCRIPTION_ID` / `ARM_SUBSCRIPTION_ID`; default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Progress and retry lines (never a token). */
+  log?: (line: string) => void;
+  sleep?: (ms: number) => Promise<void>;
+  maxRetries?: number;
+  backoffBaseMs?: number;
+  maxBackoffMs?: number;
+  requestTimeoutMs?: number;
+}
+
+/** The subscription the checks ran against. */
+export interface SubscriptionInfo {
+  subscriptionId: string;
+  displayName: string;
+  tenantId: string;
+  state: string;
+}
+
+/** Result of {@link runDoctor}. */
+export interface DoctorResult {
+  checks: Check[];
+  exitCode: 0 | 1;
+  subscription?: SubscriptionInfo;
+  names?: AzureNames;
+  quota?: QuotaNeed[];
+}
+
+const enc = encodeURIComponent;
+/** One line of at most `n` characters (credential errors span several lines). */
+const short = (text: string, n = 300) => {
+  const s = text.replace(/\s+/g, " ").trim();
+  return s.length > n ? s.slice(0, n - 3) + "..." : s;
+};
+
+/** `HTTP 403 AuthorizationFailed: message` for an ArmError, the message for anything else. */
+function errText(e: unknown): string {
+  if (e instanceof ArmError) {
+    if (e.status === 0) return short(`${e.code}: ${e.armMessage}`);
+    return short(`HTTP ${e.status} ${e.code}: ${e.armMessage}`);
+  }
+  return short(String((e as Error)?.message ?? e));
+}
+
+/** A FAIL check for an ARM error; `action` names the permission a 403 lacks. */
+function failFromError(id: string, name: string, e: unknown, action: string, what: string): Check {
+  if (e instanceof ArmError && e.status === 403) {
+    return {
+      id,
+      name,
+      status: "FAIL",
+      detail: `missing permission: the identity may not perform ${action}, so ${what} could not be checked (${errText(e)})`,
+      remedy: `grant the identity a role with ${action} on the subscription (e.g. Reader or Contributor), or run as someone who has it`,
+    };
+  }
+  if (e instanceof ArmError && e.code === "MissingSubscriptionRegistration") {
+    const ns = /namespace '([^']+)'/i.exec(e.armMessage)?.[1] ?? "Microsoft.MachineLearningServices";
+    return { id, name, status: "FAIL", detail: `${what} could not be checked: ${errText(e)}`, remedy: `az provider register --namespace ${ns}` };
+  }
+  return {
+    id,
+    name,
+    status: "FAIL",
+    detail: `${what} could not be checked: ${errText(e)}`,
+    remedy: "rerun the doctor; if it persists, check ARM_ENDPOINT, the network and Azure status",
+  };
+}
+
+/** GETs a list and follows `nextLink` (same origin only, at most 50 pages). */
+async function listAll<T>(client: ArmClient, path: string): Promise<T[]> {
+  const items: T[] = [];
+  let next: string | undefined = path;
+  for (let page = 0; next && page < 50; page++) {
+    const res: { body: { value?: T[]; nextLink?: string } | undefined } = await client.get<{ value?: T[]; nextLink?: string }>(next);
+    const body = res.body ?? {};
+    if (Array.isArray(body.value)) items.push(...body.value);
+    next = typeof body.nextLink === "string" && body.nextLink !== "" ? body.nextLink : undefined;
+  }
+  return items;
+}
+
+/** GET that maps 404 to `undefined` (the resource does not exist). */
+async function getOrUndefined<T>(client: ArmClient, path: string): Promise<T | undefined> {
+  try {
+    return (await client.get<T>(path)).body;
+  } catch (e) {
+    if (e instanceof ArmError && e.status === 404) return undefined;
+    throw e;
+  }
+}
+
+const CREDENTIAL_REMEDY =
+  "az login (then rerun), or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET or workload identity; " +
+  "DefaultAzureCredential does not read ARM_* variables";
+
+interface SubscriptionBody {
+  subscriptionId?: string;
+  displayName?: string;
+  tenantId?: string;
+  state?: string;
+}
+
+/** Check 1: credential and subscription. Returns the checks and the subscription when usable. */
+async function checkCredentialAndSubscription(
+  client: ArmClient,
+  explicit: string | undefined,
+  env: Record<string, string | undefined>,
+): Promise<{ checks: Check[]; subscription?: SubscriptionInfo }> {
+  const credentialFail = (e: unknown): Check => ({
+    id: "credential",
+    name: "Azure credential",
+    status: "FAIL",
+    detail:
+      e instanceof ArmError && e.status === 401
+        ? `ARM rejected the token (${errText(e)}); the remaining checks need a working credential`
+        : `no Azure token: ${errText(e)}; the remaining checks need a working credential`,
+    remedy: CREDENTIAL_REMEDY,
+  });
+  const credentialOk: Check = { id: "credential", name: "Azure credential", status: "PASS", detail: "got a token and ARM accepted it" };
+  const subscriptionFail = (detail: string, remedy: string): { checks: Check[] } => ({
+    checks: [credentialOk, { id: "subscription", name: "Subscription", status: "FAIL", detail, remedy }],
+  });
+  const isCredentialError = (e: unknown) => e instanceof ArmError && ((e.status === 0 && e.code === "CredentialUnavailable") || e.status === 401);
+
+  const fromEnv = env.AZURE_SUBSCRIPTION_ID?.trim() ? ["AZURE_SUBSCRIPTION_ID", env.AZURE_SUBSCRIPTION_ID.trim()] : env.ARM_SUBSCRIPTION_ID?.trim() ? ["ARM_SUBSCRIPTION_ID", env.ARM_SUBSCRIPTION_ID.trim()] : undefined;
+  const chosen = explicit ? ["--subscription", explicit] : fromEnv;
+
+  let body: SubscriptionBody;
+  let source: string;
+  if (chosen) {
+    const [from, id] = chosen;
+    source = `from ${from}`;
+    try {
+      body = (await client.get<SubscriptionBody>(withApiVersion(`/subscriptions/${enc(id)}`, API_VERSIONS.subscriptions))).body ?? {};
+    } catch (e) {
+      if (isCredentialError(e)) return { checks: [credentialFail(e)] };
+      const notFound = e instanceof ArmError && (e.status === 404 || e.status === 403 || e.code === "SubscriptionNotFound" || e.code === "InvalidSubscriptionId");
+      return subscriptionFail(
+        notFound
+          ? `subscription ${id} (${from}) was not found or this identity cannot see it: ${errText(e)}`
+          : `could not read subscription ${id} (${from}): ${errText(e)}`,
+        notFound
+          ? "check the id (`az account list -o table`), log in to its tenant (`az login --tenant <tenant>`), or ask for access"
+          : "rerun the doctor; check ARM_ENDPOINT and the network",
+      );
+    }
+  } else {
+    let subs: SubscriptionBody[];
+    try {
+      subs = await listAll<SubscriptionBody>(client, withApiVersion("/subscriptions", API_VERSIONS.subscriptions));
+    } catch (e) {
+      if (isCredentialError(e)) return { checks: [credentialFail(e)] };
+      return { checks: [credentialOk, failFromError("subscription", "Subscription", e, "Microsoft.Resources/subscriptions/read", "the subscription list")] };
+    }
+    const enabled = subs.filter((s) => s.state === "Enabled");
+    if (enabled.length !== 1) {
+      const listed = enabled.slice(0, 10).map((s) => `${s.displayName ?? "?"} (${s.subscriptionId})`).join(", ");
+      return subscriptionFail(
+        enabled.length === 0
+          ? `this identity sees no enabled subscription (${subs.length} in total)`
+          : `this identity sees ${enabled.length} enabled subscriptions: ${listed}${enabled.length > 10 ? ", ..." : ""}; which one does the stack deploy to?`,
+        enabled.length === 0
+          ? "log in to the right tenant (`az login --tenant <tenant>`) or ask for access to a subscription"
+          : "pass --subscription <id> (or set AZURE_SUBSCRIPTION_ID)",
+      );
+    }
+    body = enabled[0];
+    source = "the only enabled subscription";
+  }
+
+  const subscription: SubscriptionInfo = {
+    subscriptionId: body.subscriptionId ?? chosen?.[1] ?? "",
+    displayName: body.displayName ?? "",
+    tenantId: body.tenantId ?? "unknown",
+    state: body.state ?? "unknown",
+  };
+  const desc = `"${subscription.displayName}" (${subscription.subscriptionId}), tenant ${subscription.tenantId}, ${source}`;
+  let sub: Check;
+  if (subscription.state === "Enabled") {
+    sub = { id: "subscription", name: "Subscription", status: "PASS", detail: `${desc}, state Enabled` };
+  } else if (subscription.state === "Warned" || subscription.state === "PastDue") {
+    sub = {
+      id: "subscription",
+      name: "Subscription",
+      status: "WARN",
+      detail: `${desc}, state ${subscription.state}: it may be disabled soon`,
+      remedy: "check billing for this subscription in the Azure portal",
+    };
+  } else {
+    sub = {
+      id: "subscription",
+      name: "Subscription",
+      status: "FAIL",
+      detail: `${desc}, state ${subscription.state}: nothing can be deployed to it`,
+      remedy: "pick an enabled subscription with --subscription, or re-enable this one in the Azure portal",
+    };
+  }
+  return { checks: [credentialOk, sub], subscription: sub.status === "FAIL" ? undefined : subscription };
+}
+
+/** Check 2: resource providers registered. */
+async function checkProviders(client: ArmClient, sub: string): Promise<Check[]> {
+  return Promise.all(
+    REQUIRED_PROVIDERS.map(async (ns): Promise<Check> => {
+      const id = `provider:${ns}`;
+      const name = `Provider ${ns}`;
+      try {
+        const res = await client.get<{ registrationState?: string }>(withApiVersion(`/subscriptions/${enc(sub)}/providers/${ns}`, API_VERSIONS.providers));
+        const state = res.body?.registrationState ?? "unknown";
+        if (state === "Registered") return { id, name, status: "PASS", detail: "Registered" };
+        return {
+          id,
+          name,
+          status: "FAIL",
+          detail: state === "Registering" ? "Registering: not ready yet" : `registrationState ${state}`,
+          remedy:
+            state === "Registering"
+              ? `wait until \`az provider show --namespace ${ns} --query registrationState\` says Registered`
+              : `az provider register --namespace ${ns}`,
+        };
+      } catch (e) {
+        return failFromError(id, name, e, "Microsoft.Resources/subscriptions/providers/read", `the registration of ${ns}`);
+      }
+    }),
+  );
+}
+
+/** Check 3: VM sizes offered in the region; retired sizes called out. */
+function checkVmSizes(config: PreflightInput, location: string, sizes: VmSize[] | undefined, listError: unknown): Check[] {
+  const offered = new Map((sizes ?? []).map((s) => [s.name.toLowerCase(), s]));
+  const replacementsHere = () => {
+    const here = REPLACEMENT_SIZES.filter((r) => offered.has(r.toLowerCase()));
+    return here.length > 0 ? `offered in ${location}: ${here.join(", ")}` : `none of them is offered in ${location}`;
+  };
+  return sizeConsumers(config).map((c): Check => {
+    const id = `vm-size:${c.id}`;
+    const name = `VM size: ${c.role}`;
+    if (!sizes) return failFromError(id, name, listError, "Microsoft.MachineLearningServices/locations/vmsizes/read", `whether ${c.vmSize} is offered in ${location}`);
+    const size = offered.get(c.vmSize.toLowerCase());
+    const retired = RETIRED_SIZES[c.vmSize];
+    const retiredText = retired ? `${c.vmSize} was retired by Azure on ${retired}` : "";
+    const replaceRemedy = `set ${c.key} to a current size: ${REPLACEMENT_SIZES.join(", ")} (${replacementsHere()})`;
+    if (!size) {
+      return {
+        id,
+        name,
+        status: "FAIL",
+        detail: retired ? `${retiredText} and Azure ML does not offer it in ${location}` : `${c.vmSize} is not offered by Azure ML in ${location}`,
+        remedy: retired
+          ? replaceRemedy
+          : `set ${c.key} to a size offered in ${location} (\`az ml compute list-sizes --location ${location}\`), or change azure-native:location`,
+      };
+    }
+    const facts = `${size.name}: family ${size.family}, ${size.vCPUs} vCPUs, ${size.gpus ?? 0} GPU${size.gpus === 1 ? "" : "s"}`;
+    if (retired) {
+      return c.kind === "deployment"
+        ? { id, name, status: "FAIL", detail: `${retiredText}: new deployments on it fail (${facts})`, remedy: replaceRemedy }
+        : { id, name, status: "WARN", detail: `${retiredText}: clusters on it may fail to allocate nodes (${facts})`, remedy: replaceRemedy };
+    }
+    if (c.kind === "cluster" && Array.isArray(size.supportedComputeTypes) && size.supportedComputeTypes.length > 0 &&
+      !size.supportedComputeTypes.some((t) => t.toLowerCase() === "amlcompute")) {
+      return {
+        id,
+        name,
+        status: "FAIL",
+        detail: `${facts}; not available for AmlCompute clusters (supports ${size.supportedComputeTypes.join(", ")})`,
+        remedy: `set ${c.key} to a size that supports AmlCompute in ${location}`,
+      };
+    }
+    if (c.kind === "cluster" && c.priority === "LowPriority" && size.lowPriorityCapable === false) {
+      return {
+        id,
+        name,
+        status: "FAIL",
+        detail: `${facts}; it cannot run as LowPriority`,
+        remedy: `set the cluster's vmPriority to Dedicated or pick a low-priority capable size`,
+      };
+    }
+    return { id, name, status: "PASS", detail: `offered in ${location} (${facts})` };
+  });
+}
+
+/** An entry of Azure ML's usages answer. */
+interface Usage {
+  id?: string;
+  type?: string;
+  unit?: string;
+  currentValue?: number;
+  limit?: number;
+  name?: { value?: string; localizedValue?: string };
+}
+
+/** The subscription-level usage entry of a family (workspace-level entries are skipped). */
+export function findFamilyUsage(usages: Usage[], family: string): Usage | undefined {
+  const f = norm(family);
+  const regional = usages.filter((u) => !/\/workspaces\//i.test(u.id ?? "") && !/workspaces/i.test(u.type ?? ""));
+  return (
+    regional.find((u) => norm(u.name?.value ?? "") === f) ??
+    regional.find((u) => norm(u.name?.localizedValue ?? "").startsWith(f))
+  );
+}
+
+function findTotalUsage(usages: Usage[], kind: "dedicated" | "lowpriority"): Usage | undefined {
+  const pattern = kind === "dedicated" ? /^total.*dedicated/ : /^total.*low ?priority/;
+  return usages.find((u) => {
+    if (/\/workspaces\//i.test(u.id ?? "") || /workspaces/i.test(u.type ?? "")) return false;
+    const texts = [u.name?.value ?? "", u.name?.localizedValue ?? ""].map((t) => t.toLowerCase());
+    return texts.some((t) => pattern.test(t) && !/clusters$/.test(t));
+  });
+}
+
+const ALREADY_DEPLOYED_NOTE = "if this stack is already deployed, its own nodes and instances are in 'in use'";
+
+function quotaCheck(id: string, name: string, needed: number, usage: Usage, explain: string, what: string, location: string): Check {
+  const limit = Number(usage.limit ?? 0);
+  const used = Number(usage.currentValue ?? 0);
+  const free = limit - used;
+  const label = usage.name?.localizedValue || usage.name?.value || what;
+  if (needed <= free) {
+    return { id, name, status: "PASS", detail: `needs ${needed} vCPUs, ${free} free (limit ${limit}, in use ${used}): ${explain}` };
+  }
+  return {
+    id,
+    name,
+    status: "FAIL",
+    detail: `needs ${needed} vCPUs but only ${free} free (limit ${limit}, in use ${used}): ${explain}; ${ALREADY_DEPLOYED_NOTE}`,
+    remedy:
+      `request more quota in Azure ML studio → Quota (or Azure portal → Quotas → Machine learning): ` +
+      `"${label}" (${what}) in ${location}, to at least ${used + needed}; or lower maxNodes/instanceCount`,
+  };
+}
+
+/** Check 4: quota per family (and the regional totals when Azure lists them). */
+function checkQuota(needs: QuotaNeed[] | undefined, usages: Usage[] | undefined, usageError: unknown, location: string): Check[] {
+  if (!needs) {
+    return [{ id: "quota", name: "Quota", status: "FAIL", detail: "could not compute the vCPUs needed: the VM size list is unavailable (see the VM size checks)", remedy: "fix the VM size checks first" }];
+  }
+  if (!usages) return [failFromError("quota", "Quota", usageError, "Microsoft.MachineLearningServices/locations/usages/read", `the vCPU quota in ${location}`)];
+  const checks: Check[] = [];
+  for (const need of needs.filter((n) => n.priority === "Dedicated")) {
+    const id = `quota:${need.family}`;
+    const name = `Quota ${need.family}`;
+    const usage = findFamilyUsage(usages, need.family);
+    if (!usage) {
+      checks.push({
+        id,
+        name,
+        status: "WARN",
+        detail: `Azure ML lists no quota for ${need.family} in ${location}; needs ${need.vCPUs} vCPUs: ${explainNeed(need)}`,
+        remedy: `check ${need.family} in Azure ML studio → Quota for ${location}`,
+      });
+      continue;
+    }
+    checks.push(quotaCheck(id, name, need.vCPUs, usage, explainNeed(need), need.family, location));
+  }
+  const dedicated = needs.filter((n) => n.priority === "Dedicated");
+  const totalDedicated = findTotalUsage(usages, "dedicated");
+  if (dedicated.length > 0 && totalDedicated) {
+    const sum = dedicated.reduce((a, n) => a + n.vCPUs, 0);
+    checks.push(
+      quotaCheck("quota:total-dedicated", "Quota total dedicated vCPUs", sum, totalDedicated,
+        dedicated.map((n) => `${n.family} ${n.vCPUs}`).join(" + "), "total dedicated regional vCPUs", location),
+    );
+  }
+  const low = needs.filter((n) => n.priority === "LowPriority");
+  if (low.length > 0) {
+    const sum = low.reduce((a, n) => a + n.vCPUs, 0);
+    const explain = low.map(explainNeed).join("; ");
+    const totalLow = findTotalUsage(usages, "lowpriority");
+    checks.push(
+      totalLow
+        ? quotaCheck("quota:total-low-priority", "Quota low-priority vCPUs", sum, totalLow, explain, "total low-priority regional vCPUs", location)
+        : {
+            id: "quota:total-low-priority",
+            name: "Quota low-priority vCPUs",
+            status: "WARN",
+            detail: `Azure ML lists no low-priority quota in ${location}; needs ${sum} vCPUs: ${explain}`,
+            remedy: `check "Total Cluster Low Priority Regional vCPUs" in Azure ML studio → Quota`,
+          },
+    );
+  }
+  return checks;
+}
+
+interface NameAvailability {
+  nameAvailable?: boolean;
+  reason?: string;
+  message?: string;
+}
+
+interface GlobalName {
+  id: string;
+  label: string;
+  name: string;
+  provider: string;
+  type: string;
+  apiVersion: string;
+  resourcePath: string;
+  readAction: string;
+}
+
+async function checkGlobalName(client: ArmClient, sub: string, rg: string, n: GlobalName, location: string, generationRemedy: string): Promise<Check> {
+  const id = `name:${n.id}`;
+  const checkName = `Name: ${n.label} ${n.name}`;
+  let avail: NameAvailability;
+  try {
+    avail = (await client.post<NameAvailability>(
+      withApiVersion(`/subscriptions/${enc(sub)}/providers/${n.provider}/checkNameAvailability`, n.apiVersion),
+      { name: n.name, type: n.type },
+    )).body ?? {};
+  } catch (e) {
+    return failFromError(id, checkName, e, `${n.provider}/checkNameAvailability/read`, `whether ${n.name} is free`);
+  }
+  const resourceId = `/subscriptions/${enc(sub)}/resourceGroups/${enc(rg)}/providers/${n.resourcePath}/${enc(n.name)}`;
+  let ours = false;
+  let ownershipError: unknown;
+  if (avail.nameAvailable !== true) {
+    try {
+      ours = (await getOrUndefined(client, withApiVersion(resourceId, n.apiVersion))) !== undefined;
+    } catch (e) {
+      ownershipError = e;
+    }
+  }
+  if (ours) return { id, name: checkName, status: "PASS", detail: `taken by ${resourceId}: already deployed by this stack` };
+
+  if (n.id === "keyvault") {
+    // A soft-deleted vault keeps its name (7-90 days) and blocks a new vault of that name.
+    try {
+      const deleted = await getOrUndefined<{ properties?: { vaultId?: string; deletionDate?: string; scheduledPurgeDate?: string; purgeProtectionEnabled?: boolean } }>(
+        client,
+        withApiVersion(`/subscriptions/${enc(sub)}/providers/Microsoft.KeyVault/locations/${enc(location)}/deletedVaults/${enc(n.name)}`, n.apiVersion),
+      );
+      if (deleted) {
+        const p = deleted.properties ?? {};
+        const purgeProtected = p.purgeProtectionEnabled === true;
+        const inOurGroup = typeof p.vaultId === "string" && p.vaultId.toLowerCase() === resourceId.toLowerCase();
+        const options = [
+          generationRemedy,
+          purgeProtected ? undefined : `az keyvault purge --name ${n.name} --location ${location}`,
+          inOurGroup ? `az keyvault recover --name ${n.name} --location ${location} (it was this stack's vault)` : undefined,
+          `wait until ${p.scheduledPurgeDate ?? "its scheduled purge date"}`,
+        ].filter((x): x is string => !!x);
+        return {
+          id,
+          name: checkName,
+          status: "FAIL",
+          detail:
+            `key vault ${n.name} is soft-deleted (deleted ${p.deletionDate ?? "?"}, purge scheduled ${p.scheduledPurgeDate ?? "?"}` +
+            `${purgeProtected ? ", purge protection on" : ""}); a new vault of that name cannot be created`,
+          remedy: options.join("; or "),
+        };
+      }
+    } catch (e) {
+      if (avail.nameAvailable === true) {
+        return {
+          id,
+          name: checkName,
+          status: "WARN",
+          detail: `name is available, but soft-deleted vaults could not be checked: ${errText(e)}`,
+          remedy: `check \`az keyvault list-deleted\` for ${n.name}`,
+        };
+      }
+    }
+  }
+
+  if (avail.nameAvailable === true) return { id, name: checkName, status: "PASS", detail: "available" };
+  const why = [avail.reason, avail.message].filter(Boolean).join(": ") || "not available";
+  if (ownershipError) {
+    return {
+      id,
+      name: checkName,
+      status: "FAIL",
+      detail: `not available (${why}) and whether it is this stack's could not be checked: ${errText(ownershipError)}`,
+      remedy: `make sure the identity can read ${resourceId} (${n.readAction}); if the name is someone else's, change phi3-finetune:namePrefix`,
+    };
+  }
+  const invalid = /invalid/i.test(avail.reason ?? "");
+  return {
+    id,
+    name: checkName,
+    status: "FAIL",
+    detail: `not available: ${why}${invalid ? "" : ` (not in resource group ${rg}, so not this stack's)`}`,
+    remedy: invalid
+      ? "change phi3-finetune:namePrefix so the generated name follows Azure's rules"
+      : "change phi3-finetune:namePrefix (the names derive from prefix, stack and subscription), or delete/purge the resource holding the name if it is yours",
+  };
+}
+
+async function checkWorkspaceName(client: ArmClient, sub: string, rg: string, id: string, label: string, name: string): Promise<Check> {
+  const checkName = `Name: ${label} ${name}`;
+  const resourceId = `/subscriptions/${enc(sub)}/resourceGroups/${enc(rg)}/providers/Microsoft.MachineLearningServices/workspaces/${enc(name)}`;
+  try {
+    const ws = await getOrUndefined<{ kind?: string }>(client, withApiVersion(resourceId, API_VERSIONS.machineLearning));
+    if (ws) return { id: `name:${id}`, name: checkName, status: "PASS", detail: `${resourceId} exists: already deployed by this stack` };
+    return {
+      id: `name:${id}`,
+      name: checkName,
+      status: "PASS",
+      detail:
+        `not deployed yet. Note: a workspace deleted in the last 14 days (soft delete) still holds its name; ` +
+        `if this stack's ${label} was deleted recently, permanently delete it (Azure ML studio/portal → Recently deleted) before \`pulumi up\``,
+    };
+  } catch (e) {
+    return failFromError(`name:${id}`, checkName, e, "Microsoft.MachineLearningServices/workspaces/read", `the ${label} ${name}`);
+  }
+}
+
+/** The way out of names held by a soft-deleted resource: the next name generation (README: "Deploy again after destroy"). */
+export function nextGenerationRemedy(current: number): string {
+  return `pulumi config set phi3-finetune:nameGeneration ${current + 1} (deploys under new names at once; README: "Deploy again after destroy")`;
+}
+
+/** Check 5: global names free (or ours), soft-deleted key vault, workspace names. */
+async function checkNames(client: ArmClient, sub: string, names: AzureNames, config: PreflightInput): Promise<Check[]> {
+  const rg = names.resourceGroup;
+  const globals: GlobalName[] = [
+    {
+      id: "storage",
+      label: "storage account",
+      name: names.storageAccount,
+      provider: "Microsoft.Storage",
+      type: "Microsoft.Storage/storageAccounts",
+      apiVersion: API_VERSIONS.storage,
+      resourcePath: "Microsoft.Storage/storageAccounts",
+      readAction: "Microsoft.Storage/storageAccounts/read",
+    },
+    {
+      id: "keyvault",
+      label: "key vault",
+      name: names.keyVault,
+      provider: "Microsoft.KeyVault",
+      type: "Microsoft.KeyVault/vaults",
+      apiVersion: API_VERSIONS.keyVault,
+      resourcePath: "Microsoft.KeyVault/vaults",
+      readAction: "Microsoft.KeyVault/vaults/read",
+    },
+    {
+      id: "registry",
+      label: "container registry",
+      name: names.containerRegistry,
+      provider: "Microsoft.ContainerRegistry",
+      type: "Microsoft.ContainerRegistry/registries",
+      apiVersion: API_VERSIONS.containerRegistry,
+      resourcePath: "Microsoft.ContainerRegistry/registries",
+      readAction: "Microsoft.ContainerRegistry/registries/read",
+    },
+  ];
+  const generationRemedy = nextGenerationRemedy(config.nameGeneration);
+  const tasks: Promise<Check>[] = globals.map((g) => checkGlobalName(client, sub, rg, g, config.location, generationRemedy));
+  tasks.push(checkWorkspaceName(client, sub, rg, "workspace", "workspace", names.workspace));
+  if (config.promptFlow.enabled) {
+    tasks.push(checkWorkspaceName(client, sub, rg, "hub", "AI hub", names.hub));
+    tasks.push(checkWorkspaceName(client, sub, rg, "project", "AI project", names.project));
+  }
+  const checks = await Promise.all(tasks);
+  // Azure ML has no documented ARM call listing soft-deleted workspaces (a GET answers 404 while
+  // the name stays blocked: Azure/azure-cli#33756). The stack's workspaces and key vault share one
+  // name suffix and go together on destroy, so a soft-deleted vault of this stack means its
+  // workspaces are soft-deleted too (14 days).
+  const vault = checks.find((c) => c.id === "name:keyvault");
+  if (vault?.status === "FAIL" && /soft-deleted/.test(vault.detail)) {
+    for (const c of checks) {
+      if (/^name:(workspace|hub|project)$/.test(c.id) && /not deployed yet/.test(c.detail)) {
+        Object.assign(c, {
+          status: "FAIL",
+          detail: `not live, but this stack's key vault ${names.keyVault} is soft-deleted, so this stack was destroyed and Azure holds the workspace name for 14 days (soft delete)`,
+          remedy: `${generationRemedy}; or permanently delete it (Azure portal → Azure Machine Learning → Recently deleted) and purge the vault`,
+        } satisfies Partial<Check>);
+      }
+    }
+  }
+  return checks;
+}
+
+/** The configured existing resource group must exist (an empty setting creates one). */
+async function checkResourceGroup(client: ArmClient, sub: string, config: PreflightInput): Promise<Check[]> {
+  if (!config.resourceGroupName) return [];
+  const rg = config.resourceGroupName;
+  const id = "resource-group";
+  const name = `Resource group ${rg}`;
+  try {
+    const body = await getOrUndefined<{ location?: string }>(client, withApiVersion(`/subscriptions/${enc(sub)}/resourcegroups/${enc(rg)}`, API_VERSIONS.resourceGroups));
+    if (!body) {
+      return [{
+        id,
+        name,
+        status: "FAIL",
+        detail: `phi3-finetune:resourceGroupName names ${rg}, which does not exist in this subscription`,
+        remedy: `az group create --name ${rg} --location ${config.location}; or set phi3-finetune:resourceGroupName to "" so the stack creates its own`,
+      }];
+    }
+    return [{ id, name, status: "PASS", detail: `exists (location ${body.location ?? "?"})` }];
+  } catch (e) {
+    return [failFromError(id, name, e, "Microsoft.Resources/subscriptions/resourceGroups/read", `resource group ${rg}`)];
+  }
+}
+
+/**
+ * Check 6: every pinned model version (`existing: true`) is in the stack's workspace
+ * (`GET .../workspaces/{ws}/models/{name}/versions/{version}`, REST 2025-12-01). A new
+ * workspace has none, so on a first `up` a pinned version always fails here, before anything
+ * is created.
+ */
+async function checkPinnedModels(client: ArmClient, sub: string, names: AzureNames, config: PreflightInput): Promise<Check[]> {
+  const ws = `/subscriptions/${enc(sub)}/resourceGroups/${enc(names.resourceGroup)}/providers/Microsoft.MachineLearningServices/workspaces/${enc(names.workspace)}`;
+  return Promise.all(
+    config.serving.deployments.map(async (d, i): Promise<Check | undefined> => {
+      if (d.model === "trained") return undefined;
+      const { name, version } = d.model;
+      const id = `model:${d.name}`;
+      const checkName = `Model: deployment ${d.name} serves ${name}:${version}`;
+      try {
+        const found = await getOrUndefined(client, withApiVersion(`${ws}/models/${enc(name)}/versions/${enc(version)}`, API_VERSIONS.machineLearning));
+        if (found) return { id, name: checkName, status: "PASS", detail: `${name} version ${version} exists in ${names.workspace}` };
+        return {
+          id,
+          name: checkName,
+          status: "FAIL",
+          detail: `${name} version ${version} is not in workspace ${names.workspace} (a new workspace has no model versions; the deployment would fail)`,
+          remedy:
+            `set phi3-finetune:serving.deployments[${i}].model to "trained", or to a version listed by ` +
+            `\`az ml model list --name ${name} -w ${names.workspace} -g ${names.resourceGroup}\``,
+        };
+      } catch (e) {
+        return failFromError(id, checkName, e, "Microsoft.MachineLearningServices/workspaces/models/versions/read", `${name} version ${version}`);
+      }
+    }),
+  ).then((checks) => checks.filter((c): c is Check => c !== undefined));
+}
+
+/**
+ * Runs every check against the subscription. Never throws for Azure answers: each problem is a
+ * FAIL (or WARN) check. `exitCode` is 1 when any check failed.
+ */
+export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
+  const env = deps.env ?? process.env;
+  const log = deps.log ?? (() => undefined);
+  const client = createArmClient({
+    baseUrl: deps.baseUrl ?? DEFAULT_ARM_ENDPOINT,
+    credential: deps.credential,
+    fetchImpl: deps.fetchImpl,
+    sleep: deps.sleep,
+    maxRetries: deps.maxRetries ?? 4,
+    backoffBaseMs: deps.backoffBaseMs ?? 1000,
+    maxBackoffMs: deps.maxBackoffMs ?? 30_000,
+    requestTimeoutMs: deps.requestTimeoutMs ?? 30_000,
+    userAgent: "phi3-finetune-doctor",
+    onRetry: log,
+  });
+  const { config } = options;
+  const location = config.location;
+
+  const first = await checkCredentialAndSubscription(client, options.subscriptionId, env);
+  const checks = [...first.checks];
+  const subscription = first.subscription;
+  if (!subscription) return { checks, exitCode: exitCodeOf(checks) };
+  const sub = subscription.subscriptionId;
+
+  let names: AzureNames | undefined;
+  try {
+    names = azureNames({ prefix: config.namePrefix, stack: options.stack, subscriptionId: sub, resourceGroupName: config.resourceGroupName, generation: config.nameGeneration });
+  } catch (e) {
+    checks.push({ id: "names", name: "Azure names", status: "FAIL", detail: errText(e), remedy: "change phi3-finetune:namePrefix or the stack name" });
+  }
+
+  const mlBase = `/subscriptions/${enc(sub)}/providers/Microsoft.MachineLearningServices/locations/${enc(location)}`;
+  const settle = <T>(p: Promise<T>) => p.then((value) => ({ value, error: undefined as unknown }), (error: unknown) => ({ value: undefined, error }));
+  const [rgChecks, providerChecks, sizesRes, usagesRes, nameChecks] = await Promise.all([
+    checkResourceGroup(client, sub, config),
+    checkProviders(client, sub),
+    settle(listAll<VmSize>(client, withApiVersion(`${mlBase}/vmSizes`, API_VERSIONS.machineLearning))),
+    settle(listAll<Usage>(client, withApiVersion(`${mlBase}/usages`, API_VERSIONS.machineLearning))),
+    names ? checkNames(client, sub, names, config) : Promise.resolve([] as Check[]),
+  ]);
+  const quota = sizesRes.value ? requiredQuota(config, sizesRes.value) : undefined;
+  const deployed = nameChecks.some((c) => c.id === "name:workspace" && /already deployed by this stack/.test(c.detail));
+  const quotaChecks = checkQuota(quota, usagesRes.value, usagesRes.error, location).map((c): Check =>
+    // Once deployed, this stack's own nodes and instances count as "in use": a shortfall may be its own.
+    deployed && c.status === "FAIL" && c.id.startsWith("quota:") && / free \(/.test(c.detail)
+      ? { ...c, status: "WARN", detail: `${c.detail} (this stack is already deployed: its own usage is counted)` }
+      : c,
+  );
+  checks.push(
+    ...rgChecks,
+    ...providerChecks,
+    ...checkVmSizes(config, location, sizesRes.value, sizesRes.error),
+    ...quotaChecks,
+    ...nameChecks,
+    ...(names ? await checkPinnedModels(client, sub, names, config) : []),
+  );
+  return { checks, exitCode: exitCodeOf(checks), subscription, names, quota };
+}

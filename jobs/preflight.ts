@@ -1,0 +1,80 @@
+/**
+ * The preflight step of `pulumi up`: the first thing the deployment runs (infra/preflight.ts
+ * declares it; every costly resource depends on it). It runs the checks `npm run doctor` runs
+ * (jobs/lib/preflight.ts) against the subscription `pulumi up` deploys to and fails the step,
+ * so Pulumi creates nothing that depends on it, when one fails: a retired or unoffered VM size,
+ * missing quota or providers, a name held by someone else or by a soft-deleted resource, a
+ * pinned model version that does not exist. Each failure names its remedy.
+ *
+ * Env: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (JSON of `preflightInput(config)`),
+ * ARM_ENDPOINT (optional). Credentials: DefaultAzureCredential. Exit codes: 0 passed (warnings
+ * printed), 1 a check failed, 2 bad environment.
+ */
+import { EXIT_CONFIG, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps } from "./lib/arm";
+import { formatReport, runDoctor, type PreflightInput } from "./lib/preflight";
+
+/** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
+export function parsePreflightInput(raw: string | undefined): PreflightInput | string {
+  try {
+    const input = JSON.parse(raw ?? "");
+    if (!input || typeof input.location !== "string" || !Array.isArray(input.serving?.deployments) || !input.trainingCluster) {
+      return "PREFLIGHT_INPUT must be the JSON of preflightInput(config)";
+    }
+    return input as PreflightInput;
+  } catch (e) {
+    return `PREFLIGHT_INPUT is not valid JSON: ${(e as Error).message}`;
+  }
+}
+
+/** Run the checks from the environment and print the report; returns the exit code. Never throws. */
+export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<number> {
+  const error = deps.error ?? deps.log;
+  const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "PULUMI_STACK", "PREFLIGHT_INPUT"]);
+  if (missing.length) {
+    error(`preflight: missing environment variable(s): ${missing.join(", ")}`);
+    return EXIT_CONFIG;
+  }
+  const input = parsePreflightInput(env.PREFLIGHT_INPUT);
+  if (typeof input === "string") {
+    error(`preflight: ${input}`);
+    return EXIT_CONFIG;
+  }
+  let baseUrl: string | undefined;
+  try {
+    baseUrl = armEndpointFromEnv(env);
+  } catch (e) {
+    error(`preflight: ${(e as Error).message}`);
+    return EXIT_CONFIG;
+  }
+  const result = await runDoctor(
+    { stack: env.PULUMI_STACK!.trim(), config: input, subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim() },
+    {
+      credential: deps.credential ?? defaultCredential(),
+      baseUrl,
+      fetchImpl: deps.fetchImpl,
+      env,
+      sleep: deps.sleep,
+      backoffBaseMs: deps.backoffBaseMs,
+      maxRetries: deps.maxRetries,
+      log: error,
+    },
+  );
+  const report = formatReport(result.checks);
+  if (result.exitCode !== 0) {
+    error(
+      `Preflight failed: nothing costly was created (no job, endpoint or deployment). Fix what is marked FAIL below, ` +
+        `then run \`pulumi up\` again (\`npm run doctor -- --stack ${env.PULUMI_STACK!.trim()}\` runs the same checks).`,
+    );
+    error(report);
+    return EXIT_FAILED;
+  }
+  deps.log(`Preflight passed for stack ${env.PULUMI_STACK!.trim()} in ${input.location}.`);
+  deps.log(report);
+  return EXIT_OK;
+}
+
+if (require.main === module) {
+  runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) }).then((code) => {
+    process.exitCode = code;
+  });
+}
