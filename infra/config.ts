@@ -14,6 +14,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
+import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
@@ -103,19 +104,19 @@ const hyperparametersSchema = z.strictObject({
   seed: int(0, 2 ** 31 - 1).default(0),
 });
 
-/** `train_sft[:1%]` (percent of rows) or `train_sft[:10]` (row count), as `datasets` slices. */
-const splitPattern = /^(train_sft|test_sft|train_gen|test_gen)\[:(100%|[1-9]\d?%|[1-9]\d*)\]$/;
-
 const dataSchema = z.discriminatedUnion("source", [
   z.strictObject({
     /** Download ultrachat_200k inside Azure ML with a preparation command job (seed). */
     source: z.literal("ultrachat"),
-    /** Hugging Face dataset id. */
-    dataset: z.string().min(1).default("HuggingFaceH4/ultrachat_200k"),
+    /** Hugging Face dataset id (`namespace/name`; reaches the job's command line, so strictly checked). */
+    dataset: z
+      .string()
+      .regex(HF_REPO_ID, { error: "must be a Hugging Face dataset id such as HuggingFaceH4/ultrachat_200k (letters, digits, '-', '_', '.', one '/')" })
+      .default("HuggingFaceH4/ultrachat_200k"),
     /** Slice of the dataset (seed: `train_sft[:1%]`; CPU profile: `train_sft[:10]`). */
     split: z
       .string()
-      .regex(splitPattern, { error: "must look like train_sft[:1%] (1-100 percent) or train_sft[:10] (rows)" })
+      .regex(SPLIT_EXPRESSION, { error: "must look like train_sft[:1%] (1-100 percent) or train_sft[:10] (rows)" })
       .default("train_sft[:1%]"),
     /** Fraction held out for evaluation, 0..1 exclusive (seed: 0.2 → 80/20). */
     testSize: z.number().gt(0).lt(1).default(0.2),

@@ -7,6 +7,7 @@ import * as storage from "@pulumi/azure-native/storage";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
+import { commandLine } from "./shell";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
@@ -90,22 +91,30 @@ export function fineTuneArguments(c: StackConfig): [string, string][] {
   ];
 }
 
-/** The fine-tune command line of the Azure ML job ({@link fineTuneArguments} after the script). */
+/**
+ * The fine-tune command line of the Azure ML job: {@link fineTuneArguments} after the script,
+ * every value shell-quoted (infra/shell.ts; bindings stay bare for Azure ML's substitution).
+ * The values are raw in {@link fineTuneArguments}, so local runs (argv, no shell) use them as is.
+ */
 export function fineTuneCommand(c: StackConfig): string {
-  return ["python fine_tune.py", ...fineTuneArguments(c).map(([flag, value]) => `${flag} ${value}`)].join(" ");
+  return commandLine(["python", "fine_tune.py"], fineTuneArguments(c));
 }
 
-/** The data preparation command (ultrachat_200k slice → train/test JSONL outputs). */
-export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat" }>): string {
+/** prepare_data.py's arguments (raw values, as `[flag, value]` pairs), outputs as Azure ML bindings. */
+export function prepArguments(d: Extract<StackConfig["data"], { source: "ultrachat" }>): [string, string][] {
   return [
-    "python prepare_data.py",
-    `--dataset ${d.dataset}`,
-    `--split '${d.split}'`,
-    `--test-size ${d.testSize}`,
-    `--seed ${d.seed}`,
-    "--train-output ${{outputs.train}}",
-    "--test-output ${{outputs.test}}",
-  ].join(" ");
+    ["--dataset", d.dataset],
+    ["--split", d.split],
+    ["--test-size", String(d.testSize)],
+    ["--seed", String(d.seed)],
+    ["--train-output", "${{outputs.train}}"],
+    ["--test-output", "${{outputs.test}}"],
+  ];
+}
+
+/** The data preparation command (ultrachat_200k slice → train/test JSONL outputs), values shell-quoted. */
+export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat" }>): string {
+  return commandLine(["python", "prepare_data.py"], prepArguments(d));
 }
 
 /**
