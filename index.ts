@@ -48,8 +48,16 @@ const identity = new WorkloadIdentity("phi3-identity", {
   location,
   resourceGroupName: workspace.resourceGroupName,
   identityName: names.identity,
+  computeIdentityName: names.computeIdentity,
   subscriptionId: client.subscriptionId,
-  scopes: { resourceGroup: workspace.resourceGroupId, storageAccount: workspace.storageAccountId, registry: workspace.registryId },
+  scopes: {
+    resourceGroup: workspace.resourceGroupId,
+    storageAccount: workspace.storageAccountId,
+    registry: workspace.registryId,
+    workspace: workspace.workspaceId,
+    datastoreContainer: workspace.datastoreContainerId,
+  },
+  cookbookRoles: config.security.cookbookRoles,
   tags,
   after: [preflight.done],
 });
@@ -59,7 +67,7 @@ const ws = { resourceGroupName: workspace.resourceGroupName, workspaceName: work
 const compute = new ComputeClusters("phi3-compute", {
   location,
   ...ws,
-  identityId: identity.id,
+  identityId: identity.computeId,
   training: config.trainingCluster,
   prep: config.data.source === "ultrachat" ? config.data.prepCluster : undefined,
   tags,

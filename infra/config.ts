@@ -14,6 +14,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
+import { SECURITY_DEFAULTS, securitySchema } from "./security";
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
@@ -289,6 +290,8 @@ export const configSchema = z
     data: dataSchema.default(dataSchema.parse({ source: "ultrachat" })),
     serving: servingSchema.default({ deployments: [DEFAULT_DEPLOYMENT], mirrorTraffic: {}, traffic: { blue: 100 } }),
     promptFlow: promptFlowSchema.default(promptFlowSchema.parse({})),
+    /** Security profile, identities' roles, lock (infra/security.ts; default: standard, least privilege). */
+    security: securitySchema.default(SECURITY_DEFAULTS),
     /** Overrides of the cost table (USD per hour by VM size). */
     prices: z.record(z.string(), z.number().positive()).default({}),
   })

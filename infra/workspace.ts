@@ -7,6 +7,7 @@ import * as operationalinsights from "@pulumi/azure-native/operationalinsights";
 import * as resources from "@pulumi/azure-native/resources";
 import * as storage from "@pulumi/azure-native/storage";
 import { AzureNames } from "./naming";
+import { defaultDatastoreContainer } from "./training";
 
 /** Arguments of {@link MlWorkspace}. */
 export interface MlWorkspaceArgs {
@@ -45,6 +46,8 @@ export class MlWorkspace extends pulumi.ComponentResource {
   public readonly workspaceId: pulumi.Output<string>;
   /** The workspace's GUID (Azure's `workspaceId` property; names the `workspaceblobstore` container). */
   public readonly workspaceGuid: pulumi.Output<string>;
+  /** ARM id of the `workspaceblobstore` container (Azure ML creates it with the workspace): scope of the jobs' data role. */
+  public readonly datastoreContainerId: pulumi.Output<string>;
 
   constructor(name: string, args: MlWorkspaceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Workspace", name, {}, opts);
@@ -153,6 +156,7 @@ export class MlWorkspace extends pulumi.ComponentResource {
     this.workspaceName = workspace.name;
     this.workspaceId = workspace.id;
     this.workspaceGuid = workspace.workspaceId;
+    this.datastoreContainerId = pulumi.interpolate`${account.id}/blobServices/default/containers/${workspace.workspaceId.apply(defaultDatastoreContainer)}`;
     this.registerOutputs({
       resourceGroupName: this.resourceGroupName,
       workspaceName: this.workspaceName,

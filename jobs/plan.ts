@@ -10,8 +10,8 @@
  */
 import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
-import { BUILT_IN_ROLES } from "../infra/identity";
 import { estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
+import { accessLine, AccessLine, accessSummary, formatAccess } from "./lib/access";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -47,9 +47,6 @@ export function parsePlanArgs(argv: string[]): PlanArgs {
 
 const shortType = (t: string) => t.split(":").pop() ?? t;
 
-/** Role name by role definition GUID, from the table the identity component assigns. */
-const ROLE_NAMES: Record<string, string> = Object.fromEntries(Object.entries(BUILT_IN_ROLES).map(([name, guid]) => [guid, name]));
-
 /** The few settings a reviewer looks at for each resource type. */
 export function keySettings(r: Registration): string {
   const i = unwrapSecrets(r.inputs, MASK);
@@ -65,8 +62,10 @@ export function keySettings(r: Registration): string {
       return `${i.sku?.name}, admin user=${i.adminUserEnabled}`;
     case "azure-native:machinelearningservices:Workspace":
       return `kind=${i.kind}${i.hubResourceId ? `, hub=${String(i.hubResourceId).split("/").pop()}` : ""}`;
-    case "azure-native:authorization:RoleAssignment":
-      return `${ROLE_NAMES[String(i.roleDefinitionId).split("/").pop() ?? ""] ?? i.roleDefinitionId} on ${String(i.scope).split("/").slice(-2).join("/")} (${i.principalType})`;
+    case "azure-native:authorization:RoleAssignment": {
+      const a = accessLine(r);
+      return `${a.role} on ${a.scope} → ${a.grantee}`;
+    }
     case "azure-native:machinelearningservices:Compute": {
       const c = p.properties ?? {};
       return `${c.vmSize} ${c.vmPriority}, nodes ${c.scaleSettings?.minNodeCount}..${c.scaleSettings?.maxNodeCount}, idle ${c.scaleSettings?.nodeIdleTimeBeforeScaleDown}`;
@@ -125,6 +124,8 @@ export interface Plan {
   outputs: Record<string, unknown>;
   warnings: string[];
   cost: CostEstimate;
+  /** Every role assignment: who gets what on which scope, and why. */
+  access: AccessLine[];
   resourceCount: number;
 }
 
@@ -142,7 +143,7 @@ export function buildPlan(run: ProgramRun, meta: { project: string; stack: strin
   const outputs = Object.fromEntries(
     Object.entries(run.outputs).map(([k, v]) => [k, run.secretOutputs.includes(k) ? MASK : unwrapSecrets(v, MASK)]),
   );
-  return { ...meta, components, outputs, resourceCount: run.registrations.filter((r) => r.custom).length };
+  return { ...meta, components, outputs, access: accessSummary(run.registrations), resourceCount: run.registrations.filter((r) => r.custom).length };
 }
 
 /** Human-readable plan lines. */
@@ -159,6 +160,7 @@ export function formatPlan(plan: Plan): string[] {
       if (r.settings) lines.push(`        ${r.settings}`);
     }
   }
+  lines.push(...formatAccess(plan.access));
   lines.push("", "Outputs:");
   for (const [k, v] of Object.entries(plan.outputs)) if (v !== undefined) lines.push(`    ${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
   if (plan.warnings.length) {
