@@ -11,6 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
 import { ComputeClusters } from "./infra/compute";
 import { loadConfig } from "./infra/config";
+import { secretTags } from "./infra/secrets";
 import { chatDefaults as chatDefaultsOf } from "./infra/generation";
 import { WorkloadIdentity } from "./infra/identity";
 import { azureNames } from "./infra/naming";
@@ -21,11 +22,13 @@ import { planTraining, Training } from "./infra/training";
 import { MlWorkspace } from "./infra/workspace";
 
 // Validate everything (config, files, data) before the first resource is registered.
-const { config, warnings } = loadConfig();
+const { config, warnings, secrets } = loadConfig();
 const trainingPlan = planTraining(config);
 for (const w of warnings) pulumi.log.warn(w);
 
-const tags = { ...config.tags, project: "phi3-finetune", stack: pulumi.getStack() };
+// Secret config stays secret: tag values are pulumi.secret when the tags key is (infra/secrets.ts).
+const userTags = secretTags(config.tags, secrets);
+const tags = { ...userTags, project: "phi3-finetune", stack: pulumi.getStack() };
 const location = config.location;
 const client = authorization.getClientConfigOutput();
 const names = client.subscriptionId.apply((subscriptionId) =>
@@ -84,6 +87,7 @@ const training = new Training("phi3-training", {
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
   dependsOn: [identity.rolesInEffect],
+  secrets,
 });
 
 const serving = new Serving("phi3-serving", {
@@ -95,6 +99,8 @@ const serving = new Serving("phi3-serving", {
   identity: { id: identity.id, clientId: identity.clientId },
   rolesInEffect: identity.rolesInEffect,
   trainedModel: { name: training.modelName, version: training.modelVersion, id: training.modelVersionId },
+  tags: userTags,
+  secrets,
 });
 
 const promptFlow = config.promptFlow.enabled

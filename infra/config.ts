@@ -14,6 +14,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
+import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
 import { SECURITY_DEFAULTS, securitySchema } from "./security";
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
@@ -418,16 +419,22 @@ function keyName(path: PropertyKey[]): string {
 export interface ParsedConfig {
   config: StackConfig;
   warnings: string[];
+  /** Which values are secrets (infra/secrets.ts); components wrap them with `pulumi.secret`. */
+  secrets: SecretMarks;
 }
 
 /**
  * Parse and validate raw stack config (strings as Pulumi delivers them; objects as JSON).
  * `raw` holds project keys without namespace plus `location` (from `azure-native:location`).
  * Gathers every problem and throws one {@link ConfigError} naming each key, the value given
- * and what is allowed. Returns the typed config and warnings (retired VM sizes).
+ * and what is allowed (never the value of a key in `secretKeys`, Pulumi's secret keys without
+ * namespace; a secret key that cannot stay secret is a problem too). Returns the typed config,
+ * warnings (retired VM sizes) and which values are secrets.
  */
-export function parseConfig(raw: RawConfig): ParsedConfig {
-  const problems: string[] = [];
+export function parseConfig(raw: RawConfig, options: { secretKeys?: string[] } = {}): ParsedConfig {
+  const secretKeys = options.secretKeys ?? [];
+  const secret = secretMarks(secretKeys);
+  const problems: string[] = secret.problems.map((p) => `${keyName([p.key])}: ${p.message}`);
   const input: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined) continue;
@@ -454,12 +461,13 @@ export function parseConfig(raw: RawConfig): ParsedConfig {
         for (const k of issue.keys) problems.push(`${keyName([...issue.path, k])}: unknown key`);
         continue;
       }
-      const given = "input" in issue && issue.input !== undefined ? ` (got ${show(issue.input)})` : "";
+      const hidden = secretKeys.includes(String(issue.path[0]));
+      const given = "input" in issue && issue.input !== undefined ? ` (got ${hidden ? "[secret]" : show(issue.input)})` : "";
       problems.push(`${keyName(issue.path)}: ${issue.message}${given}`);
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
-  return { config: result.data, warnings: configWarnings(result.data) };
+  return { config: result.data, warnings: configWarnings(result.data), secrets: secretKeys.length ? secret.marks : NO_SECRETS };
 }
 
 /** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
@@ -514,14 +522,16 @@ export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
 
 /**
  * Read this stack's raw config from the Pulumi runtime (the only place the program touches
- * Pulumi config) and parse it with {@link parseConfig}, then validate the data files it names.
- * Throws {@link ConfigError}.
+ * Pulumi config) and parse it with {@link parseConfig}, keeping Pulumi's secret marking (which
+ * `allConfig()` drops: the secret keys are asked for separately), then validate the data files
+ * it names. Throws {@link ConfigError}.
  */
 export function loadConfig(): ParsedConfig {
-  const parsed = parseConfig(rawProjectConfig(pulumi.runtime.allConfig()));
+  const raw = rawProjectConfig(pulumi.runtime.allConfig());
+  const parsed = parseConfig(raw, { secretKeys: runtimeSecretKeys(PROJECT, Object.keys(raw).filter((k) => k !== "location")) });
   const data = validateDataFiles(parsed.config);
   if (data.problems.length) throw new ConfigError(data.problems);
-  return { config: parsed.config, warnings: [...parsed.warnings, ...data.warnings] };
+  return { ...parsed, warnings: [...parsed.warnings, ...data.warnings] };
 }
 
 /**

@@ -3,6 +3,7 @@ import * as authorization from "@pulumi/azure-native/authorization";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import * as time from "@pulumiverse/time";
 import { uuidV5 } from "./naming";
+import type { Tags } from "./secrets";
 
 /**
  * Built-in Azure role definition GUIDs this stack assigns
@@ -114,7 +115,8 @@ export interface WorkloadIdentityArgs {
    * datastore container, inside the same wait.
    */
   deployerObjectId?: pulumi.Input<string>;
-  tags: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** Resource tags (values may be secrets). */
+  tags: Tags;
   /** Resources the identity waits for (the preflight). */
   after?: pulumi.Input<pulumi.Resource>[];
 }

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type { ChatDefaults } from "./generation";
+import type { Tags } from "./secrets";
 
 /** Arguments of {@link PromptFlow}. */
 export interface PromptFlowArgs {
@@ -21,7 +22,8 @@ export interface PromptFlowArgs {
   endpointKey: pulumi.Output<string>;
   /** Generation defaults for the serving hardware (infra/generation.ts), put in the metadata. */
   chatDefaults: ChatDefaults;
-  tags: Record<string, string>;
+  /** Resource tags (values may be secrets). */
+  tags: Tags;
 }
 
 /**

@@ -4,6 +4,7 @@ import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import { DeploymentConfig, StackConfig } from "./config";
 import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
+import { SecretMarks, secretEnvironment, Tags } from "./secrets";
 
 /**
  * Azure name of a deployment: the config name plus 8 hex of the model version it serves, so
@@ -47,6 +48,10 @@ export interface ServingArgs {
   rolesInEffect: pulumi.Resource;
   /** The model version this stack trains. */
   trainedModel: { name: string; version: string; id: pulumi.Input<string> };
+  /** The user's tags (values may be secrets; `secretTags`). */
+  tags: Tags;
+  /** Which config values are secrets: environment variable values are wrapped with `pulumi.secret` when marked. */
+  secrets: SecretMarks;
 }
 
 /**
@@ -73,7 +78,7 @@ export class Serving extends pulumi.ComponentResource {
     super("phi3:infra:Serving", name, {}, opts);
     const { config: c } = args;
     const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
-    const tags = c.tags;
+    const tags = args.tags;
 
     const endpointArgs: ml.OnlineEndpointArgs = {
       ...ws,
@@ -119,7 +124,7 @@ export class Serving extends pulumi.ComponentResource {
             model: modelId,
             appInsightsEnabled: true,
             environmentVariables: {
-              ...d.environmentVariables,
+              ...secretEnvironment(d.environmentVariables, args.secrets),
               SUBSCRIPTION_ID: args.subscriptionId,
               RESOURCE_GROUP_NAME: args.resourceGroupName,
               UAI_CLIENT_ID: args.identity.clientId,

@@ -7,6 +7,7 @@ import * as storage from "@pulumi/azure-native/storage";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
+import { plainTags, SecretMarks } from "./secrets";
 import { commandLine } from "./shell";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
@@ -192,6 +193,8 @@ export interface TrainingArgs {
   prepClusterId?: pulumi.Input<string>;
   /** Resources the first job must wait for (the cluster identity's roles in effect). */
   dependsOn: pulumi.Input<pulumi.Resource>[];
+  /** Which config values are secrets: secret tag values stay out of job bodies (Studio shows job tags). */
+  secrets: SecretMarks;
 }
 
 /**
@@ -218,7 +221,7 @@ export class Training extends pulumi.ComponentResource {
     super("phi3:infra:Training", name, {}, opts);
     const { config: c, plan } = args;
     const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
-    const tags = { ...c.tags, stack: pulumi.getStack() };
+    const tags = { ...plainTags(c.tags, args.secrets), stack: pulumi.getStack() };
 
     // Uploads go where the SDK puts them: workspaceblobstore, LocalUpload/<hash>/ (see DEFAULT_DATASTORE).
     const container = pulumi.output(args.workspaceGuid).apply(defaultDatastoreContainer);

@@ -7,6 +7,7 @@ import * as operationalinsights from "@pulumi/azure-native/operationalinsights";
 import * as resources from "@pulumi/azure-native/resources";
 import * as storage from "@pulumi/azure-native/storage";
 import { AzureNames } from "./naming";
+import type { Tags } from "./secrets";
 import { defaultDatastoreContainer } from "./training";
 
 /** Arguments of {@link MlWorkspace}. */
@@ -19,8 +20,8 @@ export interface MlWorkspaceArgs {
   client: pulumi.Input<{ subscriptionId: string; tenantId: string }>;
   /** Use this existing resource group instead of creating one (empty: create). */
   existingResourceGroup: string;
-  /** Tags on every resource. */
-  tags: Record<string, string>;
+  /** Tags on every resource (values may be secrets). */
+  tags: Tags;
   /** Resources every child waits for (the preflight). */
   after?: pulumi.Input<pulumi.Resource>[];
 }

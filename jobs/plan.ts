@@ -83,6 +83,7 @@ export function keySettings(r: Registration): string {
     case "azure-native:machinelearningservices:OnlineEndpoint":
       return `auth=${p.authMode}, identity=${(i.identity?.userAssignedIdentities ?? []).map((x: string) => x.split("/").pop()).join(",")}`;
     case "azure-native:machinelearningservices:OnlineDeployment": {
+      if (typeof p === "string") return `x${i.sku?.capacity}, properties ${p} (they hold a secret environment variable)`;
       const rs = p.requestSettings ?? {};
       const lp = p.livenessProbe ?? {};
       return (

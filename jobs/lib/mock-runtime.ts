@@ -189,6 +189,8 @@ export interface RunOptions {
   stack: string;
   /** Fully qualified config, e.g. from {@link readStackConfig}. */
   config: Record<string, string>;
+  /** Fully qualified keys Pulumi marks secret (what `PULUMI_CONFIG_SECRET_KEYS` carries in a real run). */
+  secretKeys?: string[];
   /** Mock a `pulumi preview` (true) or a `pulumi up` (false). */
   preview: boolean;
   subscriptionId?: string;
@@ -207,7 +209,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
   const invokes: ProgramRun["invokes"] = [];
   const pending = new Map<string, Partial<Registration>>();
 
-  pulumi.runtime.setAllConfig(opts.config);
+  pulumi.runtime.setAllConfig(opts.config, opts.secretKeys);
   await pulumi.runtime.setMocks(
     {
       newResource(args) {
