@@ -12,6 +12,7 @@ import * as authorization from "@pulumi/azure-native/authorization";
 import { ComputeClusters } from "./infra/compute";
 import { loadConfig } from "./infra/config";
 import { secretTags } from "./infra/secrets";
+import { deployerPrincipalType, isPrivate } from "./infra/security";
 import { chatDefaults as chatDefaultsOf } from "./infra/generation";
 import { WorkloadIdentity } from "./infra/identity";
 import { azureNames } from "./infra/naming";
@@ -45,6 +46,7 @@ const workspace = new MlWorkspace("phi3", {
   existingResourceGroup: config.resourceGroupName,
   tags,
   after: [preflight.done],
+  security: config.security,
 });
 
 const identity = new WorkloadIdentity("phi3-identity", {
@@ -61,6 +63,9 @@ const identity = new WorkloadIdentity("phi3-identity", {
     datastoreContainer: workspace.datastoreContainerId,
   },
   cookbookRoles: config.security.cookbookRoles,
+  // private: shared key is off, so pulumi up uploads code and data with its own Entra ID identity.
+  deployerObjectId: isPrivate(config.security) ? client.objectId : undefined,
+  deployerPrincipalType: client.clientId.apply((id) => deployerPrincipalType(config.security, id)),
   tags,
   after: [preflight.done],
 });
@@ -88,6 +93,7 @@ const training = new Training("phi3-training", {
   prepClusterId: compute.prepClusterId,
   dependsOn: [identity.rolesInEffect],
   secrets,
+  entraIdUploads: isPrivate(config.security),
 });
 
 const serving = new Serving("phi3-serving", {
@@ -101,6 +107,8 @@ const serving = new Serving("phi3-serving", {
   trainedModel: { name: training.modelName, version: training.modelVersion, id: training.modelVersionId },
   tags: userTags,
   secrets,
+  security: config.security,
+  logAnalyticsId: workspace.logAnalyticsId,
 });
 
 const promptFlow = config.promptFlow.enabled
@@ -118,6 +126,9 @@ const promptFlow = config.promptFlow.enabled
       endpointKey: serving.primaryKey,
       chatDefaults: chatDefaultsOf(config),
       tags,
+      security: config.security,
+      workspaceId: workspace.workspaceId,
+      subscriptionId: client.subscriptionId,
     })
   : undefined;
 

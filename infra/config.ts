@@ -15,7 +15,7 @@ import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl"
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
-import { SECURITY_DEFAULTS, securitySchema } from "./security";
+import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
@@ -502,6 +502,7 @@ export function configWarnings(c: StackConfig): string[] {
       warnings.push(`${keyName(["serving", "deployments", i, "model"])}: ${d.model.name} version ${d.model.version} must exist in this stack's workspace; the preflight checks it before anything is created.`);
     }
   });
+  warnings.push(...securityWarnings(c.security));
   return warnings;
 }
 

@@ -54,14 +54,16 @@ export interface RoleGrant {
   grantee: Grantee;
   /** Why this principal needs this role on this scope, with the page that says so. */
   why: string;
+  /** Principal type; default `ServicePrincipal` (managed identities: no PrincipalNotFound while a new identity replicates). */
+  principalType?: pulumi.Input<string>;
 }
 
 /**
  * Declare role assignments for one principal (Microsoft.Authorization/roleAssignments): the
  * name is {@link roleAssignmentName} (UUID v5 of scope, principal, role), the description says
- * `<grantee>: <role>: <why>` (the plan prints it). `principalType: ServicePrincipal` for managed
- * identities (no PrincipalNotFound while a new identity replicates); omitted for the deployer,
- * who may be a user or a service principal.
+ * `<grantee>: <role>: <why>` (the plan prints it). `principalType` defaults to ServicePrincipal
+ * (managed identities: no PrincipalNotFound while a new identity replicates); the deployer's is
+ * given (a user or a service principal).
  */
 export function grantRoles(
   name: string,
@@ -78,7 +80,7 @@ export function grantRoles(
           roleAssignmentName: pulumi.all([g.scope, principalId]).apply(([s, p]) => roleAssignmentName(s, p, g.role)),
           scope: g.scope,
           principalId,
-          ...(g.grantee === "deployer" ? {} : { principalType: "ServicePrincipal" }),
+          principalType: g.principalType ?? "ServicePrincipal",
           roleDefinitionId: pulumi.output(subscriptionId).apply((sub) => roleDefinitionId(sub, g.role)),
           description: `phi3-finetune: ${g.grantee}: ${g.role}: ${g.why}`,
         },
@@ -115,6 +117,8 @@ export interface WorkloadIdentityArgs {
    * datastore container, inside the same wait.
    */
   deployerObjectId?: pulumi.Input<string>;
+  /** Principal type of the deployer (`deployerPrincipalType` in infra/security.ts). */
+  deployerPrincipalType?: pulumi.Input<string>;
   /** Resource tags (values may be secrets). */
   tags: Tags;
   /** Resources the identity waits for (the preflight). */
@@ -192,7 +196,7 @@ export class WorkloadIdentity extends pulumi.ComponentResource {
     const deployerGrants: RoleGrant[] =
       args.deployerObjectId === undefined
         ? []
-        : [{ suffix: "deployer-blob-contributor-datastore", role: "Storage Blob Data Contributor", scope: scopes.datastoreContainer, grantee: "deployer", why: "pulumi up uploads code and data with Entra ID (shared key is off)" }];
+        : [{ suffix: "deployer-blob-contributor-datastore", role: "Storage Blob Data Contributor", scope: scopes.datastoreContainer, grantee: "deployer", why: "pulumi up uploads code and data with Entra ID (shared key is off)", principalType: args.deployerPrincipalType }];
     this.roleAssignments = [
       ...grantRoles(name, endpoint.principalId, args.subscriptionId, endpointGrants, { parent: this }),
       ...grantRoles(name, compute.principalId, args.subscriptionId, computeGrants, { parent: this }),

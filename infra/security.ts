@@ -34,6 +34,12 @@ export const securitySchema = z.strictObject({
   lock: z.boolean().default(false),
   /** Azure Firewall SKU behind the managed network's FQDN rules (`private`): Standard (Microsoft's default) or Basic (cheaper). */
   firewallSku: z.enum(["Standard", "Basic"]).default("Standard"),
+  /**
+   * Principal type of whoever runs `pulumi up` (`private`: the deployer gets a data role for the
+   * uploads). Default: `User` when logged in through the Azure CLI or Azure PowerShell, else
+   * `ServicePrincipal` (CI); set it when that guess is wrong.
+   */
+  deployerPrincipalType: z.enum(["User", "ServicePrincipal", "Group"]).optional(),
   /** More FQDNs the managed network allows (`private`), e.g. a private package mirror. */
   extraOutboundFqdns: z.array(z.string().regex(FQDN, { error: "must be a host name such as pypi.example.com or *.example.com" })).max(50).default([]),
 });
@@ -132,6 +138,35 @@ export function privateEndpointCount(s: SecurityConfig, promptFlow: boolean): nu
 /** Managed networks (each with its own Azure Firewall when it has FQDN rules) of the `private` profile. */
 export function managedNetworkCount(s: SecurityConfig, promptFlow: boolean): number {
   return isPrivate(s) ? (promptFlow ? 2 : 1) : 0;
+}
+
+/**
+ * What the plan and `pulumi preview` should say about the profile: in `private`, where uploads,
+ * chat and Prompt flow must run from (README "Security"), and what the lock blocks.
+ */
+export function securityWarnings(s: SecurityConfig): string[] {
+  const w: string[] = [];
+  if (isPrivate(s)) {
+    w.push(
+      "phi3-finetune:security.profile: private: `pulumi up` uploads code and data to the storage account with Entra ID, so run it from a machine " +
+        "that reaches the account privately (e.g. a self-hosted runner in a network with a private endpoint to it); `npm run chat` and Prompt flow " +
+        "reach the endpoint only from inside the network. Choose private at the first `up`: Azure cannot turn a managed network off, and turning it on needs the clusters and endpoint deleted first.",
+    );
+  }
+  if (s.lock) w.push("phi3-finetune:security.lock: the resource group gets a CanNotDelete lock: set it to false and `pulumi up` before `pulumi destroy` or a rollout that replaces a deployment.");
+  return w;
+}
+
+/** Application ids of Microsoft's sign-in clients for people: the Azure CLI and Azure PowerShell. */
+const INTERACTIVE_CLIENT_IDS = ["04b07795-8ddb-461a-bbee-02f9e1bf7b46", "1950a258-227b-4e31-a9cf-717495945fc2"];
+
+/**
+ * The principal type of the deployer's role assignment: `security.deployerPrincipalType` when
+ * set, else `User` for the Azure CLI's and Azure PowerShell's client ids (a person logged in),
+ * else `ServicePrincipal`. Azure refuses an assignment whose principalType does not match.
+ */
+export function deployerPrincipalType(s: SecurityConfig, clientId: string): "User" | "ServicePrincipal" | "Group" {
+  return s.deployerPrincipalType ?? (INTERACTIVE_CLIENT_IDS.includes(clientId.toLowerCase()) ? "User" : "ServicePrincipal");
 }
 
 /** Diagnostic settings: every log category (`allLogs` group) and `AllMetrics`, to the stack's Log Analytics (AVM's default). */

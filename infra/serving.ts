@@ -5,6 +5,8 @@ import type * as inputs from "@pulumi/azure-native/types/input";
 import { DeploymentConfig, StackConfig } from "./config";
 import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
 import { SecretMarks, secretEnvironment, Tags } from "./secrets";
+import { publicNetworkAccess, SecurityConfig } from "./security";
+import { diagnosticSetting } from "./workspace";
 
 /**
  * Azure name of a deployment: the config name plus 8 hex of the model version it serves, so
@@ -52,6 +54,10 @@ export interface ServingArgs {
   tags: Tags;
   /** Which config values are secrets: environment variable values are wrapped with `pulumi.secret` when marked. */
   secrets: SecretMarks;
+  /** The `security` setting: `private` disables the endpoint's public network access. */
+  security: SecurityConfig;
+  /** ARM id of the stack's Log Analytics workspace (the endpoint's diagnostic setting). */
+  logAnalyticsId: pulumi.Input<string>;
 }
 
 /**
@@ -85,7 +91,12 @@ export class Serving extends pulumi.ComponentResource {
       endpointName: args.endpointName,
       location: args.location,
       identity: { type: "UserAssigned", userAssignedIdentities: [args.identity.id] },
-      properties: { authMode: "Key", description: "Fine-tuned Phi-3 (phi3-finetune stack)" },
+      properties: {
+        authMode: "Key",
+        description: "Fine-tuned Phi-3 (phi3-finetune stack)",
+        // private: scoring only through the workspace's private endpoint (a client inside the network).
+        ...(publicNetworkAccess(args.security) === "Disabled" ? { publicNetworkAccess: "Disabled" } : {}),
+      },
       tags,
     };
     const endpoint = new ml.OnlineEndpoint(
@@ -100,6 +111,8 @@ export class Serving extends pulumi.ComponentResource {
         ignoreChanges: ["properties.traffic", "properties.mirrorTraffic"],
       },
     );
+
+    diagnosticSetting(`${name}-endpoint-diagnostics`, endpoint.id, args.logAnalyticsId, { parent: this });
 
     this.deploymentNames = {};
     const deployments = c.serving.deployments.map((d) => {

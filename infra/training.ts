@@ -195,6 +195,12 @@ export interface TrainingArgs {
   dependsOn: pulumi.Input<pulumi.Resource>[];
   /** Which config values are secrets: secret tag values stay out of job bodies (Studio shows job tags). */
   secrets: SecretMarks;
+  /**
+   * Upload with Entra ID (`jobs/upload-blobs.ts`, the deployer's identity) instead of
+   * azure-native `storage.Blob`, which signs with the account key: needed when shared-key access
+   * is off (the `private` profile). The uploads then wait for `dependsOn` (the deployer's role).
+   */
+  entraIdUploads?: boolean;
 }
 
 /**
@@ -229,8 +235,25 @@ export class Training extends pulumi.ComponentResource {
       pulumi.all([args.subscriptionId, args.resourceGroupName, args.workspaceName]).apply(([subscriptionId, resourceGroupName, workspaceName]) =>
         datastoreUri({ subscriptionId, resourceGroupName, workspaceName }, DEFAULT_DATASTORE, blobPath),
       );
-    const upload = (logical: string, blobName: string, file: string) =>
-      new storage.Blob(
+    const uploadProgram = "npx --no-install tsx jobs/upload-blobs.ts";
+    const upload = (logical: string, blobName: string, file: string): pulumi.CustomResource =>
+      args.entraIdUploads
+        ? new local.Command(
+            logical,
+            {
+              create: uploadProgram,
+              update: uploadProgram,
+              environment: {
+                BLOB_CONTAINER_URL: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}`,
+                UPLOADS: JSON.stringify([{ file: rel(file), blob: blobName }]),
+                CONTENT_SHA256: hashFile(file),
+              },
+              logging: "stdoutAndStderr",
+            },
+            // The deployer's Storage Blob Data Contributor must be in effect first; no delete step: uploads are kept like the SDK's.
+            { parent: this, dependsOn: args.dependsOn },
+          )
+        : new storage.Blob(
         logical,
         {
           accountName: args.storageAccountName,

@@ -10,8 +10,9 @@
  */
 import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
-import { estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
-import { accessLine, AccessLine, accessSummary, formatAccess } from "./lib/access";
+import { estimateCost, formatCostReport, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
+import { isPrivate, managedNetworkCount, privateEndpointCount } from "../infra/security";
+import { accessLine, AccessLine, accessSummary, formatAccess, scopeLabel } from "./lib/access";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -55,13 +56,17 @@ export function keySettings(r: Registration): string {
     case "azure-native:resources:ResourceGroup":
       return `location=${i.location}`;
     case "azure-native:storage:StorageAccount":
-      return `${i.kind} ${i.sku?.name}, public blob access=${i.allowBlobPublicAccess}, TLS>=${i.minimumTlsVersion}`;
+      return `${i.kind} ${i.sku?.name}, public blob access=${i.allowBlobPublicAccess}, TLS>=${i.minimumTlsVersion}, shared key=${i.allowSharedKeyAccess}, public network=${i.publicNetworkAccess}, infrastructure encryption=${i.encryption?.requireInfrastructureEncryption}`;
     case "azure-native:keyvault:Vault":
-      return `RBAC=${p.enableRbacAuthorization}, soft delete ${p.softDeleteRetentionInDays} d`;
+      return `RBAC=${p.enableRbacAuthorization}, soft delete ${p.softDeleteRetentionInDays} d, purge protection=${p.enablePurgeProtection}, public network=${p.publicNetworkAccess}`;
     case "azure-native:containerregistry:Registry":
-      return `${i.sku?.name}, admin user=${i.adminUserEnabled}`;
+      return `${i.sku?.name}, admin user=${i.adminUserEnabled}, public network=${i.publicNetworkAccess}`;
     case "azure-native:machinelearningservices:Workspace":
-      return `kind=${i.kind}${i.hubResourceId ? `, hub=${String(i.hubResourceId).split("/").pop()}` : ""}`;
+      return (
+        `kind=${i.kind}${i.hubResourceId ? `, hub=${String(i.hubResourceId).split("/").pop()}` : ""}, public network=${i.publicNetworkAccess}` +
+        (i.managedNetwork ? `, managed network ${i.managedNetwork.isolationMode} (${Object.keys(i.managedNetwork.outboundRules ?? {}).length} outbound rules, firewall ${i.managedNetwork.firewallSku})` : "") +
+        (i.systemDatastoresAuthMode ? `, datastores auth=${i.systemDatastoresAuthMode}` : "")
+      );
     case "azure-native:authorization:RoleAssignment": {
       const a = accessLine(r);
       return `${a.role} on ${a.scope} → ${a.grantee}`;
@@ -81,7 +86,7 @@ export function keySettings(r: Registration): string {
     case "azure-native:machinelearningservices:ModelVersion":
       return `${p.modelType} from ${p.modelUri}`;
     case "azure-native:machinelearningservices:OnlineEndpoint":
-      return `auth=${p.authMode}, identity=${(i.identity?.userAssignedIdentities ?? []).map((x: string) => x.split("/").pop()).join(",")}`;
+      return `auth=${p.authMode}, public network=${p.publicNetworkAccess ?? "Enabled"}, identity=${(i.identity?.userAssignedIdentities ?? []).map((x: string) => x.split("/").pop()).join(",")}`;
     case "azure-native:machinelearningservices:OnlineDeployment": {
       if (typeof p === "string") return `x${i.sku?.capacity}, properties ${p} (they hold a secret environment variable)`;
       const rs = p.requestSettings ?? {};
@@ -94,6 +99,12 @@ export function keySettings(r: Registration): string {
     }
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return typeof p === "string" ? `properties ${p} (hold the endpoint key)` : `${p.category}, keys=${Object.keys(p.credentials?.keys ?? {}).join(",")}`;
+    case "azure-native:monitor:DiagnosticSetting":
+      return `${(i.logs ?? []).map((l: { categoryGroup?: string }) => l.categoryGroup).join("+") || "no logs"} + ${(i.metrics ?? []).map((m: { category?: string }) => m.category).join("+")} of ${scopeLabel(String(i.resourceUri))} → ${scopeLabel(String(i.workspaceId))}`;
+    case "azure-native:storage:BlobServiceProperties":
+      return `blob soft delete ${i.deleteRetentionPolicy?.days} d, container soft delete ${i.containerDeleteRetentionPolicy?.days} d`;
+    case "azure-native:authorization:ManagementLockAtResourceGroupLevel":
+      return `${i.level} on resource group ${i.resourceGroupName}`;
     case "time:index/sleep:Sleep":
       return `waits ${i.createDuration} for the role assignments to take effect`;
     case "azure-native:storage:Blob":
@@ -104,6 +115,9 @@ export function keySettings(r: Registration): string {
         const input = JSON.parse(env.PREFLIGHT_INPUT);
         const sizes = [input.trainingCluster.vmSize, input.data?.prepCluster?.vmSize, ...input.serving.deployments.map((d: { instanceType: string }) => d.instanceType)].filter(Boolean);
         return `preflight, first step of up (everything costly waits for it): checks ${[...new Set(sizes)].join(", ")} in ${input.location}, quota, providers, names, pinned models`;
+      }
+      if (env.UPLOADS) {
+        return `uploads ${JSON.parse(env.UPLOADS).map((u: { file: string }) => u.file).join(", ")} with Entra ID (shared key is off)`;
       }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
@@ -125,13 +139,18 @@ export interface Plan {
   outputs: Record<string, unknown>;
   warnings: string[];
   cost: CostEstimate;
+  /** What the private profile's networking costs (undefined for `standard`). */
+  network?: NetworkEstimate;
   /** Every role assignment: who gets what on which scope, and why. */
   access: AccessLine[];
   resourceCount: number;
 }
 
 /** Build the plan from a mock run (secrets masked everywhere). */
-export function buildPlan(run: ProgramRun, meta: { project: string; stack: string; subscriptionId: string; warnings: string[]; cost: CostEstimate }): Plan {
+export function buildPlan(
+  run: ProgramRun,
+  meta: { project: string; stack: string; subscriptionId: string; warnings: string[]; cost: CostEstimate; network?: NetworkEstimate },
+): Plan {
   const components = run.registrations
     .filter((r) => !r.custom)
     .map((c) => ({
@@ -169,6 +188,7 @@ export function formatPlan(plan: Plan): string[] {
     for (const w of plan.warnings) lines.push(`    ! ${w}`);
   }
   lines.push("", ...formatCostReport(plan.cost));
+  if (plan.network) lines.push(...formatNetworkCost(plan.network, plan.cost.currency));
   lines.push("", `${plan.resourceCount} resources to create.`);
   return lines;
 }
@@ -203,7 +223,15 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
       loadPriceTable(cfg.prices),
       cfg.location,
     );
-    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost });
+    const network = isPrivate(cfg.security)
+      ? estimateNetworkCost({
+          privateEndpoints: privateEndpointCount(cfg.security, cfg.promptFlow.enabled),
+          firewalls: managedNetworkCount(cfg.security, cfg.promptFlow.enabled),
+          firewallSku: cfg.security.firewallSku,
+          premiumRegistry: true,
+        })
+      : undefined;
+    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost, network });
     if (args.json) out(JSON.stringify(plan, null, 2));
     else formatPlan(plan).forEach((l) => out(l));
     return 0;

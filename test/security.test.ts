@@ -2,13 +2,16 @@
  * Secure by default (issue 14): least-privilege identities (point 2), secrets that stay secret
  * (point 3) and the `security` profiles (point 4), on the real program under Pulumi mocks.
  */
+import { spawnSync } from "child_process";
+import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { deployerPrincipalType, SECURITY_DEFAULTS } from "../infra/security";
 import { buildPlan, formatPlan } from "../jobs/plan";
-import { byName, ofType, runStack } from "./helpers/stack";
+import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
 const plain = (r: Registration) => unwrapSecrets(r.inputs);
 const OWNER = "8e3af657-a8ff-4c66-a7a6-4fd8e5a3cebb";
@@ -162,5 +165,166 @@ describe("secrets stay secret end to end", () => {
     expect(err!.message).toMatch(/phi3-finetune:data\.split: .*\(got \[secret\]\)/);
     expect(err!.message).not.toContain(secretPrefix);
     expect(err!.message).not.toContain("bad; id");
+  });
+});
+
+/** Diagnostic-setting targets of a run, as `<type>/<name>` of each resourceUri's last segment pair. */
+function diagnosedKinds(run: ProgramRun): Map<string, Record<string, any>> {
+  const kinds = new Map<string, Record<string, any>>();
+  for (const d of ofType(run, "azure-native:monitor:DiagnosticSetting").map(plain)) {
+    const type = String(d.resourceUri).split("/").slice(-2)[0];
+    kinds.set(type, d);
+  }
+  return kinds;
+}
+
+/** Every `publicNetworkAccess` in a run's inputs (top level or under `properties`), by logical name. */
+function publicNetworkSettings(run: ProgramRun): [string, string][] {
+  const out: [string, string][] = [];
+  for (const r of run.registrations.filter((x) => x.custom)) {
+    const i = plain(r);
+    for (const v of [i.publicNetworkAccess, i.properties?.publicNetworkAccess]) if (v !== undefined) out.push([r.name, v]);
+  }
+  return out;
+}
+
+describe("security profile standard (dev stack)", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+
+  it("key vault: purge protection on, 90-day soft delete (existing vaults keep theirs: Azure refuses the change)", () => {
+    const kv = byName(run, "phi3-keyvault");
+    expect(plain(kv).properties).toMatchObject({ enablePurgeProtection: true, enableSoftDelete: true, softDeleteRetentionInDays: 90 });
+    expect(kv.ignoreChanges).toEqual(["properties.softDeleteRetentionInDays"]);
+  });
+
+  it("storage: infrastructure encryption, blob and container soft delete; keys and public access as before", () => {
+    const st = byName(run, "phi3-storage");
+    expect(plain(st).encryption).toMatchObject({ requireInfrastructureEncryption: true, keySource: "Microsoft.Storage" });
+    expect(st.ignoreChanges).toEqual(["encryption.requireInfrastructureEncryption"]);
+    expect(plain(st)).toMatchObject({ allowSharedKeyAccess: true, publicNetworkAccess: "Enabled" });
+    expect(plain(byName(run, "phi3-storage-blob-service"))).toMatchObject({
+      accountName: plain(st).accountName,
+      deleteRetentionPolicy: { enabled: true, days: 7 },
+      containerDeleteRetentionPolicy: { enabled: true, days: 7 },
+    });
+  });
+
+  it("diagnostic settings of workspace, endpoint, storage, vault and registry go to the stack's Log Analytics", () => {
+    const kinds = diagnosedKinds(run);
+    for (const kind of ["workspaces", "onlineEndpoints", "storageAccounts", "blobServices", "vaults", "registries"]) {
+      const d = kinds.get(kind);
+      expect(d, kind).toBeDefined();
+      expect(d!.workspaceId).toBe(byName(run, "phi3-logs").id);
+      expect(d!.metrics).toEqual([{ category: "AllMetrics", enabled: true }]);
+      if (kind !== "storageAccounts") expect(d!.logs).toEqual([{ categoryGroup: "allLogs", enabled: true }]);
+    }
+    expect(diagnosedKinds(run).get("workspaces")!.resourceUri).toBe(byName(run, "phi3-workspace").id);
+  });
+
+  it("public endpoints as before, no managed network, no lock; the endpoint's inputs unchanged", () => {
+    expect(publicNetworkSettings(run).every(([, v]) => v === "Enabled")).toBe(true);
+    expect(plain(byName(run, "phi3-workspace")).managedNetwork).toBeUndefined();
+    expect(plain(byName(run, "phi3-registry")).sku).toEqual({ name: "Basic" });
+    expect(ofType(run, "azure-native:authorization:ManagementLockAtResourceGroupLevel")).toEqual([]);
+    // The endpoint keeps azure-native's default (Enabled), as deployed stacks have it.
+    expect(plain(byName(run, "phi3-serving-endpoint")).properties.publicNetworkAccess).toBe("Enabled");
+    expect(ofType(run, "azure-native:storage:Blob").length).toBeGreaterThan(0);
+  });
+});
+
+describe("security profile private (Pulumi.private.yaml)", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack({ stack: "private" });
+  });
+
+  it("managed network isolation AllowOnlyApprovedOutbound with the jobs' outbound rules, on workspace and hub", () => {
+    for (const name of ["phi3-workspace", "phi3-promptflow-hub"]) {
+      const mn = plain(byName(run, name)).managedNetwork;
+      expect(mn.isolationMode, name).toBe("AllowOnlyApprovedOutbound");
+      const fqdns = Object.values<any>(mn.outboundRules).filter((r) => r.type === "FQDN").map((r) => r.destination);
+      for (const f of ["huggingface.co", "cdn-lfs.huggingface.co", "*.hf.co", "pypi.org", "*.pythonhosted.org", "*.anaconda.org"]) expect(fqdns, name).toContain(f);
+    }
+    const pe = plain(byName(run, "phi3-promptflow-hub")).managedNetwork.outboundRules["ml-workspace"];
+    expect(pe).toEqual({ type: "PrivateEndpoint", category: "UserDefined", destination: { serviceResourceId: byName(run, "phi3-workspace").id, subresourceTarget: "amlworkspace", sparkEnabled: false } });
+  });
+
+  it("public network access is disabled on every resource that has the property", () => {
+    const settings = publicNetworkSettings(run);
+    const names = settings.map(([n]) => n);
+    for (const n of ["phi3-workspace", "phi3-promptflow-hub", "phi3-promptflow-project", "phi3-storage", "phi3-keyvault", "phi3-registry", "phi3-serving-endpoint"]) expect(names).toContain(n);
+    expect(settings.filter(([, v]) => v !== "Disabled")).toEqual([]);
+    expect(plain(byName(run, "phi3-registry")).sku).toEqual({ name: "Premium" });
+  });
+
+  it("no storage account keys: shared key off, identity-based system datastores, the identities' data roles", () => {
+    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ allowSharedKeyAccess: false, networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } });
+    for (const n of ["phi3-workspace", "phi3-promptflow-hub"]) expect(plain(byName(run, n)).systemDatastoresAuthMode).toBe("identity");
+    const ws = byName(run, "phi3-workspace").state.identity.principalId;
+    const roles = ofType(run, "azure-native:authorization:RoleAssignment").map(plain).filter((a) => a.principalId === ws).map((a) => nameOfRole(roleOf(a))).sort();
+    expect(roles).toEqual(["Storage Blob Data Contributor", "Storage File Data Privileged Contributor"]);
+  });
+
+  it("uploads go through Entra ID (no storage.Blob, which signs with the key), after the deployer's role is in effect", () => {
+    expect(ofType(run, "azure-native:storage:Blob")).toEqual([]);
+    const uploads = ofType(run, "command:local:Command").filter((r) => plain(r).environment?.UPLOADS);
+    expect(uploads.length).toBe(4); // the files of finetuning_dir
+    const wait = byName(run, "phi3-identity-roles-in-effect");
+    for (const u of uploads) {
+      expect(plain(u).create).toBe("npx --no-install tsx jobs/upload-blobs.ts");
+      expect(u.dependencies).toContain(wait.urn);
+      expect(plain(u).environment.BLOB_CONTAINER_URL).toMatch(/^https:\/\/stphi3prv[0-9a-f]{6}\.blob\.core\.windows\.net\/azureml-blobstore-[0-9a-f-]{36}$/);
+    }
+    expect(byName(run, "phi3-training-code").dependencies).toEqual(expect.arrayContaining(uploads.map((u) => u.urn)));
+    const deployer = ofType(run, "azure-native:authorization:RoleAssignment").map(plain).find((a) => a.description.startsWith("phi3-finetune: deployer:"));
+    expect(deployer).toMatchObject({ scope: expect.stringMatching(/\/containers\/azureml-blobstore-/) });
+    // The mock deployer's client id is not the Azure CLI's: a service principal (CI), unless security.deployerPrincipalType says otherwise.
+    expect(deployer!.principalType).toBe("ServicePrincipal");
+    expect(Object.keys(wait.inputs.triggers)).toContain("deployer-blob-contributor-datastore");
+  });
+
+  it("diagnostic settings on each of the five resource kinds, purge protection on, the lock on the resource group", () => {
+    const kinds = diagnosedKinds(run);
+    for (const kind of ["workspaces", "onlineEndpoints", "storageAccounts", "vaults", "registries"]) expect(kinds.has(kind), kind).toBe(true);
+    expect(plain(byName(run, "phi3-keyvault")).properties).toMatchObject({ enablePurgeProtection: true, softDeleteRetentionInDays: 90, publicNetworkAccess: "Disabled" });
+    expect(plain(byName(run, "phi3-rg-lock"))).toMatchObject({ level: "CanNotDelete", resourceGroupName: "rg-phi3prv-private" });
+  });
+
+  it("the endpoint identity still holds only AcrPull and Storage Blob Data Reader; no Contributor or Owner anywhere", () => {
+    expect(rolesOf(run, "phi3-identity-uai")).toEqual(["AcrPull@registries", "Storage Blob Data Reader@storageAccounts"]);
+    const roles = ofType(run, "azure-native:authorization:RoleAssignment").map((r) => roleOf(plain(r)));
+    expect(roles).not.toContain(BUILT_IN_ROLES.Contributor);
+    expect(roles).not.toContain(OWNER);
+  });
+});
+
+describe("deployer principal type", () => {
+  it("is User for the Azure CLI and Azure PowerShell, ServicePrincipal otherwise, and the setting wins", async () => {
+    expect(deployerPrincipalType(SECURITY_DEFAULTS, "04b07795-8ddb-461a-bbee-02f9e1bf7b46")).toBe("User");
+    expect(deployerPrincipalType(SECURITY_DEFAULTS, "1950a258-227b-4e31-a9cf-717495945fc2")).toBe("User");
+    expect(deployerPrincipalType(SECURITY_DEFAULTS, "11111111-2222-3333-4444-555555555555")).toBe("ServicePrincipal");
+    expect(deployerPrincipalType({ ...SECURITY_DEFAULTS, deployerPrincipalType: "User" }, "11111111-2222-3333-4444-555555555555")).toBe("User");
+  });
+});
+
+describe("the private example's offline plan", () => {
+  const TSX = path.join(ROOT, "node_modules/.bin/tsx");
+  const plan = (...args: string[]) => spawnSync(TSX, ["jobs/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+
+  it("plans, and its cost estimate includes the private endpoints, the firewalls and the Premium registry", () => {
+    const text = plan("--stack", "private");
+    expect(text.status, text.stderr).toBe(0);
+    const json = plan("--stack", "private", "--json");
+    const p = JSON.parse(json.stdout);
+    expect(p.network).toMatchObject({ privateEndpoints: 9, firewalls: 2, firewallSku: "Standard", premiumRegistry: true });
+    expect(p.network.perHour).toBeCloseTo(9 * 0.01 + 2 * 1.25 + (0.0694 - 0.00694), 6);
+    expect(text.stdout).toMatch(/9 private endpoints \(managed networks\) @ USD 0\.01\/h = USD 0\.09\/h/);
+    expect(text.stdout).toMatch(/2 × Azure Firewall Standard/);
+    expect(p.warnings.join("\n")).toMatch(/security\.profile: private: `pulumi up` uploads/);
+    // The dev stack's plan has no network section.
+    expect(JSON.parse(plan("--stack", "dev", "--json").stdout).network).toBeUndefined();
   });
 });
