@@ -6,6 +6,7 @@
  */
 import * as fs from "fs";
 import { describe, expect, it } from "vitest";
+import { configProblems } from "./helpers/config";
 import { ConfigError, parseConfig, type RawConfig } from "../infra/config";
 import { BINDING, commandLine, HF_REPO_ID, shellQuote, splitShellWords } from "../infra/shell";
 import { fineTuneArguments, fineTuneCommand, prepArguments, prepCommand } from "../infra/training";
@@ -16,15 +17,7 @@ import { commandEnv, ofType, ROOT, runStack } from "./helpers/stack";
 const json = (v: unknown) => JSON.stringify(v);
 const ultrachat = (over: Record<string, unknown>) => ({ data: json({ source: "ultrachat", ...over }) });
 
-function problems(raw: RawConfig): string[] {
-  try {
-    parseConfig({ location: "eastus2", ...raw });
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as ConfigError).issues;
-  }
-  throw new Error("expected a ConfigError");
-}
+const problems = configProblems;
 
 /** [label, raw config, key that must be named]: every config string that reaches a job command. */
 const INJECTIONS: [string, RawConfig, string][] = [
