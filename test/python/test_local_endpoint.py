@@ -7,11 +7,9 @@
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -132,12 +130,8 @@ class LocalEndpointTest(unittest.TestCase):
         self.assertNotIn(wrong, done.stderr + done.stdout)
 
     def test_prompt_flow_chat_flow_through_pf_flow_test(self):
-        work = tempfile.mkdtemp(prefix="pf-e2e-")
-        self.addCleanup(shutil.rmtree, work, True)
-        flow = shutil.copytree(helpers.PROMPTFLOW_DIR, os.path.join(work, "flow"))
-        env = dict(os.environ, PF_HOME_DIRECTORY=os.path.join(work, "home"),
-                   PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring", PF_DISABLE_TRACING="true")
-        pf = os.path.join(helpers.PROMPTFLOW_BIN, "pf")
+        flow, env, pf = helpers.promptflow_sandbox(self)
+        work = os.path.dirname(flow)
 
         def pf_run(*args):
             done = subprocess.run([pf, *args], env=env, capture_output=True, text=True, timeout=180)

@@ -11,10 +11,8 @@ import inspect
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -450,12 +448,7 @@ class FlowFilesTest(unittest.TestCase):
         self.assertNotIn("timeout_seconds", node["inputs"])
 
     def test_pf_flow_validate_accepts_it(self):
-        work = tempfile.mkdtemp(prefix="pf-validate-")
-        self.addCleanup(shutil.rmtree, work, True)
-        flow = shutil.copytree(helpers.PROMPTFLOW_DIR, os.path.join(work, "flow"))
-        env = dict(os.environ, PF_HOME_DIRECTORY=os.path.join(work, "home"),
-                   PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring", PF_DISABLE_TRACING="true")
-        pf = os.path.join(os.path.dirname(sys.executable), "pf")
+        flow, env, pf = helpers.promptflow_sandbox(self)
         done = subprocess.run([pf, "flow", "validate", "--source", flow], env=env, capture_output=True, text=True, timeout=120)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         self.assertIn('"result": "Succeeded"', done.stdout)
