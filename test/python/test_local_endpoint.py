@@ -61,6 +61,8 @@ class LocalEndpointTest(unittest.TestCase):
         if cls.server.poll() is None:
             os.killpg(cls.server.pid, signal.SIGTERM)
             cls.server.wait(timeout=30)
+        cls.server.stdout.close()
+        cls.server.stderr.close()
 
     def trace(self):
         return helpers.read_jsonl(self.trace_file) if os.path.exists(self.trace_file) else []
