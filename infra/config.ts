@@ -124,6 +124,13 @@ const dataSchema = z.discriminatedUnion("source", [
     testSize: z.number().gt(0).lt(1).default(0.2),
     /** Seed of the train/test split. */
     seed: int(0, 2 ** 31 - 1).default(0),
+    /** Light CPU image of the preparation job's environment (with finetuning_dir/conda-prep.yml: python + datasets). */
+    prepImage: z
+      .string()
+      .regex(/^[a-z0-9.-]+(\/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$/, {
+        error: "must be a container image reference with a tag, e.g. mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest",
+      })
+      .default("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"),
     /** Small CPU cluster that runs the preparation job. */
     prepCluster: clusterSchema({ vmSize: "Standard_DS3_v2", name: "prep-cpu" }).default({
       name: "prep-cpu",

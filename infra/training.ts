@@ -12,6 +12,8 @@ import { commandLine } from "./shell";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
+/** Conda file of the data preparation job's light CPU environment (python + datasets). */
+export const PREP_CONDA_FILE = "conda-prep.yml";
 /**
  * Where the SDK and `az ml` upload local code and data: the workspace's default datastore
  * `workspaceblobstore`, whose container Azure ML creates as `azureml-blobstore-<workspace GUID>`,
@@ -50,7 +52,15 @@ function rel(p: string): string {
 
 /** Where the training data comes from, as the fine-tune job sees it. */
 export type DataPlan =
-  | { kind: "prep"; prepJobName: string; prepCommand: string; prepHash: string }
+  | {
+      kind: "prep";
+      prepJobName: string;
+      prepCommand: string;
+      prepHash: string;
+      /** The preparation job's own light CPU environment: image + finetuning_dir/conda-prep.yml. */
+      prepEnvironmentHash: string;
+      prepCondaFile: string;
+    }
   | { kind: "jsonl"; trainHash: string; testHash: string; trainFile: string; testFile: string };
 
 /** Everything that defines the training jobs, computed without Azure: hashes and names. */
@@ -134,17 +144,19 @@ export function planTraining(c: StackConfig, root = "."): TrainingPlan {
   let data: DataPlan;
   if (c.data.source === "ultrachat") {
     const command = prepCommand(c.data);
+    const prepCondaFile = fs.readFileSync(path.join(dir, PREP_CONDA_FILE), "utf8");
+    const prepEnvironmentHash = sha256(c.data.prepImage, prepCondaFile);
     const prepHash = sha256(
       canonicalJson({
         command,
         codeHash,
-        environmentHash,
+        environmentHash: prepEnvironmentHash,
         compute: { name: c.data.prepCluster.name, vmSize: c.data.prepCluster.vmSize },
         experiment: c.training.experimentName,
         attempt: c.training.attempt,
       }),
     );
-    data = { kind: "prep", prepJobName: `${p}-prep-${short(prepHash, 16)}`, prepCommand: command, prepHash };
+    data = { kind: "prep", prepJobName: `${p}-prep-${short(prepHash, 16)}`, prepCommand: command, prepHash, prepEnvironmentHash, prepCondaFile };
   } else {
     data = {
       kind: "jsonl",
@@ -298,10 +310,10 @@ export class Training extends pulumi.ComponentResource {
       { ...HISTORY, parent: this },
     );
 
-    const jobProperties = (computeId: pulumi.Input<string>, rest: Record<string, unknown>) => ({
+    const jobProperties = (computeId: pulumi.Input<string>, environmentId: pulumi.Input<string>, rest: Record<string, unknown>) => ({
       jobType: "Command",
       codeId: code.id,
-      environmentId: environment.id,
+      environmentId,
       computeId,
       experimentName: c.training.experimentName,
       // Run as the compute's managed identity (the user-assigned one), which reads the datastore.
@@ -336,11 +348,23 @@ export class Training extends pulumi.ComponentResource {
     let jobInputs: Record<string, { jobInputType: string; uri: pulumi.Input<string> }>;
     let dataReady: pulumi.Resource[] = [];
     if (plan.data.kind === "prep") {
-      if (!args.prepClusterId) throw new Error("Training: the ultrachat data source needs a preparation cluster");
+      if (!args.prepClusterId || c.data.source !== "ultrachat") throw new Error("Training: the ultrachat data source needs a preparation cluster");
+      // The preparation job downloads and splits JSONL on a small CPU node: a light CPU image
+      // with python + datasets, not the GPU training image with CUDA torch.
+      const prepEnvironment = new ml.EnvironmentVersion(
+        `${name}-prep-environment`,
+        {
+          ...ws,
+          name: "phi3-prep-env",
+          version: short(plan.data.prepEnvironmentHash),
+          properties: { image: c.data.prepImage, condaFile: plan.data.prepCondaFile, osType: "Linux", description: `CPU image + finetuning_dir/${PREP_CONDA_FILE} (python, datasets)` },
+        },
+        { ...HISTORY, parent: this },
+      );
       const prep = submitJob(
         `${name}-prep-job`,
         plan.data.prepJobName,
-        jobProperties(args.prepClusterId, {
+        jobProperties(args.prepClusterId, prepEnvironment.id, {
           displayName: "prepare ultrachat_200k",
           command: plan.data.prepCommand,
           outputs: {
@@ -349,7 +373,7 @@ export class Training extends pulumi.ComponentResource {
           },
         }),
         // Jobs read the datastore as the cluster identity: its roles must exist first.
-        [code, environment, ...args.dependsOn],
+        [code, prepEnvironment, ...args.dependsOn],
       );
       dataReady = [prep];
       jobInputs = {
@@ -387,7 +411,7 @@ export class Training extends pulumi.ComponentResource {
     const job = submitJob(
       `${name}-finetune-job`,
       plan.jobName,
-      jobProperties(args.trainingClusterId, {
+      jobProperties(args.trainingClusterId, environment.id, {
         displayName: `fine-tune ${c.baseModel}`,
         description: `SFT of ${c.baseModel}; the job name is a hash of code, environment, data, model, hyperparameters and compute`,
         command: plan.command,

@@ -118,6 +118,22 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(ft.dependencies).toContain(prep.urn);
   });
 
+  it("runs the preparation job in its own light CPU environment (python + datasets), the fine-tune job in the GPU one", () => {
+    const prepEnv = byName(run, "phi3-training-prep-environment");
+    const trainEnv = byName(run, "phi3-training-environment");
+    expect(prepEnv.inputs.name).toBe("phi3-prep-env");
+    expect(prepEnv.inputs.properties.image).toBe("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest");
+    const conda = fs.readFileSync(path.join(ROOT, "finetuning_dir", "conda-prep.yml"), "utf8");
+    expect(prepEnv.inputs.properties.condaFile).toBe(conda);
+    expect(conda).toMatch(/- datasets==2\.21\.0/);
+    const deps = conda.split("\n").filter((l) => /^\s*- /.test(l)).map((l) => l.trim());
+    expect(deps).toEqual(["- conda-forge", "- python=3.10", "- pip", "- pip:", "- datasets==2.21.0"]);
+    expect(jobBody(byName(run, "phi3-training-prep-job")).environmentId).toBe(prepEnv.id);
+    expect(jobBody(byName(run, "phi3-training-finetune-job")).environmentId).toBe(trainEnv.id);
+    expect(trainEnv.inputs.properties.image).toMatch(/acft-hf-nlp-gpu/);
+    expect(prepEnv.inputs.version).not.toBe(trainEnv.inputs.version);
+  });
+
   it("submits the fine-tune command job with the seed's hyperparameters on the A100 cluster", () => {
     const ft = byName(run, "phi3-training-finetune-job");
     const body = jobBody(ft);

@@ -81,7 +81,9 @@ function run(command: string, args: string[], log: (line: string) => void): Prom
 /**
  * Make sure the environment exists and matches its requirements; returns its interpreter path.
  * Creating it takes about two minutes for `train` (pip resolves and installs the pins, torch
- * from the CPU wheel), about one for `promptflow`. `log` receives progress lines.
+ * from the CPU wheel), about one for `promptflow`; both are created in parallel by
+ * `npm run setup:python`. `--no-compile`: Python compiles on first import only what is used,
+ * instead of pip byte-compiling every installed file (torch alone has thousands). `log` receives progress lines.
  * @throws Error naming the step that failed, with the tail of pip's output logged.
  */
 export async function ensurePythonEnv(name: PythonEnvName, log: (line: string) => void = () => {}): Promise<string> {
@@ -93,7 +95,7 @@ export async function ensurePythonEnv(name: PythonEnvName, log: (line: string) =
   await run(basePython(), ["-m", "venv", dir], log);
   await run(
     envPython(name),
-    ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "-r", path.join(PROJECT_ROOT, PYTHON_ENVS[name])],
+    ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--no-compile", "-r", path.join(PROJECT_ROOT, PYTHON_ENVS[name])],
     log,
   );
   writeFileSync(path.join(dir, STAMP), envStamp(name) + "\n");

@@ -24,9 +24,11 @@ Azure's contract: https://learn.microsoft.com/azure/machine-learning/how-to-depl
 https://learn.microsoft.com/azure/machine-learning/how-to-authenticate-online-endpoint (key auth).
 Request limits follow the deployment's ``request_settings`` (seed values: 3 concurrent, 180 s).
 
-``--trace FILE`` appends, for every generation, the exact text the tokenizer receives (after the
-model's prompt template) as a JSON line: a debugging aid and what the tests use to prove that a
-conversation reaches the model in Phi-3's chat format. The key never appears in any output.
+``--trace FILE`` appends JSON lines: ``{"params": ...}`` for every request the model runs and
+``{"prompt": ...}`` for every generation, the exact text the tokenizer receives (after the
+model's prompt template): a debugging aid, and what the tests use to prove that a conversation
+reaches the model in Phi-3's chat format with the client's generation parameters. The key never
+appears in any output.
 """
 
 from __future__ import annotations
@@ -93,24 +95,32 @@ def jsonable(result: Any) -> Any:
     return result
 
 
+_trace_lock = threading.Lock()
+
+
+def trace_record(path: Optional[str], record: dict) -> None:
+    """Appends ``record`` as a JSON line to the trace file (nothing without one)."""
+    if path:
+        with _trace_lock, open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def install_trace(model: Any, path: str) -> None:
     """Records every text the transformers pipeline tokenizes (after the prompt template)."""
     pipeline = getattr(getattr(model, "_model_impl", None), "pipeline", None)
     if pipeline is None:
         raise RuntimeError("--trace needs an MLflow transformers model")
     original = pipeline.preprocess
-    lock = threading.Lock()
 
     def preprocess(prompt_text, *args, **kwargs):
-        with lock, open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"prompt": prompt_text}, ensure_ascii=False) + "\n")
+        trace_record(path, {"prompt": prompt_text})
         return original(prompt_text, *args, **kwargs)
 
     pipeline.preprocess = preprocess
 
 
 def make_handler(model: Any, key: str, request_timeout: float, slots: threading.BoundedSemaphore,
-                 queue_wait: float):
+                 queue_wait: float, trace: Optional[str] = None):
     string_list_model = signature_takes_string_list(model)
 
     class Handler(BaseHTTPRequestHandler):
@@ -152,6 +162,7 @@ def make_handler(model: Any, key: str, request_timeout: float, slots: threading.
                 return self._send(err.status, {"error": str(err)})
             if not slots.acquire(timeout=queue_wait):
                 return self._send(429, {"error": "too many requests: all instances are busy"})
+            trace_record(trace, {"params": params})
             outcome: dict = {}
 
             def work() -> None:
@@ -211,7 +222,7 @@ def main(argv: Optional[list] = None) -> int:
     if args.trace:
         install_trace(model, args.trace)
     slots = threading.BoundedSemaphore(args.max_concurrent_requests)
-    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait)
+    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait, args.trace)
     server = ThreadingHTTPServer((args.host, args.port), handler)
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}/score", flush=True)

@@ -121,6 +121,19 @@ def read_jsonl(path):
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def promptflow_sandbox(test):
+    """A copy of promptflow/ and a private Prompt flow home for one test (removed after it):
+    returns ``(flow_dir, env, pf)`` where ``env`` points promptflow at the private home, selects
+    keyrings.alt's plain-file keyring (no desktop keyring here) and turns tracing off, and
+    ``pf`` is the CLI of .venv/promptflow."""
+    work = tempfile.mkdtemp(prefix="pf-", dir=_scratch)
+    test.addCleanup(shutil.rmtree, work, True)
+    flow = shutil.copytree(PROMPTFLOW_DIR, os.path.join(work, "flow"))
+    env = dict(os.environ, PF_HOME_DIRECTORY=os.path.join(work, "home"),
+               PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring", PF_DISABLE_TRACING="true")
+    return flow, env, os.path.join(PROMPTFLOW_BIN, "pf")
+
+
 _trained = {}
 
 

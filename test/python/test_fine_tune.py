@@ -448,6 +448,11 @@ class CondaPinsTest(unittest.TestCase):
         self.assertGreaterEqual((major, minor), (4, 41), "eval_strategy needs transformers >= 4.41")
         self.assertIn("rich", self.pins, "trl 0.8.6 imports rich without declaring it")
 
+    def test_the_preparation_environment_pins_the_same_datasets(self):
+        with open(os.path.join(helpers.FINETUNING_DIR, "conda-prep.yml"), encoding="utf-8") as handle:
+            prep = dict(re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", handle.read(), re.M))
+        self.assertEqual(prep, {"datasets": self.pins["datasets"]})
+
     def test_local_requirements_carry_the_same_pins(self):
         """cli/local/requirements.txt (local runs, tests) = conda.yml's pip pins, torch excepted."""
         path = os.path.join(helpers.REPO_ROOT, "cli", "local", "requirements.txt")

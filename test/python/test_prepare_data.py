@@ -1,10 +1,9 @@
-"""Tests for finetuning_dir/prepare_data.py (stdlib only; `datasets` is faked)."""
+"""Tests for finetuning_dir/prepare_data.py: pure helpers, and main() with the real datasets library."""
 
 import json
 import os
 import sys
 import tempfile
-import types
 import unittest
 from unittest import mock
 
@@ -119,29 +118,20 @@ class JsonlTest(unittest.TestCase):
 
 
 class MainTest(unittest.TestCase):
+    """main() with the real ``datasets`` library on a local folder laid out like the hub's
+    ultrachat_200k (``data/train_sft-*.parquet``)."""
+
     def test_writes_both_files(self):
-        rows = [{"prompt": f"p{i}", "prompt_id": str(i), **conversation(i)} for i in range(9)]
+        rows = [conversation(i) for i in range(9)]
         rows[0]["messages"][0]["content"] = "Où est le siège de Microsoft ? 微软"
-        calls = []
-
-        class FakeData:
-            column_names = ["prompt", "prompt_id", "messages"]
-
-            def __getitem__(self, column):
-                return [row[column] for row in rows]
-
-        def load_dataset(name, config, split=None):
-            calls.append((name, config, split))
-            return FakeData()
-
-        fake = types.ModuleType("datasets")
-        fake.load_dataset = load_dataset
-        with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(sys.modules, {"datasets": fake}), \
-                mock.patch("sys.stdout"):
+        with tempfile.TemporaryDirectory() as tmp:
+            hub = helpers.write_hub_like_dataset(os.path.join(tmp, "ultrachat"), rows)
             train_dir = os.path.join(tmp, "train")
             test_dir = os.path.join(tmp, "test")
-            code = prepare_data.main(["--train-output", train_dir, "--test-output", test_dir,
-                                      "--test-size", "0.3", "--seed", "1"])
+            with mock.patch("sys.stdout"):
+                code = prepare_data.main(["--dataset", hub, "--split", "train_sft[:100%]",
+                                          "--train-output", train_dir, "--test-output", test_dir,
+                                          "--test-size", "0.3", "--seed", "1"])
             self.assertEqual(code, 0)
             self.assertEqual(os.listdir(train_dir), ["train.jsonl"])
             self.assertEqual(os.listdir(test_dir), ["test.jsonl"])
@@ -153,20 +143,29 @@ class MainTest(unittest.TestCase):
         test_rows = [json.loads(line) for line in test_bytes.decode("utf-8").splitlines()]
         self.assertIn("微软".encode("utf-8"), train_bytes + test_bytes)
         self.assertNotIn(b"\\u", train_bytes + test_bytes, "non-ASCII must not be escaped")
-        self.assertEqual(calls, [("HuggingFaceH4/ultrachat_200k", "default", "train_sft[:1%]")])
         self.assertEqual((len(train_rows), len(test_rows)), (6, 3))
         self.assertTrue(all(set(r) == {"messages"} for r in train_rows + test_rows))
         self.assertEqual(sorted(json.dumps(r, sort_keys=True) for r in train_rows + test_rows),
                          sorted(json.dumps({"messages": r["messages"]}, sort_keys=True) for r in rows))
 
-    def test_missing_messages_column(self):
-        class FakeData:
-            column_names = ["text"]
+    def test_split_slices_like_the_hub(self):
+        rows = [conversation(i) for i in range(20)]
+        with tempfile.TemporaryDirectory() as tmp:
+            hub = helpers.write_hub_like_dataset(os.path.join(tmp, "ultrachat"), rows)
+            self.assertEqual(len(prepare_data.load_rows(hub, "default", "train_sft[:10%]")), 2)
+            self.assertEqual(len(prepare_data.load_rows(hub, "default", "train_sft[:5]")), 5)
+            self.assertEqual(len(prepare_data.load_rows(hub, "default", "test_sft[:100%]")), 2)
 
-        fake = types.ModuleType("datasets")
-        fake.load_dataset = lambda *a, **k: FakeData()
-        with mock.patch.dict(sys.modules, {"datasets": fake}), self.assertRaisesRegex(ValueError, "messages"):
-            prepare_data.main(["--train-output", "unused-a", "--test-output", "unused-b"])
+    def test_missing_messages_column(self):
+        import datasets
+
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "data"))
+            datasets.Dataset.from_list([{"text": "a"}, {"text": "b"}]).to_parquet(
+                os.path.join(tmp, "data", "train_sft-00000-of-00001.parquet"))
+            with self.assertRaisesRegex(ValueError, "no 'messages' column"):
+                prepare_data.main(["--dataset", tmp, "--split", "train_sft[:100%]",
+                                   "--train-output", os.path.join(tmp, "a"), "--test-output", os.path.join(tmp, "b")])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Tests for promptflow/call_endpoint.py and promptflow/flow.dag.yml (stdlib only).
+"""Tests for promptflow/call_endpoint.py and promptflow/flow.dag.yml, run in .venv/promptflow
+with the real ``promptflow`` package (its ``@tool`` decorator, ``CustomConnection``, the flow
+loader and ``pf flow validate``).
 
-HTTP tests talk to a throwaway http.server bound to 127.0.0.1 on a free port.
+HTTP tests talk to a throwaway http.server bound to 127.0.0.1 on a free port. The tool against a
+real model behind the local scoring server (``pf flow test``) is in test_local_endpoint.py.
 """
 
 import http.server
@@ -8,6 +11,7 @@ import inspect
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -15,11 +19,14 @@ import unittest
 import urllib.request
 from unittest import mock
 
-import helpers
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import helpers  # noqa: E402
 
 helpers.add_to_path(helpers.PROMPTFLOW_DIR)
+helpers.add_to_path(helpers.FINETUNING_DIR)
 
 import call_endpoint  # noqa: E402
+import fine_tune  # noqa: E402  (standard library at module level: the serving contract's constants)
 
 KEY = "test-key-3f9a1c"
 NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -285,9 +292,9 @@ class ConnectionTest(unittest.TestCase):
 
     def test_missing_values(self):
         cases = [
-            call_endpoint.CustomConnection(configs={"endpoint": "https://e.example/score"}),
+            call_endpoint.CustomConnection(configs={"endpoint": "https://e.example/score"}, secrets={}),
             call_endpoint.CustomConnection(secrets={"key": KEY}),
-            call_endpoint.CustomConnection(configs={"key": KEY, "endpoint": "https://e.example/score"}),
+            call_endpoint.CustomConnection(configs={"key": KEY, "endpoint": "https://e.example/score"}, secrets={}),
             call_endpoint.CustomConnection(secrets={"key": "  ", "endpoint": "https://e.example/score"}),
             call_endpoint.CustomConnection(secrets={"key": KEY, "endpoint": "ftp://e.example"}),
         ]
@@ -337,61 +344,124 @@ class ToolTest(unittest.TestCase):
             call_endpoint.ask_phi3(conn, "q")
 
 
-class FlowFilesTest(unittest.TestCase):
-    """flow.dag.yml is checked with line-level parsing (no YAML library in the stdlib)."""
+class RealPromptflowTest(unittest.TestCase):
+    def test_the_real_promptflow_package_is_in_use(self):
+        import promptflow.connections
+        import promptflow.core
 
+        self.assertIs(call_endpoint.CustomConnection, promptflow.connections.CustomConnection)
+        self.assertIs(call_endpoint.tool, promptflow.core.tool)
+
+
+class ChatHistoryTest(unittest.TestCase):
+    HISTORY = [
+        {"inputs": {"question": "Who founded Microsoft?"}, "outputs": {"answer": "Bill Gates and Paul Allen."}},
+        {"inputs": {"question": "When?"}, "outputs": {"answer": "In 1975."}},
+    ]
+
+    def test_history_messages(self):
+        self.assertEqual(call_endpoint.history_messages(None), [])
+        self.assertEqual(call_endpoint.history_messages([]), [])
+        self.assertEqual(call_endpoint.history_messages(self.HISTORY), [
+            {"role": "user", "content": "Who founded Microsoft?"},
+            {"role": "assistant", "content": "Bill Gates and Paul Allen."},
+            {"role": "user", "content": "When?"},
+            {"role": "assistant", "content": "In 1975."},
+        ])
+        # Other input/output names work when the turn has one string each.
+        other = [{"inputs": {"chat_input": "q"}, "outputs": {"reply": "a"}}]
+        self.assertEqual([m["content"] for m in call_endpoint.history_messages(other)], ["q", "a"])
+        for bad in ([1], [{"inputs": {}, "outputs": {"answer": "a"}}], [{"inputs": {"question": "q"}, "outputs": {"x": 1}}]):
+            with self.subTest(bad=bad), self.assertRaisesRegex(ValueError, r"chat_history\[0\]"):
+                call_endpoint.history_messages(bad)
+
+    def test_conversation_prompt_is_the_models_contract(self):
+        messages = call_endpoint.history_messages(self.HISTORY) + [{"role": "user", "content": "Where?"}]
+        self.assertEqual(call_endpoint.conversation_prompt(messages), fine_tune.conversation_prompt(messages))
+        self.assertEqual(call_endpoint.CONVERSATION_TURN_SEPARATOR, fine_tune.CONVERSATION_TURN_SEPARATOR)
+
+    def test_payloads_with_history(self):
+        history = call_endpoint.history_messages(self.HISTORY[:1])
+        prompt_list = call_endpoint.build_payload("When?", "prompt-list", 0, 16, history)
+        self.assertEqual(prompt_list["input_data"],
+                         ["Who founded Microsoft?<|end|>\n<|assistant|>\nBill Gates and Paul Allen.<|end|>\n<|user|>\nWhen?"])
+        self.assertEqual(prompt_list["params"]["do_sample"], False)
+        chat = call_endpoint.build_payload("When?", "chat", 0.5, 16, history)
+        self.assertEqual([m["role"] for m in chat["input_data"]["input_string"]], ["user", "assistant", "user"])
+
+    def test_connection_numbers(self):
+        conn = call_endpoint.CustomConnection(configs={"max_new_tokens": "64", "timeout_seconds": "200"}, secrets={"key": KEY})
+        self.assertEqual(call_endpoint.connection_number(conn, "max_new_tokens", 256), 64.0)
+        self.assertEqual(call_endpoint.connection_number(conn, "missing", 7), 7)
+        bad = call_endpoint.CustomConnection(configs={"max_new_tokens": "lots"}, secrets={"key": KEY})
+        with self.assertRaisesRegex(ValueError, "'max_new_tokens' must be a positive number"):
+            call_endpoint.connection_number(bad, "max_new_tokens", 256)
+
+
+class ToolWithHistoryTest(unittest.TestCase):
+    def setUp(self):
+        Handler.requests.clear()
+
+    def test_chat_history_and_connection_defaults_reach_the_request(self):
+        conn = call_endpoint.CustomConnection(configs={"max_new_tokens": "64"}, secrets={"endpoint": BASE + "/ok", "key": KEY})
+        history = [{"inputs": {"question": "Q1"}, "outputs": {"answer": "A1"}}]
+        self.assertEqual(call_endpoint.ask_phi3(conn, "Q2", chat_history=history), "Bill Gates and Paul Allen.")
+        sent = json.loads(Handler.requests[0]["body"])
+        self.assertEqual(sent["input_data"], ["Q1<|end|>\n<|assistant|>\nA1<|end|>\n<|user|>\nQ2"])
+        self.assertEqual(sent["params"]["max_new_tokens"], 64)
+
+    def test_node_values_win_over_the_connection(self):
+        conn = call_endpoint.CustomConnection(configs={"max_new_tokens": "64"}, secrets={"endpoint": BASE + "/ok", "key": KEY})
+        call_endpoint.ask_phi3(conn, "q", max_new_tokens=8)
+        self.assertEqual(json.loads(Handler.requests[0]["body"])["params"]["max_new_tokens"], 8)
+
+
+class FlowFilesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        from ruamel.yaml import YAML  # promptflow's own YAML library
+
         with open(os.path.join(helpers.PROMPTFLOW_DIR, "flow.dag.yml"), encoding="utf-8") as handle:
             cls.text = handle.read()
-        cls.lines = [line for line in cls.text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        cls.flow = YAML(typ="safe").load(cls.text)
 
-    def block(self, header, indent):
-        """key: value pairs at exactly ``indent`` spaces inside the block opened by ``header``."""
-        start = next(i for i, line in enumerate(self.lines) if line.strip() == header)
-        header_indent = len(self.lines[start]) - len(self.lines[start].lstrip())
-        out = {}
-        for line in self.lines[start + 1:]:
-            current = len(line) - len(line.lstrip())
-            if current <= header_indent:
-                break
-            if current == indent:
-                key, _, value = line.strip().partition(":")
-                out[key] = value.strip()
-        return out
-
-    def test_no_tabs(self):
-        self.assertNotIn("\t", self.text)
-
-    def test_inputs_and_outputs(self):
-        self.assertEqual(self.block("question:", 4), {"type": "string", "default": "Who founded Microsoft?"})
-        outputs = self.block("answer:", 4)
-        self.assertEqual(outputs["type"], "string")
-        self.assertEqual(outputs["reference"], "${ask_phi3.output}")
+    def test_it_is_a_chat_flow(self):
+        inputs, outputs = self.flow["inputs"], self.flow["outputs"]
+        self.assertEqual(inputs["chat_history"], {"type": "list", "is_chat_history": True, "default": []})
+        self.assertEqual(inputs["question"]["type"], "string")
+        self.assertIs(inputs["question"]["is_chat_input"], True)
+        self.assertEqual(outputs["answer"], {"type": "string", "reference": "${ask_phi3.output}", "is_chat_output": True})
 
     def test_node_matches_the_tool(self):
-        self.assertRegex(self.text, r"(?m)^- name: ask_phi3$")
-        self.assertRegex(self.text, r"(?m)^\s+type: python$")
-        path = re.search(r"(?m)^\s+path: (\S+)$", self.text).group(1)
-        self.assertTrue(os.path.isfile(os.path.join(helpers.PROMPTFLOW_DIR, path)), path)
-        start = self.text.index("- name: ask_phi3")
-        node_text = self.text[start:]
-        node_inputs = dict(re.findall(r"(?m)^    (\w+): (.+)$", node_text.split("  inputs:", 1)[1]))
+        (node,) = self.flow["nodes"]
+        self.assertEqual((node["name"], node["type"], node["source"]), ("ask_phi3", "python", {"type": "code", "path": "call_endpoint.py"}))
         params = inspect.signature(call_endpoint.ask_phi3).parameters
-        self.assertLessEqual(set(node_inputs), set(params), "node inputs must be tool parameters")
+        self.assertLessEqual(set(node["inputs"]), set(params), "node inputs must be tool parameters")
         required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
-        self.assertLessEqual(required, set(node_inputs), "every required tool parameter must be bound")
-        self.assertEqual(node_inputs["connection"], "phi3-endpoint")
-        self.assertEqual(node_inputs["question"], "${inputs.question}")
-        self.assertIn(node_inputs["payload_shape"], call_endpoint.PAYLOAD_SHAPES)
-        self.assertEqual(node_inputs["payload_shape"], call_endpoint.DEFAULT_SHAPE)
+        self.assertLessEqual(required, set(node["inputs"]), "every required tool parameter must be bound")
+        self.assertEqual(node["inputs"]["connection"], "phi3-endpoint")
+        self.assertEqual(node["inputs"]["question"], "${inputs.question}")
+        self.assertEqual(node["inputs"]["chat_history"], "${inputs.chat_history}")
+        self.assertEqual(node["inputs"]["payload_shape"], call_endpoint.DEFAULT_SHAPE)
+        # Left to the connection, which the stack sizes for the serving hardware.
+        self.assertNotIn("max_new_tokens", node["inputs"])
+        self.assertNotIn("timeout_seconds", node["inputs"])
 
-    def test_requirements(self):
+    def test_pf_flow_validate_accepts_it(self):
+        flow, env, pf = helpers.promptflow_sandbox(self)
+        done = subprocess.run([pf, "flow", "validate", "--source", flow], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn('"result": "Succeeded"', done.stdout)
+        with open(os.path.join(flow, ".promptflow", "flow.tools.json"), encoding="utf-8") as handle:
+            meta = json.load(handle)["code"]["call_endpoint.py"]["inputs"]
+        self.assertEqual(meta["connection"]["type"], ["CustomConnection"])
+        self.assertEqual(meta["chat_history"]["type"], ["list"])
+
+    def test_requirements_add_nothing_to_the_runtime(self):
         with open(os.path.join(helpers.PROMPTFLOW_DIR, "requirements.txt"), encoding="utf-8") as handle:
             reqs = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
-        self.assertTrue(any(re.match(r"^promptflow\b", r) for r in reqs), reqs)
-        self.assertFalse(any(r.startswith("requests") for r in reqs))
-        self.assertIn("python_requirements_txt: requirements.txt", self.text)
+        self.assertEqual(reqs, [])
+        self.assertEqual(self.flow["environment"], {"python_requirements_txt": "requirements.txt"})
 
 
 if __name__ == "__main__":
