@@ -11,6 +11,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
 import { ComputeClusters } from "./infra/compute";
 import { loadConfig } from "./infra/config";
+import { secretTags } from "./infra/secrets";
+import { deployerPrincipalType, isPrivate } from "./infra/security";
 import { chatDefaults as chatDefaultsOf } from "./infra/generation";
 import { WorkloadIdentity } from "./infra/identity";
 import { azureNames } from "./infra/naming";
@@ -21,11 +23,13 @@ import { planTraining, Training } from "./infra/training";
 import { MlWorkspace } from "./infra/workspace";
 
 // Validate everything (config, files, data) before the first resource is registered.
-const { config, warnings } = loadConfig();
+const { config, warnings, secrets } = loadConfig();
 const trainingPlan = planTraining(config);
 for (const w of warnings) pulumi.log.warn(w);
 
-const tags = { ...config.tags, project: "phi3-finetune", stack: pulumi.getStack() };
+// Secret config stays secret: tag values are pulumi.secret when the tags key is (infra/secrets.ts).
+const userTags = secretTags(config.tags, secrets);
+const tags = { ...userTags, project: "phi3-finetune", stack: pulumi.getStack() };
 const location = config.location;
 const client = authorization.getClientConfigOutput();
 const names = client.subscriptionId.apply((subscriptionId) =>
@@ -42,14 +46,26 @@ const workspace = new MlWorkspace("phi3", {
   existingResourceGroup: config.resourceGroupName,
   tags,
   after: [preflight.done],
+  security: config.security,
 });
 
 const identity = new WorkloadIdentity("phi3-identity", {
   location,
   resourceGroupName: workspace.resourceGroupName,
   identityName: names.identity,
+  computeIdentityName: names.computeIdentity,
   subscriptionId: client.subscriptionId,
-  scopes: { resourceGroup: workspace.resourceGroupId, storageAccount: workspace.storageAccountId, registry: workspace.registryId },
+  scopes: {
+    resourceGroup: workspace.resourceGroupId,
+    storageAccount: workspace.storageAccountId,
+    registry: workspace.registryId,
+    workspace: workspace.workspaceId,
+    datastoreContainer: workspace.datastoreContainerId,
+  },
+  cookbookRoles: config.security.cookbookRoles,
+  // private: shared key is off, so pulumi up uploads code and data with its own Entra ID identity.
+  deployerObjectId: isPrivate(config.security) ? client.objectId : undefined,
+  deployerPrincipalType: client.clientId.apply((id) => deployerPrincipalType(config.security, id)),
   tags,
   after: [preflight.done],
 });
@@ -59,7 +75,7 @@ const ws = { resourceGroupName: workspace.resourceGroupName, workspaceName: work
 const compute = new ComputeClusters("phi3-compute", {
   location,
   ...ws,
-  identityId: identity.id,
+  identityId: identity.computeId,
   training: config.trainingCluster,
   prep: config.data.source === "ultrachat" ? config.data.prepCluster : undefined,
   tags,
@@ -76,6 +92,8 @@ const training = new Training("phi3-training", {
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
   dependsOn: [identity.rolesInEffect],
+  secrets,
+  entraIdUploads: isPrivate(config.security),
 });
 
 const serving = new Serving("phi3-serving", {
@@ -87,6 +105,10 @@ const serving = new Serving("phi3-serving", {
   identity: { id: identity.id, clientId: identity.clientId },
   rolesInEffect: identity.rolesInEffect,
   trainedModel: { name: training.modelName, version: training.modelVersion, id: training.modelVersionId },
+  tags: userTags,
+  secrets,
+  security: config.security,
+  logAnalyticsId: workspace.logAnalyticsId,
 });
 
 const promptFlow = config.promptFlow.enabled
@@ -104,6 +126,9 @@ const promptFlow = config.promptFlow.enabled
       endpointKey: serving.primaryKey,
       chatDefaults: chatDefaultsOf(config),
       tags,
+      security: config.security,
+      workspaceId: workspace.workspaceId,
+      subscriptionId: client.subscriptionId,
     })
   : undefined;
 

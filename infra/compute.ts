@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import { ClusterConfig } from "./config";
 import { isoSeconds } from "./naming";
+import type { Tags } from "./secrets";
 
 /** Arguments of {@link ComputeClusters}. */
 export interface ComputeClustersArgs {
@@ -14,7 +15,8 @@ export interface ComputeClustersArgs {
   training: ClusterConfig;
   /** Optional CPU cluster for the data preparation job. */
   prep?: ClusterConfig;
-  tags: Record<string, string>;
+  /** Resource tags (values may be secrets). */
+  tags: Tags;
 }
 
 /**

@@ -14,6 +14,9 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
+import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
+import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
+import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
@@ -103,19 +106,19 @@ const hyperparametersSchema = z.strictObject({
   seed: int(0, 2 ** 31 - 1).default(0),
 });
 
-/** `train_sft[:1%]` (percent of rows) or `train_sft[:10]` (row count), as `datasets` slices. */
-const splitPattern = /^(train_sft|test_sft|train_gen|test_gen)\[:(100%|[1-9]\d?%|[1-9]\d*)\]$/;
-
 const dataSchema = z.discriminatedUnion("source", [
   z.strictObject({
     /** Download ultrachat_200k inside Azure ML with a preparation command job (seed). */
     source: z.literal("ultrachat"),
-    /** Hugging Face dataset id. */
-    dataset: z.string().min(1).default("HuggingFaceH4/ultrachat_200k"),
+    /** Hugging Face dataset id (`namespace/name`; reaches the job's command line, so strictly checked). */
+    dataset: z
+      .string()
+      .regex(HF_REPO_ID, { error: "must be a Hugging Face dataset id such as HuggingFaceH4/ultrachat_200k (letters, digits, '-', '_', '.', one '/')" })
+      .default("HuggingFaceH4/ultrachat_200k"),
     /** Slice of the dataset (seed: `train_sft[:1%]`; CPU profile: `train_sft[:10]`). */
     split: z
       .string()
-      .regex(splitPattern, { error: "must look like train_sft[:1%] (1-100 percent) or train_sft[:10] (rows)" })
+      .regex(SPLIT_EXPRESSION, { error: "must look like train_sft[:1%] (1-100 percent) or train_sft[:10] (rows)" })
       .default("train_sft[:1%]"),
     /** Fraction held out for evaluation, 0..1 exclusive (seed: 0.2 → 80/20). */
     testSize: z.number().gt(0).lt(1).default(0.2),
@@ -295,6 +298,8 @@ export const configSchema = z
     data: dataSchema.default(dataSchema.parse({ source: "ultrachat" })),
     serving: servingSchema.default({ deployments: [DEFAULT_DEPLOYMENT], mirrorTraffic: {}, traffic: { blue: 100 } }),
     promptFlow: promptFlowSchema.default(promptFlowSchema.parse({})),
+    /** Security profile, identities' roles, lock (infra/security.ts; default: standard, least privilege). */
+    security: securitySchema.default(SECURITY_DEFAULTS),
     /** Overrides of the cost table (USD per hour by VM size). */
     prices: z.record(z.string(), z.number().positive()).default({}),
   })
@@ -421,16 +426,22 @@ function keyName(path: PropertyKey[]): string {
 export interface ParsedConfig {
   config: StackConfig;
   warnings: string[];
+  /** Which values are secrets (infra/secrets.ts); components wrap them with `pulumi.secret`. */
+  secrets: SecretMarks;
 }
 
 /**
  * Parse and validate raw stack config (strings as Pulumi delivers them; objects as JSON).
  * `raw` holds project keys without namespace plus `location` (from `azure-native:location`).
  * Gathers every problem and throws one {@link ConfigError} naming each key, the value given
- * and what is allowed. Returns the typed config and warnings (retired VM sizes).
+ * and what is allowed (never the value of a key in `secretKeys`, Pulumi's secret keys without
+ * namespace; a secret key that cannot stay secret is a problem too). Returns the typed config,
+ * warnings (retired VM sizes) and which values are secrets.
  */
-export function parseConfig(raw: RawConfig): ParsedConfig {
-  const problems: string[] = [];
+export function parseConfig(raw: RawConfig, options: { secretKeys?: string[] } = {}): ParsedConfig {
+  const secretKeys = options.secretKeys ?? [];
+  const secret = secretMarks(secretKeys);
+  const problems: string[] = secret.problems.map((p) => `${keyName([p.key])}: ${p.message}`);
   const input: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined) continue;
@@ -457,12 +468,13 @@ export function parseConfig(raw: RawConfig): ParsedConfig {
         for (const k of issue.keys) problems.push(`${keyName([...issue.path, k])}: unknown key`);
         continue;
       }
-      const given = "input" in issue && issue.input !== undefined ? ` (got ${show(issue.input)})` : "";
+      const hidden = secretKeys.includes(String(issue.path[0]));
+      const given = "input" in issue && issue.input !== undefined ? ` (got ${hidden ? "[secret]" : show(issue.input)})` : "";
       problems.push(`${keyName(issue.path)}: ${issue.message}${given}`);
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
-  return { config: result.data, warnings: configWarnings(result.data) };
+  return { config: result.data, warnings: configWarnings(result.data), secrets: secretKeys.length ? secret.marks : NO_SECRETS };
 }
 
 /** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
@@ -497,6 +509,7 @@ export function configWarnings(c: StackConfig): string[] {
       warnings.push(`${keyName(["serving", "deployments", i, "model"])}: ${d.model.name} version ${d.model.version} must exist in this stack's workspace; the preflight checks it before anything is created.`);
     }
   });
+  warnings.push(...securityWarnings(c.security));
   return warnings;
 }
 
@@ -517,14 +530,16 @@ export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
 
 /**
  * Read this stack's raw config from the Pulumi runtime (the only place the program touches
- * Pulumi config) and parse it with {@link parseConfig}, then validate the data files it names.
- * Throws {@link ConfigError}.
+ * Pulumi config) and parse it with {@link parseConfig}, keeping Pulumi's secret marking (which
+ * `allConfig()` drops: the secret keys are asked for separately), then validate the data files
+ * it names. Throws {@link ConfigError}.
  */
 export function loadConfig(): ParsedConfig {
-  const parsed = parseConfig(rawProjectConfig(pulumi.runtime.allConfig()));
+  const raw = rawProjectConfig(pulumi.runtime.allConfig());
+  const parsed = parseConfig(raw, { secretKeys: runtimeSecretKeys(PROJECT, Object.keys(raw).filter((k) => k !== "location")) });
   const data = validateDataFiles(parsed.config);
   if (data.problems.length) throw new ConfigError(data.problems);
-  return { config: parsed.config, warnings: [...parsed.warnings, ...data.warnings] };
+  return { ...parsed, warnings: [...parsed.warnings, ...data.warnings] };
 }
 
 /**

@@ -49,6 +49,64 @@ const tableSchema = z.object({
   }),
 });
 
+/** Recorded network prices (infra/prices.json `network`), USD per hour. */
+const networkPrices = z
+  .object({
+    source: z.string().min(1),
+    privateEndpointHour: hourlyPrice,
+    firewallHour: z.object({ Standard: hourlyPrice, Basic: hourlyPrice }),
+    registryHour: z.object({ Basic: hourlyPrice, Premium: hourlyPrice }),
+  })
+  .parse((rawTable as { network?: unknown }).network);
+
+/** What the `private` profile adds (infra/security.ts): private endpoints, firewalls, the Premium registry. */
+export interface NetworkSpec {
+  privateEndpoints: number;
+  /** Managed networks with FQDN rules: one Azure Firewall each. */
+  firewalls: number;
+  firewallSku: "Standard" | "Basic";
+  /** Premium instead of Basic container registry (private link). */
+  premiumRegistry: boolean;
+}
+
+/** Cost of the `private` profile's networking, per hour and per 30 days (list prices, no data processing). */
+export interface NetworkEstimate extends NetworkSpec {
+  privateEndpointsPerHour: number;
+  firewallsPerHour: number;
+  /** Premium minus Basic registry, per hour. */
+  registryExtraPerHour: number;
+  perHour: number;
+  per30Days: number;
+  source: string;
+}
+
+/**
+ * Price the networking of the `private` profile from infra/prices.json `network`: private
+ * endpoints × endpoint-hour, firewalls × the SKU's deployment-hour, and the Premium registry's
+ * extra over Basic. Data processed (per GB) is not counted. Throws on negative counts.
+ */
+export function estimateNetworkCost(spec: NetworkSpec): NetworkEstimate {
+  if (spec.privateEndpoints < 0 || spec.firewalls < 0) throw new Error("Invalid network cost input: counts must be >= 0");
+  const privateEndpointsPerHour = spec.privateEndpoints * networkPrices.privateEndpointHour;
+  const firewallsPerHour = spec.firewalls * networkPrices.firewallHour[spec.firewallSku];
+  const registryExtraPerHour = spec.premiumRegistry ? networkPrices.registryHour.Premium - networkPrices.registryHour.Basic : 0;
+  const perHour = privateEndpointsPerHour + firewallsPerHour + registryExtraPerHour;
+  return { ...spec, privateEndpointsPerHour, firewallsPerHour, registryExtraPerHour, perHour, per30Days: perHour * HOURS_PER_30_DAYS, source: networkPrices.source };
+}
+
+/** Printable lines of a {@link NetworkEstimate} (money to 2 decimals). */
+export function formatNetworkCost(n: NetworkEstimate, currency = "USD"): string[] {
+  const m = (x: number) => formatMoney(x, currency);
+  return [
+    "Private networking (security.profile private; bills every hour the stack exists):",
+    `  ${n.privateEndpoints} private endpoints (managed networks) @ ${m(n.privateEndpointsPerHour / Math.max(n.privateEndpoints, 1))}/h = ${m(n.privateEndpointsPerHour)}/h`,
+    `  ${n.firewalls} × Azure Firewall ${n.firewallSku} (FQDN outbound rules) = ${m(n.firewallsPerHour)}/h`,
+    ...(n.premiumRegistry ? [`  Premium container registry (private link) instead of Basic: +${m(n.registryExtraPerHour)}/h`] : []),
+    `  total: ${m(n.perHour)}/h, ${m(n.per30Days)} per 30 days (${HOURS_PER_30_DAYS} h), plus data processing per GB`,
+    `  Price source: ${n.source}`,
+  ];
+}
+
 /** Case-insensitive lookup: Azure treats VM size names case-insensitively. */
 function findKey(hourly: Record<string, number>, vmSize: string): string | undefined {
   if (Object.prototype.hasOwnProperty.call(hourly, vmSize)) return vmSize;

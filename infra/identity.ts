@@ -3,6 +3,7 @@ import * as authorization from "@pulumi/azure-native/authorization";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import * as time from "@pulumiverse/time";
 import { uuidV5 } from "./naming";
+import type { Tags } from "./secrets";
 
 /**
  * Built-in Azure role definition GUIDs this stack assigns
@@ -11,7 +12,11 @@ import { uuidV5 } from "./naming";
 export const BUILT_IN_ROLES = {
   Contributor: "b24988ac-6180-42a0-ab88-20f7382dd24c",
   "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+  "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+  "Storage File Data Privileged Contributor": "69566ab7-960f-475b-8e7c-b3118f30c6bd",
   AcrPull: "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+  "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+  "Azure AI Enterprise Network Connection Approver": "b556d68e-0be0-4f35-a333-ad7ee1ce17ea",
 } as const;
 
 export type BuiltInRole = keyof typeof BUILT_IN_ROLES;
@@ -38,42 +43,119 @@ export function roleAssignmentName(scope: string, principalId: string, role: Bui
  */
 export const ROLE_PROPAGATION_SECONDS = 600;
 
+/** Who holds a role assignment, as the plan prints it. */
+export type Grantee = "endpoint identity" | "compute identity" | "workspace identity" | "hub identity" | "deployer";
+
+/** One role assignment: logical-name suffix, role, scope (ARM id), the grantee and why (with its source). */
+export interface RoleGrant {
+  suffix: string;
+  role: BuiltInRole;
+  scope: pulumi.Input<string>;
+  grantee: Grantee;
+  /** Why this principal needs this role on this scope, with the page that says so. */
+  why: string;
+  /** Principal type; default `ServicePrincipal` (managed identities: no PrincipalNotFound while a new identity replicates). */
+  principalType?: pulumi.Input<string>;
+}
+
+/**
+ * Declare role assignments for one principal (Microsoft.Authorization/roleAssignments): the
+ * name is {@link roleAssignmentName} (UUID v5 of scope, principal, role), the description says
+ * `<grantee>: <role>: <why>` (the plan prints it). `principalType` defaults to ServicePrincipal
+ * (managed identities: no PrincipalNotFound while a new identity replicates); the deployer's is
+ * given (a user or a service principal).
+ */
+export function grantRoles(
+  name: string,
+  principalId: pulumi.Input<string>,
+  subscriptionId: pulumi.Input<string>,
+  grants: RoleGrant[],
+  opts: pulumi.CustomResourceOptions,
+): authorization.RoleAssignment[] {
+  return grants.map(
+    (g) =>
+      new authorization.RoleAssignment(
+        `${name}-${g.suffix}`,
+        {
+          roleAssignmentName: pulumi.all([g.scope, principalId]).apply(([s, p]) => roleAssignmentName(s, p, g.role)),
+          scope: g.scope,
+          principalId,
+          principalType: g.principalType ?? "ServicePrincipal",
+          roleDefinitionId: pulumi.output(subscriptionId).apply((sub) => roleDefinitionId(sub, g.role)),
+          description: `phi3-finetune: ${g.grantee}: ${g.role}: ${g.why}`,
+        },
+        opts,
+      ),
+  );
+}
+
 /** Arguments of {@link WorkloadIdentity}. */
 export interface WorkloadIdentityArgs {
   /** Azure region, e.g. `eastus2`. */
   location: string;
   resourceGroupName: pulumi.Input<string>;
-  /** Name of the user-assigned identity. */
+  /** Name of the endpoint's user-assigned identity (the stack's first identity; its name is kept). */
   identityName: pulumi.Input<string>;
+  /** Name of the compute clusters' user-assigned identity. */
+  computeIdentityName: pulumi.Input<string>;
   subscriptionId: pulumi.Input<string>;
-  /** ARM ids of the scopes: resource group, storage account, container registry. */
+  /** ARM ids of the scopes. */
   scopes: {
     resourceGroup: pulumi.Input<string>;
     storageAccount: pulumi.Input<string>;
     registry: pulumi.Input<string>;
+    /** The Azure ML workspace. */
+    workspace: pulumi.Input<string>;
+    /** The container of `workspaceblobstore` (`.../blobServices/default/containers/azureml-blobstore-<GUID>`). */
+    datastoreContainer: pulumi.Input<string>;
   };
-  tags: Record<string, string>;
+  /** `security.cookbookRoles`: also Contributor on the resource group for both identities (the Cookbook's grant). */
+  cookbookRoles: boolean;
+  /**
+   * The principal running `pulumi up` (object id from `getClientConfig`), when uploads go through
+   * Entra ID (the `private` profile, shared key off): it gets Storage Blob Data Contributor on the
+   * datastore container, inside the same wait.
+   */
+  deployerObjectId?: pulumi.Input<string>;
+  /** Principal type of the deployer (`deployerPrincipalType` in infra/security.ts). */
+  deployerPrincipalType?: pulumi.Input<string>;
+  /** Resource tags (values may be secrets). */
+  tags: Tags;
   /** Resources the identity waits for (the preflight). */
   after?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
- * The user-assigned managed identity used by the compute clusters, the jobs and the online
- * endpoint, with the seeds' three role assignments:
- * - Contributor on the resource group: the seeds' choice (the endpoint's scoring container
- *   reads workspace metadata); broad, kept because the users asked for the seed's setup;
- * - Storage Blob Data Reader on the storage account (jobs and deployments read blobs);
- * - AcrPull on the registry (deployments pull the image Azure ML builds; a user-assigned
- *   identity gets no roles automatically, unlike a system-assigned one).
- * Assignments use `principalType: ServicePrincipal` so Azure does not fail with
- * PrincipalNotFound while the new identity replicates; `rolesInEffect` is a bounded wait for
- * them to propagate, which jobs, the endpoint and every deployment depend on.
+ * The workload identities and their roles, least privilege (issue 14; Microsoft: "Permissions
+ * needed for endpoint identity", learn.microsoft.com/azure/machine-learning/concept-endpoints-online-auth):
+ *
+ * Endpoint identity (`<name>-uai`, user-assigned; the endpoint's identity cannot change later):
+ * - AcrPull on the registry: the deployment pulls the image Azure ML builds;
+ * - Storage Blob Data Reader on the storage account: the deployment reads the model files.
+ * Microsoft documents exactly these two for an online endpoint; the MLflow no-code deployment's
+ * scoring container needs nothing else (it neither reads the workspace nor writes data).
+ *
+ * Compute identity (`<name>-compute-uai`, user-assigned, the clusters' and so the jobs' identity):
+ * - AzureML Data Scientist on the workspace: jobs read the datastore's connection
+ *   (`datastores/listsecrets/action`, learn.microsoft.com/azure/machine-learning/
+ *   how-to-administrate-data-authentication), log to MLflow and register their outputs;
+ * - Storage Blob Data Contributor on the `workspaceblobstore` container only: jobs read the code
+ *   and data uploaded there and write their outputs (prep data, the MLflow model) there;
+ * - AcrPull on the registry: "the compute cluster uses a managed identity ... to pull Docker
+ *   images from ACR" (how-to-identity-based-service-authentication; the admin user is off).
+ *
+ * `cookbookRoles` adds the Cookbook's Contributor on the resource group to both. Assignments
+ * are named by UUID v5 of (scope, principal, role); `rolesInEffect` is a bounded wait for them
+ * to propagate, which jobs, the endpoint and every deployment depend on.
  */
 export class WorkloadIdentity extends pulumi.ComponentResource {
-  /** ARM id of the identity. */
+  /** ARM id of the endpoint identity. */
   public readonly id: pulumi.Output<string>;
   public readonly clientId: pulumi.Output<string>;
   public readonly principalId: pulumi.Output<string>;
+  /** ARM id of the compute clusters' identity. */
+  public readonly computeId: pulumi.Output<string>;
+  public readonly computePrincipalId: pulumi.Output<string>;
   /** The role assignments. */
   public readonly roleAssignments: authorization.RoleAssignment[];
   /**
@@ -85,46 +167,56 @@ export class WorkloadIdentity extends pulumi.ComponentResource {
 
   constructor(name: string, args: WorkloadIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Identity", name, {}, opts);
-    const identity = new managedidentity.UserAssignedIdentity(
-      `${name}-uai`,
-      { resourceName: args.identityName, resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
-      // After the preflight: with an existing resource group nothing else orders it.
-      { parent: this, dependsOn: args.after },
-    );
-    const grants: [string, BuiltInRole, pulumi.Input<string>][] = [
-      ["contributor-rg", "Contributor", args.scopes.resourceGroup],
-      ["blob-reader-storage", "Storage Blob Data Reader", args.scopes.storageAccount],
-      ["acrpull-registry", "AcrPull", args.scopes.registry],
+    // After the preflight: with an existing resource group nothing else orders them.
+    const after = { parent: this, dependsOn: args.after };
+    const uai = (suffix: string, resourceName: pulumi.Input<string>) =>
+      new managedidentity.UserAssignedIdentity(
+        `${name}-${suffix}`,
+        { resourceName, resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
+        after,
+      );
+    const endpoint = uai("uai", args.identityName);
+    const compute = uai("compute-uai", args.computeIdentityName);
+    const { scopes } = args;
+    const cookbook = (grantee: Grantee, suffix: string): RoleGrant[] =>
+      args.cookbookRoles
+        ? [{ suffix, role: "Contributor", scope: scopes.resourceGroup, grantee, why: "the Phi-3 Cookbook's grant (security.cookbookRoles)" }]
+        : [];
+    const endpointGrants: RoleGrant[] = [
+      ...cookbook("endpoint identity", "contributor-rg"),
+      { suffix: "blob-reader-storage", role: "Storage Blob Data Reader", scope: scopes.storageAccount, grantee: "endpoint identity", why: "the deployment reads the model files (concept-endpoints-online-auth)" },
+      { suffix: "acrpull-registry", role: "AcrPull", scope: scopes.registry, grantee: "endpoint identity", why: "the deployment pulls its image (concept-endpoints-online-auth)" },
     ];
-    this.roleAssignments = grants.map(
-      ([suffix, role, scope]) =>
-        new authorization.RoleAssignment(
-          `${name}-${suffix}`,
-          {
-            roleAssignmentName: pulumi
-              .all([scope, identity.principalId])
-              .apply(([s, p]) => roleAssignmentName(s, p, role)),
-            scope,
-            principalId: identity.principalId,
-            principalType: "ServicePrincipal",
-            roleDefinitionId: pulumi.output(args.subscriptionId).apply((sub) => roleDefinitionId(sub, role)),
-            description: `phi3-finetune: ${role} for the workload identity`,
-          },
-          { parent: this },
-        ),
-    );
+    const computeGrants: RoleGrant[] = [
+      ...cookbook("compute identity", "compute-contributor-rg"),
+      { suffix: "compute-datascientist-workspace", role: "AzureML Data Scientist", scope: scopes.workspace, grantee: "compute identity", why: "jobs read datastore connections, log metrics and register outputs (how-to-administrate-data-authentication)" },
+      { suffix: "compute-blob-contributor-datastore", role: "Storage Blob Data Contributor", scope: scopes.datastoreContainer, grantee: "compute identity", why: "jobs read code and data and write outputs in workspaceblobstore only" },
+      { suffix: "compute-acrpull-registry", role: "AcrPull", scope: scopes.registry, grantee: "compute identity", why: "clusters pull the environment image (how-to-identity-based-service-authentication)" },
+    ];
+    const deployerGrants: RoleGrant[] =
+      args.deployerObjectId === undefined
+        ? []
+        : [{ suffix: "deployer-blob-contributor-datastore", role: "Storage Blob Data Contributor", scope: scopes.datastoreContainer, grantee: "deployer", why: "pulumi up uploads code and data with Entra ID (shared key is off)", principalType: args.deployerPrincipalType }];
+    this.roleAssignments = [
+      ...grantRoles(name, endpoint.principalId, args.subscriptionId, endpointGrants, { parent: this }),
+      ...grantRoles(name, compute.principalId, args.subscriptionId, computeGrants, { parent: this }),
+      ...(args.deployerObjectId === undefined ? [] : grantRoles(name, args.deployerObjectId, args.subscriptionId, deployerGrants, { parent: this })),
+    ];
+    const suffixes = [...endpointGrants, ...computeGrants, ...deployerGrants].map((g) => g.suffix);
     this.rolesInEffect = new time.Sleep(
       `${name}-roles-in-effect`,
       {
         createDuration: `${ROLE_PROPAGATION_SECONDS}s`,
-        triggers: Object.fromEntries(grants.map(([suffix], i) => [suffix, this.roleAssignments[i].id])),
+        triggers: Object.fromEntries(suffixes.map((suffix, i) => [suffix, this.roleAssignments[i].id])),
       },
       // Starts only once every assignment exists.
       { parent: this, dependsOn: this.roleAssignments },
     );
-    this.id = identity.id;
-    this.clientId = identity.clientId;
-    this.principalId = identity.principalId;
-    this.registerOutputs({ id: this.id, clientId: this.clientId, principalId: this.principalId });
+    this.id = endpoint.id;
+    this.clientId = endpoint.clientId;
+    this.principalId = endpoint.principalId;
+    this.computeId = compute.id;
+    this.computePrincipalId = compute.principalId;
+    this.registerOutputs({ id: this.id, clientId: this.clientId, principalId: this.principalId, computeId: this.computeId });
   }
 }

@@ -84,6 +84,8 @@ export interface AzureNames {
   appInsights: string;
   workspace: string;
   identity: string;
+  /** The compute clusters' identity (the endpoint keeps `identity`). */
+  computeIdentity: string;
   endpoint: string;
   hub: string;
   project: string;
@@ -113,6 +115,7 @@ export function azureNames(args: { prefix: string; stack: string; subscriptionId
     appInsights: `appi-${prefix}-${suffix}`,
     workspace: `mlw-${prefix}-${suffix}`,
     identity: `id-${prefix}-${s}`,
+    computeIdentity: `id-${prefix}-${s}-compute`,
     endpoint: `${prefix}-${suffix}`,
     hub: `hub-${prefix}-${suffix}`,
     project: `proj-${prefix}-${suffix}`,
@@ -126,6 +129,7 @@ export function azureNames(args: { prefix: string; stack: string; subscriptionId
     appInsights: "appInsights",
     workspace: "workspace",
     identity: "identity",
+    computeIdentity: "identity",
     endpoint: "endpoint",
     hub: "workspace",
     project: "workspace",

@@ -1,6 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type { ChatDefaults } from "./generation";
+import { grantRoles } from "./identity";
+import type { Tags } from "./secrets";
+import { isPrivate, managedNetwork, publicNetworkAccess, SecurityConfig } from "./security";
 
 /** Arguments of {@link PromptFlow}. */
 export interface PromptFlowArgs {
@@ -21,7 +24,13 @@ export interface PromptFlowArgs {
   endpointKey: pulumi.Output<string>;
   /** Generation defaults for the serving hardware (infra/generation.ts), put in the metadata. */
   chatDefaults: ChatDefaults;
-  tags: Record<string, string>;
+  /** Resource tags (values may be secrets). */
+  tags: Tags;
+  /** The `security` setting (infra/security.ts). */
+  security: SecurityConfig;
+  /** ARM id of the ML workspace holding the endpoint (target of the hub's private endpoint in `private`). */
+  workspaceId: pulumi.Input<string>;
+  subscriptionId: pulumi.Input<string>;
 }
 
 /**
@@ -33,6 +42,11 @@ export interface PromptFlowArgs {
  * (`connection.configs` in the tool) carries `max_new_tokens` and `timeout_seconds` sized for
  * the deployment's instance type, so a CPU deployment is not asked for more than it can answer
  * within its request timeout.
+ * The `private` profile disables public network access on hub and project and gives the hub a
+ * managed network `AllowOnlyApprovedOutbound` (projects use their hub's) with the jobs' FQDN
+ * rules plus a private endpoint to the ML workspace (`amlworkspace`), the only way a flow in the
+ * hub's network reaches the endpoint once its public access is off; the hub's identity gets the
+ * data roles of identity-based datastores and may approve that private endpoint.
  */
 export class PromptFlow extends pulumi.ComponentResource {
   public readonly hubName: pulumi.Output<string>;
@@ -48,8 +62,9 @@ export class PromptFlow extends pulumi.ComponentResource {
       tags: args.tags,
       identity: { type: "SystemAssigned" },
       sku: { name: "Basic", tier: "Basic" },
-      publicNetworkAccess: "Enabled",
+      publicNetworkAccess: publicNetworkAccess(args.security),
     } satisfies Partial<ml.WorkspaceArgs>;
+    const privateNet = isPrivate(args.security);
     const hub = new ml.Workspace(
       `${name}-hub`,
       {
@@ -61,9 +76,31 @@ export class PromptFlow extends pulumi.ComponentResource {
         keyVault: args.keyVaultId,
         applicationInsights: args.appInsightsId,
         containerRegistry: args.registryId,
+        ...(privateNet
+          ? {
+              systemDatastoresAuthMode: "identity",
+              managedNetwork: managedNetwork(args.security, {
+                "ml-workspace": {
+                  type: "PrivateEndpoint",
+                  category: "UserDefined",
+                  destination: { serviceResourceId: args.workspaceId, subresourceTarget: "amlworkspace", sparkEnabled: false },
+                },
+              }),
+            }
+          : {}),
       },
       { parent: this },
     );
+    if (privateNet) {
+      const hubPrincipal = hub.identity.apply((i) => i?.principalId ?? "");
+      grantRoles(`${name}-hub`, hubPrincipal, args.subscriptionId, [
+        { suffix: "blob-contributor-storage", role: "Storage Blob Data Contributor", scope: args.storageAccountId, grantee: "hub identity", why: "identity-based system datastores (blob)" },
+        { suffix: "file-contributor-storage", role: "Storage File Data Privileged Contributor", scope: args.storageAccountId, grantee: "hub identity", why: "identity-based system datastores (file share)" },
+        // The managed network creates the private endpoint to the ML workspace; the hub's identity must
+        // be allowed to approve it (learn.microsoft.com/azure/ai-foundry/how-to/configure-managed-network).
+        { suffix: "pe-approver-workspace", role: "Azure AI Enterprise Network Connection Approver", scope: args.workspaceId, grantee: "hub identity", why: "approve the hub's private endpoint to the ML workspace" },
+      ], { parent: this });
+    }
     const project = new ml.Workspace(
       `${name}-project`,
       { ...common, workspaceName: args.projectName, kind: "Project", friendlyName: "Phi-3 Prompt flow project", hubResourceId: hub.id },

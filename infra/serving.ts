@@ -4,6 +4,9 @@ import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import { DeploymentConfig, StackConfig } from "./config";
 import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
+import { SecretMarks, secretEnvironment, Tags } from "./secrets";
+import { publicNetworkAccess, SecurityConfig } from "./security";
+import { diagnosticSetting } from "./workspace";
 
 /**
  * Azure name of a deployment: the config name plus 8 hex of the model version it serves, so
@@ -47,6 +50,14 @@ export interface ServingArgs {
   rolesInEffect: pulumi.Resource;
   /** The model version this stack trains. */
   trainedModel: { name: string; version: string; id: pulumi.Input<string> };
+  /** The user's tags (values may be secrets; `secretTags`). */
+  tags: Tags;
+  /** Which config values are secrets: environment variable values are wrapped with `pulumi.secret` when marked. */
+  secrets: SecretMarks;
+  /** The `security` setting: `private` disables the endpoint's public network access. */
+  security: SecurityConfig;
+  /** ARM id of the stack's Log Analytics workspace (the endpoint's diagnostic setting). */
+  logAnalyticsId: pulumi.Input<string>;
 }
 
 /**
@@ -73,14 +84,19 @@ export class Serving extends pulumi.ComponentResource {
     super("phi3:infra:Serving", name, {}, opts);
     const { config: c } = args;
     const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
-    const tags = c.tags;
+    const tags = args.tags;
 
     const endpointArgs: ml.OnlineEndpointArgs = {
       ...ws,
       endpointName: args.endpointName,
       location: args.location,
       identity: { type: "UserAssigned", userAssignedIdentities: [args.identity.id] },
-      properties: { authMode: "Key", description: "Fine-tuned Phi-3 (phi3-finetune stack)" },
+      properties: {
+        authMode: "Key",
+        description: "Fine-tuned Phi-3 (phi3-finetune stack)",
+        // private: scoring only through the workspace's private endpoint (a client inside the network).
+        ...(publicNetworkAccess(args.security) === "Disabled" ? { publicNetworkAccess: "Disabled" } : {}),
+      },
       tags,
     };
     const endpoint = new ml.OnlineEndpoint(
@@ -95,6 +111,8 @@ export class Serving extends pulumi.ComponentResource {
         ignoreChanges: ["properties.traffic", "properties.mirrorTraffic"],
       },
     );
+
+    diagnosticSetting(`${name}-endpoint-diagnostics`, endpoint.id, args.logAnalyticsId, { parent: this });
 
     this.deploymentNames = {};
     const deployments = c.serving.deployments.map((d) => {
@@ -119,7 +137,7 @@ export class Serving extends pulumi.ComponentResource {
             model: modelId,
             appInsightsEnabled: true,
             environmentVariables: {
-              ...d.environmentVariables,
+              ...secretEnvironment(d.environmentVariables, args.secrets),
               SUBSCRIPTION_ID: args.subscriptionId,
               RESOURCE_GROUP_NAME: args.resourceGroupName,
               UAI_CLIENT_ID: args.identity.clientId,

@@ -7,6 +7,8 @@ import * as storage from "@pulumi/azure-native/storage";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
+import { plainTags, SecretMarks } from "./secrets";
+import { commandLine } from "./shell";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
@@ -100,22 +102,30 @@ export function fineTuneArguments(c: StackConfig): [string, string][] {
   ];
 }
 
-/** The fine-tune command line of the Azure ML job ({@link fineTuneArguments} after the script). */
+/**
+ * The fine-tune command line of the Azure ML job: {@link fineTuneArguments} after the script,
+ * every value shell-quoted (infra/shell.ts; bindings stay bare for Azure ML's substitution).
+ * The values are raw in {@link fineTuneArguments}, so local runs (argv, no shell) use them as is.
+ */
 export function fineTuneCommand(c: StackConfig): string {
-  return ["python fine_tune.py", ...fineTuneArguments(c).map(([flag, value]) => `${flag} ${value}`)].join(" ");
+  return commandLine(["python", "fine_tune.py"], fineTuneArguments(c));
 }
 
-/** The data preparation command (ultrachat_200k slice → train/test JSONL outputs). */
-export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat" }>): string {
+/** prepare_data.py's arguments (raw values, as `[flag, value]` pairs), outputs as Azure ML bindings. */
+export function prepArguments(d: Extract<StackConfig["data"], { source: "ultrachat" }>): [string, string][] {
   return [
-    "python prepare_data.py",
-    `--dataset ${d.dataset}`,
-    `--split '${d.split}'`,
-    `--test-size ${d.testSize}`,
-    `--seed ${d.seed}`,
-    "--train-output ${{outputs.train}}",
-    "--test-output ${{outputs.test}}",
-  ].join(" ");
+    ["--dataset", d.dataset],
+    ["--split", d.split],
+    ["--test-size", String(d.testSize)],
+    ["--seed", String(d.seed)],
+    ["--train-output", "${{outputs.train}}"],
+    ["--test-output", "${{outputs.test}}"],
+  ];
+}
+
+/** The data preparation command (ultrachat_200k slice → train/test JSONL outputs), values shell-quoted. */
+export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat" }>): string {
+  return commandLine(["python", "prepare_data.py"], prepArguments(d));
 }
 
 /**
@@ -195,6 +205,14 @@ export interface TrainingArgs {
   prepClusterId?: pulumi.Input<string>;
   /** Resources the first job must wait for (the cluster identity's roles in effect). */
   dependsOn: pulumi.Input<pulumi.Resource>[];
+  /** Which config values are secrets: secret tag values stay out of job bodies (Studio shows job tags). */
+  secrets: SecretMarks;
+  /**
+   * Upload with Entra ID (`jobs/upload-blobs.ts`, the deployer's identity) instead of
+   * azure-native `storage.Blob`, which signs with the account key: needed when shared-key access
+   * is off (the `private` profile). The uploads then wait for `dependsOn` (the deployer's role).
+   */
+  entraIdUploads?: boolean;
 }
 
 /**
@@ -221,7 +239,7 @@ export class Training extends pulumi.ComponentResource {
     super("phi3:infra:Training", name, {}, opts);
     const { config: c, plan } = args;
     const ws = { resourceGroupName: args.resourceGroupName, workspaceName: args.workspaceName };
-    const tags = { ...c.tags, stack: pulumi.getStack() };
+    const tags = { ...plainTags(c.tags, args.secrets), stack: pulumi.getStack() };
 
     // Uploads go where the SDK puts them: workspaceblobstore, LocalUpload/<hash>/ (see DEFAULT_DATASTORE).
     const container = pulumi.output(args.workspaceGuid).apply(defaultDatastoreContainer);
@@ -229,8 +247,25 @@ export class Training extends pulumi.ComponentResource {
       pulumi.all([args.subscriptionId, args.resourceGroupName, args.workspaceName]).apply(([subscriptionId, resourceGroupName, workspaceName]) =>
         datastoreUri({ subscriptionId, resourceGroupName, workspaceName }, DEFAULT_DATASTORE, blobPath),
       );
-    const upload = (logical: string, blobName: string, file: string) =>
-      new storage.Blob(
+    const uploadProgram = "npx --no-install tsx jobs/upload-blobs.ts";
+    const upload = (logical: string, blobName: string, file: string): pulumi.CustomResource =>
+      args.entraIdUploads
+        ? new local.Command(
+            logical,
+            {
+              create: uploadProgram,
+              update: uploadProgram,
+              environment: {
+                BLOB_CONTAINER_URL: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}`,
+                UPLOADS: JSON.stringify([{ file: rel(file), blob: blobName }]),
+                CONTENT_SHA256: hashFile(file),
+              },
+              logging: "stdoutAndStderr",
+            },
+            // The deployer's Storage Blob Data Contributor must be in effect first; no delete step: uploads are kept like the SDK's.
+            { parent: this, dependsOn: args.dependsOn },
+          )
+        : new storage.Blob(
         logical,
         {
           accountName: args.storageAccountName,

@@ -1,12 +1,18 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as applicationinsights from "@pulumi/azure-native/applicationinsights";
 import * as containerregistry from "@pulumi/azure-native/containerregistry";
+import * as authorization from "@pulumi/azure-native/authorization";
 import * as keyvault from "@pulumi/azure-native/keyvault";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
+import * as monitor from "@pulumi/azure-native/monitor";
 import * as operationalinsights from "@pulumi/azure-native/operationalinsights";
 import * as resources from "@pulumi/azure-native/resources";
 import * as storage from "@pulumi/azure-native/storage";
 import { AzureNames } from "./naming";
+import type { Tags } from "./secrets";
+import { grantRoles } from "./identity";
+import { BLOB_SOFT_DELETE_DAYS, DIAGNOSTICS, isPrivate, KEY_VAULT_RETENTION_DAYS, managedNetwork, publicNetworkAccess, SecurityConfig } from "./security";
+import { defaultDatastoreContainer } from "./training";
 
 /** Arguments of {@link MlWorkspace}. */
 export interface MlWorkspaceArgs {
@@ -18,18 +24,54 @@ export interface MlWorkspaceArgs {
   client: pulumi.Input<{ subscriptionId: string; tenantId: string }>;
   /** Use this existing resource group instead of creating one (empty: create). */
   existingResourceGroup: string;
-  /** Tags on every resource. */
-  tags: Record<string, string>;
+  /** Tags on every resource (values may be secrets). */
+  tags: Tags;
   /** Resources every child waits for (the preflight). */
   after?: pulumi.Input<pulumi.Resource>[];
+  /** The `security` setting: profile and lock (infra/security.ts). */
+  security: SecurityConfig;
+}
+
+/**
+ * A diagnostic setting sending every log (`allLogs`) and metric of `resourceUri` to the stack's
+ * Log Analytics workspace (AVM's `diagnosticSettings` default; Azure Monitor REST 2021-05-01-preview
+ * as azure-native's `monitor.DiagnosticSetting`). Pass `metricsOnly` for scopes without logs.
+ */
+export function diagnosticSetting(
+  logicalName: string,
+  resourceUri: pulumi.Input<string>,
+  logAnalyticsId: pulumi.Input<string>,
+  opts: pulumi.CustomResourceOptions,
+  metricsOnly = false,
+): monitor.DiagnosticSetting {
+  return new monitor.DiagnosticSetting(
+    logicalName,
+    {
+      name: "phi3-to-log-analytics",
+      resourceUri,
+      workspaceId: logAnalyticsId,
+      ...(metricsOnly ? {} : { logs: [...DIAGNOSTICS.logs] }),
+      metrics: [...DIAGNOSTICS.metrics],
+    },
+    opts,
+  );
 }
 
 /**
  * The Azure ML workspace and what it needs (Azure ML REST 2025-12-01, azure-native v3):
  * a resource group (unless an existing one is named), a StorageV2 account (no public blob
- * access, TLS 1.2), a Key Vault with RBAC authorization and soft delete, Log Analytics plus a
- * workspace-based Application Insights, a Basic container registry with the admin user off,
- * and the workspace (kind `Default`, system-assigned identity) linked to all four.
+ * access, TLS 1.2, infrastructure encryption, blob and container soft delete), a Key Vault with
+ * RBAC authorization, purge protection and 90-day soft delete, Log Analytics plus a
+ * workspace-based Application Insights, a container registry with the admin user off, and the
+ * workspace (kind `Default`, system-assigned identity) linked to all four; diagnostic settings
+ * of workspace, storage (account and blob service), vault and registry to Log Analytics; an
+ * optional `CanNotDelete` lock on the resource group (`security.lock`).
+ * The `private` profile (infra/security.ts) also turns storage shared-key access off with
+ * identity-based system datastores (the workspace identity gets the data roles this needs),
+ * disables public network access on storage, vault, registry (Premium: Basic has no private
+ * link) and workspace, and gives the workspace a managed network `AllowOnlyApprovedOutbound`
+ * with the FQDN rules the jobs need (Azure adds the private endpoints to storage, vault and
+ * registry and the required service tags itself).
  */
 export class MlWorkspace extends pulumi.ComponentResource {
   public readonly resourceGroupName: pulumi.Output<string>;
@@ -45,6 +87,12 @@ export class MlWorkspace extends pulumi.ComponentResource {
   public readonly workspaceId: pulumi.Output<string>;
   /** The workspace's GUID (Azure's `workspaceId` property; names the `workspaceblobstore` container). */
   public readonly workspaceGuid: pulumi.Output<string>;
+  /** Principal id of the workspace's system-assigned identity. */
+  public readonly workspacePrincipalId: pulumi.Output<string>;
+  /** ARM id of the stack's Log Analytics workspace (diagnostic settings go there). */
+  public readonly logAnalyticsId: pulumi.Output<string>;
+  /** ARM id of the `workspaceblobstore` container (Azure ML creates it with the workspace): scope of the jobs' data role. */
+  public readonly datastoreContainerId: pulumi.Output<string>;
 
   constructor(name: string, args: MlWorkspaceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Workspace", name, {}, opts);
@@ -52,7 +100,9 @@ export class MlWorkspace extends pulumi.ComponentResource {
     const parent = { parent: this, dependsOn: args.after };
     const names = pulumi.output(args.names);
     const client = pulumi.output(args.client);
-    const { location, tags } = args;
+    const { location, tags, security } = args;
+    const privateNet = isPrivate(security);
+    const access = publicNetworkAccess(security);
 
     if (args.existingResourceGroup) {
       this.resourceGroupName = pulumi.output(args.existingResourceGroup);
@@ -75,7 +125,33 @@ export class MlWorkspace extends pulumi.ComponentResource {
         allowBlobPublicAccess: false,
         minimumTlsVersion: "TLS1_2",
         enableHttpsTrafficOnly: true,
+        // Second layer of encryption at rest (AVM's requireInfrastructureEncryption).
+        encryption: {
+          keySource: "Microsoft.Storage",
+          requireInfrastructureEncryption: true,
+          services: { blob: { enabled: true, keyType: "Account" }, file: { enabled: true, keyType: "Account" } },
+        },
+        // private: no account keys (Entra ID only) and no public endpoint; Azure services bypass for diagnostics.
+        allowSharedKeyAccess: !privateNet,
+        publicNetworkAccess: access,
+        ...(privateNet ? { networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } } : {}),
         tags,
+      },
+      {
+        ...parent,
+        // Azure sets infrastructure encryption only when an account is created: existing accounts keep theirs
+        // (learn.microsoft.com/azure/storage/common/infrastructure-encryption-enable).
+        ignoreChanges: ["encryption.requireInfrastructureEncryption"],
+      },
+    );
+    new storage.BlobServiceProperties(
+      `${name}-storage-blob-service`,
+      {
+        accountName: account.name,
+        resourceGroupName,
+        blobServicesName: "default",
+        deleteRetentionPolicy: { enabled: true, days: BLOB_SOFT_DELETE_DAYS },
+        containerDeleteRetentionPolicy: { enabled: true, days: BLOB_SOFT_DELETE_DAYS },
       },
       parent,
     );
@@ -91,11 +167,21 @@ export class MlWorkspace extends pulumi.ComponentResource {
           sku: { family: "A", name: "standard" },
           enableRbacAuthorization: true,
           enableSoftDelete: true,
-          softDeleteRetentionInDays: 7,
+          // AVM defaults. With purge protection a deleted vault's name stays taken for the whole
+          // retention: after destroy, deploy again under the next nameGeneration (the preflight says so).
+          enablePurgeProtection: true,
+          softDeleteRetentionInDays: KEY_VAULT_RETENTION_DAYS,
+          publicNetworkAccess: access,
+          ...(privateNet ? { networkAcls: { defaultAction: "Deny", bypass: "AzureServices" } } : {}),
         },
         tags,
       },
-      parent,
+      {
+        ...parent,
+        // Azure accepts the retention only when a vault is created ("cannot be changed once set",
+        // learn.microsoft.com/azure/key-vault/general/soft-delete-overview): existing vaults keep theirs.
+        ignoreChanges: ["properties.softDeleteRetentionInDays"],
+      },
     );
 
     const logs = new operationalinsights.Workspace(
@@ -121,7 +207,17 @@ export class MlWorkspace extends pulumi.ComponentResource {
 
     const registry = new containerregistry.Registry(
       `${name}-registry`,
-      { registryName: names.containerRegistry, resourceGroupName, location, sku: { name: "Basic" }, adminUserEnabled: false, tags },
+      {
+        registryName: names.containerRegistry,
+        resourceGroupName,
+        location,
+        // Private link (and so public network access off) needs Premium (learn.microsoft.com/azure/container-registry/container-registry-private-link).
+        sku: { name: privateNet ? "Premium" : "Basic" },
+        adminUserEnabled: false,
+        publicNetworkAccess: access,
+        ...(privateNet ? { networkRuleBypassOptions: "AzureServices" } : {}),
+        tags,
+      },
       parent,
     );
 
@@ -139,12 +235,48 @@ export class MlWorkspace extends pulumi.ComponentResource {
         keyVault: vault.id,
         applicationInsights: insights.id,
         containerRegistry: registry.id,
-        publicNetworkAccess: "Enabled",
+        publicNetworkAccess: access,
+        // private: system datastores use identities, not account keys (AVM WAF-aligned example),
+        // and a managed network allows only the outbound the jobs need.
+        ...(privateNet ? { systemDatastoresAuthMode: "identity", managedNetwork: managedNetwork(security) } : {}),
         tags,
       },
       parent,
     );
+    this.workspacePrincipalId = workspace.identity.apply((i) => i?.principalId ?? "");
 
+    if (privateNet) {
+      // Identity-based system datastores: the workspace reads and writes its storage with its own identity
+      // (learn.microsoft.com/azure/machine-learning/how-to-disable-local-auth-storage).
+      grantRoles(`${name}-workspace`, this.workspacePrincipalId, client.subscriptionId, [
+        { suffix: "blob-contributor-storage", role: "Storage Blob Data Contributor", scope: account.id, grantee: "workspace identity", why: "identity-based system datastores (blob)" },
+        { suffix: "file-contributor-storage", role: "Storage File Data Privileged Contributor", scope: account.id, grantee: "workspace identity", why: "identity-based system datastores (file share)" },
+      ], { parent: this });
+    }
+
+    const toLogs = (logical: string, uri: pulumi.Input<string>, metricsOnly = false) =>
+      diagnosticSetting(`${name}-${logical}-diagnostics`, uri, logs.id, { parent: this }, metricsOnly);
+    toLogs("workspace", workspace.id);
+    // Storage accounts log per service: account metrics here, blob logs on the blob service.
+    toLogs("storage", account.id, true);
+    toLogs("storage-blob", pulumi.interpolate`${account.id}/blobServices/default`);
+    toLogs("keyvault", vault.id);
+    toLogs("registry", registry.id);
+
+    if (security.lock) {
+      new authorization.ManagementLockAtResourceGroupLevel(
+        `${name}-rg-lock`,
+        {
+          lockName: "phi3-finetune-cannot-delete",
+          resourceGroupName,
+          level: "CanNotDelete",
+          notes: "phi3-finetune security.lock: set it to false and pulumi up before destroying or replacing deployments",
+        },
+        parent,
+      );
+    }
+
+    this.logAnalyticsId = logs.id;
     this.storageAccountId = account.id;
     this.storageAccountName = account.name;
     this.keyVaultId = vault.id;
@@ -153,6 +285,7 @@ export class MlWorkspace extends pulumi.ComponentResource {
     this.workspaceName = workspace.name;
     this.workspaceId = workspace.id;
     this.workspaceGuid = workspace.workspaceId;
+    this.datastoreContainerId = pulumi.interpolate`${account.id}/blobServices/default/containers/${workspace.workspaceId.apply(defaultDatastoreContainer)}`;
     this.registerOutputs({
       resourceGroupName: this.resourceGroupName,
       workspaceName: this.workspaceName,

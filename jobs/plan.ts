@@ -10,8 +10,9 @@
  */
 import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
-import { BUILT_IN_ROLES } from "../infra/identity";
-import { estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
+import { estimateCost, formatCostReport, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
+import { isPrivate, managedNetworkCount, privateEndpointCount } from "../infra/security";
+import { accessLine, AccessLine, accessSummary, formatAccess, scopeLabel } from "./lib/access";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -47,9 +48,6 @@ export function parsePlanArgs(argv: string[]): PlanArgs {
 
 const shortType = (t: string) => t.split(":").pop() ?? t;
 
-/** Role name by role definition GUID, from the table the identity component assigns. */
-const ROLE_NAMES: Record<string, string> = Object.fromEntries(Object.entries(BUILT_IN_ROLES).map(([name, guid]) => [guid, name]));
-
 /** The few settings a reviewer looks at for each resource type. */
 export function keySettings(r: Registration): string {
   const i = unwrapSecrets(r.inputs, MASK);
@@ -58,15 +56,21 @@ export function keySettings(r: Registration): string {
     case "azure-native:resources:ResourceGroup":
       return `location=${i.location}`;
     case "azure-native:storage:StorageAccount":
-      return `${i.kind} ${i.sku?.name}, public blob access=${i.allowBlobPublicAccess}, TLS>=${i.minimumTlsVersion}`;
+      return `${i.kind} ${i.sku?.name}, public blob access=${i.allowBlobPublicAccess}, TLS>=${i.minimumTlsVersion}, shared key=${i.allowSharedKeyAccess}, public network=${i.publicNetworkAccess}, infrastructure encryption=${i.encryption?.requireInfrastructureEncryption}`;
     case "azure-native:keyvault:Vault":
-      return `RBAC=${p.enableRbacAuthorization}, soft delete ${p.softDeleteRetentionInDays} d`;
+      return `RBAC=${p.enableRbacAuthorization}, soft delete ${p.softDeleteRetentionInDays} d, purge protection=${p.enablePurgeProtection}, public network=${p.publicNetworkAccess}`;
     case "azure-native:containerregistry:Registry":
-      return `${i.sku?.name}, admin user=${i.adminUserEnabled}`;
+      return `${i.sku?.name}, admin user=${i.adminUserEnabled}, public network=${i.publicNetworkAccess}`;
     case "azure-native:machinelearningservices:Workspace":
-      return `kind=${i.kind}${i.hubResourceId ? `, hub=${String(i.hubResourceId).split("/").pop()}` : ""}`;
-    case "azure-native:authorization:RoleAssignment":
-      return `${ROLE_NAMES[String(i.roleDefinitionId).split("/").pop() ?? ""] ?? i.roleDefinitionId} on ${String(i.scope).split("/").slice(-2).join("/")} (${i.principalType})`;
+      return (
+        `kind=${i.kind}${i.hubResourceId ? `, hub=${String(i.hubResourceId).split("/").pop()}` : ""}, public network=${i.publicNetworkAccess}` +
+        (i.managedNetwork ? `, managed network ${i.managedNetwork.isolationMode} (${Object.keys(i.managedNetwork.outboundRules ?? {}).length} outbound rules, firewall ${i.managedNetwork.firewallSku})` : "") +
+        (i.systemDatastoresAuthMode ? `, datastores auth=${i.systemDatastoresAuthMode}` : "")
+      );
+    case "azure-native:authorization:RoleAssignment": {
+      const a = accessLine(r);
+      return `${a.role} on ${a.scope} → ${a.grantee}`;
+    }
     case "azure-native:machinelearningservices:Compute": {
       const c = p.properties ?? {};
       return `${c.vmSize} ${c.vmPriority}, nodes ${c.scaleSettings?.minNodeCount}..${c.scaleSettings?.maxNodeCount}, idle ${c.scaleSettings?.nodeIdleTimeBeforeScaleDown}`;
@@ -82,8 +86,9 @@ export function keySettings(r: Registration): string {
     case "azure-native:machinelearningservices:ModelVersion":
       return `${p.modelType} from ${p.modelUri}`;
     case "azure-native:machinelearningservices:OnlineEndpoint":
-      return `auth=${p.authMode}, identity=${(i.identity?.userAssignedIdentities ?? []).map((x: string) => x.split("/").pop()).join(",")}`;
+      return `auth=${p.authMode}, public network=${p.publicNetworkAccess ?? "Enabled"}, identity=${(i.identity?.userAssignedIdentities ?? []).map((x: string) => x.split("/").pop()).join(",")}`;
     case "azure-native:machinelearningservices:OnlineDeployment": {
+      if (typeof p === "string") return `x${i.sku?.capacity}, properties ${p} (they hold a secret environment variable)`;
       const rs = p.requestSettings ?? {};
       const lp = p.livenessProbe ?? {};
       return (
@@ -94,6 +99,12 @@ export function keySettings(r: Registration): string {
     }
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return typeof p === "string" ? `properties ${p} (hold the endpoint key)` : `${p.category}, keys=${Object.keys(p.credentials?.keys ?? {}).join(",")}`;
+    case "azure-native:monitor:DiagnosticSetting":
+      return `${(i.logs ?? []).map((l: { categoryGroup?: string }) => l.categoryGroup).join("+") || "no logs"} + ${(i.metrics ?? []).map((m: { category?: string }) => m.category).join("+")} of ${scopeLabel(String(i.resourceUri))} → ${scopeLabel(String(i.workspaceId))}`;
+    case "azure-native:storage:BlobServiceProperties":
+      return `blob soft delete ${i.deleteRetentionPolicy?.days} d, container soft delete ${i.containerDeleteRetentionPolicy?.days} d`;
+    case "azure-native:authorization:ManagementLockAtResourceGroupLevel":
+      return `${i.level} on resource group ${i.resourceGroupName}`;
     case "time:index/sleep:Sleep":
       return `waits ${i.createDuration} for the role assignments to take effect`;
     case "azure-native:storage:Blob":
@@ -104,6 +115,9 @@ export function keySettings(r: Registration): string {
         const input = JSON.parse(env.PREFLIGHT_INPUT);
         const sizes = [input.trainingCluster.vmSize, input.data?.prepCluster?.vmSize, ...input.serving.deployments.map((d: { instanceType: string }) => d.instanceType)].filter(Boolean);
         return `preflight, first step of up (everything costly waits for it): checks ${[...new Set(sizes)].join(", ")} in ${input.location}, quota, providers, names, pinned models`;
+      }
+      if (env.UPLOADS) {
+        return `uploads ${JSON.parse(env.UPLOADS).map((u: { file: string }) => u.file).join(", ")} with Entra ID (shared key is off)`;
       }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
@@ -125,11 +139,18 @@ export interface Plan {
   outputs: Record<string, unknown>;
   warnings: string[];
   cost: CostEstimate;
+  /** What the private profile's networking costs (undefined for `standard`). */
+  network?: NetworkEstimate;
+  /** Every role assignment: who gets what on which scope, and why. */
+  access: AccessLine[];
   resourceCount: number;
 }
 
 /** Build the plan from a mock run (secrets masked everywhere). */
-export function buildPlan(run: ProgramRun, meta: { project: string; stack: string; subscriptionId: string; warnings: string[]; cost: CostEstimate }): Plan {
+export function buildPlan(
+  run: ProgramRun,
+  meta: { project: string; stack: string; subscriptionId: string; warnings: string[]; cost: CostEstimate; network?: NetworkEstimate },
+): Plan {
   const components = run.registrations
     .filter((r) => !r.custom)
     .map((c) => ({
@@ -142,7 +163,7 @@ export function buildPlan(run: ProgramRun, meta: { project: string; stack: strin
   const outputs = Object.fromEntries(
     Object.entries(run.outputs).map(([k, v]) => [k, run.secretOutputs.includes(k) ? MASK : unwrapSecrets(v, MASK)]),
   );
-  return { ...meta, components, outputs, resourceCount: run.registrations.filter((r) => r.custom).length };
+  return { ...meta, components, outputs, access: accessSummary(run.registrations), resourceCount: run.registrations.filter((r) => r.custom).length };
 }
 
 /** Human-readable plan lines. */
@@ -159,6 +180,7 @@ export function formatPlan(plan: Plan): string[] {
       if (r.settings) lines.push(`        ${r.settings}`);
     }
   }
+  lines.push(...formatAccess(plan.access));
   lines.push("", "Outputs:");
   for (const [k, v] of Object.entries(plan.outputs)) if (v !== undefined) lines.push(`    ${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
   if (plan.warnings.length) {
@@ -166,6 +188,7 @@ export function formatPlan(plan: Plan): string[] {
     for (const w of plan.warnings) lines.push(`    ! ${w}`);
   }
   lines.push("", ...formatCostReport(plan.cost));
+  if (plan.network) lines.push(...formatNetworkCost(plan.network, plan.cost.currency));
   lines.push("", `${plan.resourceCount} resources to create.`);
   return lines;
 }
@@ -200,7 +223,15 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
       loadPriceTable(cfg.prices),
       cfg.location,
     );
-    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost });
+    const network = isPrivate(cfg.security)
+      ? estimateNetworkCost({
+          privateEndpoints: privateEndpointCount(cfg.security, cfg.promptFlow.enabled),
+          firewalls: managedNetworkCount(cfg.security, cfg.promptFlow.enabled),
+          firewallSku: cfg.security.firewallSku,
+          premiumRegistry: true,
+        })
+      : undefined;
+    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost, network });
     if (args.json) out(JSON.stringify(plan, null, 2));
     else formatPlan(plan).forEach((l) => out(l));
     return 0;

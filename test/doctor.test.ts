@@ -426,6 +426,19 @@ describe("runDoctor against a fake ARM", () => {
     expect(r.exitCode).toBe(1);
   });
 
+  it("a soft-deleted key vault with purge protection (the stack's default) points at nameGeneration, never at a purge", async () => {
+    greenAzure();
+    fake.route("POST", checkNamePath("Microsoft.KeyVault"), { body: { nameAvailable: false, reason: "AlreadyExists" } });
+    fake.route("GET", `/subscriptions/${SUB}/providers/Microsoft.KeyVault/locations/${LOCATION}/deletedVaults/${names.keyVault}`, {
+      body: { name: names.keyVault, properties: { deletionDate: "2026-11-01T10:00:00Z", scheduledPurgeDate: "2027-01-30T10:00:00Z", purgeProtectionEnabled: true } },
+    });
+    const c = byId(await run(), "name:keyvault");
+    expect(c.status).toBe("FAIL");
+    expect(c.detail).toContain("purge protection on: it cannot be purged, so its name stays taken until then");
+    expect(c.remedy).toMatch(/^pulumi config set phi3-finetune:nameGeneration 1 /);
+    expect(c.remedy).not.toContain("az keyvault purge");
+  });
+
   it("throttling (429 with Retry-After: 0, then success) still completes all green", async () => {
     greenAzure();
     const throttled = { status: 429, headers: { "retry-after": "0" }, body: { error: { code: "TooManyRequests", message: "slow down" } } };

@@ -8,7 +8,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig, type RawConfig } from "../infra/config";
+import { configProblems } from "./helpers/config";
+import { parseConfig, type RawConfig } from "../infra/config";
 import { classifyRegion } from "../infra/regions";
 import { classifyName, classifyVmSize, editDistance, RECORDED_VM_SIZES, VM_SIZES_RECORDED } from "../infra/vm-sizes";
 import { estimateCost, formatCostReport, loadPriceTable } from "../infra/cost";
@@ -19,15 +20,7 @@ const deployment = (over: Record<string, unknown>) => json({ deployments: [{ nam
 const size = (s: string) => deployment({ instanceType: s });
 const pinned = (model: unknown) => deployment({ model, instanceType: "Standard_NC4as_T4_v3" });
 
-function problems(raw: RawConfig): string[] {
-  try {
-    parseConfig({ location: "eastus2", ...raw });
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as ConfigError).issues;
-  }
-  throw new Error("expected a ConfigError");
-}
+const problems = configProblems;
 
 const T = "phi3-finetune:trainingCluster.vmSize";
 const D = "phi3-finetune:serving.deployments[0].instanceType";

@@ -47,25 +47,26 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(ws.containerRegistry).toBe(byName(run, "phi3-registry").id);
   });
 
-  it("grants the identity exactly the seeds' three roles, with deterministic GUID names", () => {
-    const uai = byName(run, "phi3-identity-uai");
-    const principal = uai.state.principalId as string;
+  it("grants each identity its least-privilege roles, with deterministic GUID names", () => {
+    const principal = (n: string) => byName(run, n).state.principalId as string;
     const assignments = ofType(run, "azure-native:authorization:RoleAssignment").map(plain);
-    expect(assignments).toHaveLength(3);
-    const expected: [keyof typeof BUILT_IN_ROLES, string][] = [
-      ["Contributor", byName(run, "phi3-rg").id],
-      ["Storage Blob Data Reader", byName(run, "phi3-storage").id],
-      ["AcrPull", byName(run, "phi3-registry").id],
+    const container = `${byName(run, "phi3-storage").id}/blobServices/default/containers/azureml-blobstore-${byName(run, "phi3-workspace").state.workspaceId}`;
+    const expected: [string, keyof typeof BUILT_IN_ROLES, string][] = [
+      ["phi3-identity-uai", "AcrPull", byName(run, "phi3-registry").id],
+      ["phi3-identity-uai", "Storage Blob Data Reader", byName(run, "phi3-storage").id],
+      ["phi3-identity-compute-uai", "AcrPull", byName(run, "phi3-registry").id],
+      ["phi3-identity-compute-uai", "AzureML Data Scientist", byName(run, "phi3-workspace").id],
+      ["phi3-identity-compute-uai", "Storage Blob Data Contributor", container],
     ];
-    for (const [role, scope] of expected) {
-      const a = assignments.find((x) => x.roleDefinitionId.endsWith(BUILT_IN_ROLES[role]));
-      expect(a, role).toBeDefined();
+    expect(assignments).toHaveLength(expected.length);
+    for (const [who, role, scope] of expected) {
+      const a = assignments.find((x) => x.principalId === principal(who) && x.roleDefinitionId.endsWith(BUILT_IN_ROLES[role]));
+      expect(a, `${who} ${role}`).toBeDefined();
       expect(a.roleDefinitionId).toBe(`/subscriptions/${MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/${BUILT_IN_ROLES[role]}`);
       expect(a.scope).toBe(scope);
-      expect(a.principalId).toBe(principal);
       expect(a.principalType).toBe("ServicePrincipal");
       expect(a.roleAssignmentName).toMatch(GUID);
-      expect(a.roleAssignmentName).toBe(roleAssignmentName(scope, principal, role));
+      expect(a.roleAssignmentName).toBe(roleAssignmentName(scope, principal(who), role));
     }
   });
 
@@ -77,7 +78,7 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
       vmPriority: "Dedicated",
       scaleSettings: { minNodeCount: 0, maxNodeCount: 1, nodeIdleTimeBeforeScaleDown: "PT120S" },
     });
-    expect(c.identity).toEqual({ type: "UserAssigned", userAssignedIdentities: [byName(run, "phi3-identity-uai").id] });
+    expect(c.identity).toEqual({ type: "UserAssigned", userAssignedIdentities: [byName(run, "phi3-identity-compute-uai").id] });
     expect(byName(run, "phi3-compute-training").replaceOnChanges).toContain("properties.properties.vmSize");
   });
 
@@ -177,7 +178,13 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     expect(sleep.inputs.createDuration).toBe("600s");
     const assignments = ofType(run, "azure-native:authorization:RoleAssignment");
     for (const ra of assignments) expect(sleep.dependencies).toContain(ra.urn);
-    expect(Object.keys(sleep.inputs.triggers).sort()).toEqual(["acrpull-registry", "blob-reader-storage", "contributor-rg"]);
+    expect(Object.keys(sleep.inputs.triggers).sort()).toEqual([
+      "acrpull-registry",
+      "blob-reader-storage",
+      "compute-acrpull-registry",
+      "compute-blob-contributor-datastore",
+      "compute-datascientist-workspace",
+    ]);
   });
 
   it("creates the endpoint with key auth and the identity, once the roles are in effect, ignoring traffic drift", () => {

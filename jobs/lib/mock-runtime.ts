@@ -111,6 +111,12 @@ export function mockArmId(type: string, i: Record<string, any>, sub: string): st
       return `${rg}/Microsoft.Storage/storageAccounts/${i.accountName}`;
     case "azure-native:storage:BlobContainer":
       return `${rg}/Microsoft.Storage/storageAccounts/${i.accountName}/blobServices/default/containers/${i.containerName}`;
+    case "azure-native:storage:BlobServiceProperties":
+      return `${rg}/Microsoft.Storage/storageAccounts/${i.accountName}/blobServices/${i.blobServicesName ?? "default"}`;
+    case "azure-native:monitor:DiagnosticSetting":
+      return `${i.resourceUri}/providers/Microsoft.Insights/diagnosticSettings/${i.name}`;
+    case "azure-native:authorization:ManagementLockAtResourceGroupLevel":
+      return `/subscriptions/${sub}/resourceGroups/${i.resourceGroupName}/providers/Microsoft.Authorization/locks/${i.lockName}`;
     case "azure-native:storage:Blob":
       return `${rg}/Microsoft.Storage/storageAccounts/${i.accountName}/blobServices/default/containers/${i.containerName}/blobs/${i.blobName}`;
     case "azure-native:keyvault:Vault":
@@ -159,7 +165,11 @@ function computedState(type: string, inputs: Record<string, any>, id: string): R
     case "azure-native:managedidentity:UserAssignedIdentity":
       return { clientId: uuidV5(`client|${id}`), principalId: uuidV5(`principal|${id}`), tenantId: MOCK_TENANT_ID };
     case "azure-native:machinelearningservices:Workspace":
-      return { workspaceId: uuidV5(`workspace|${id}`), discoveryUrl: `https://${plain.location}.api.azureml.ms/discovery` };
+      return {
+        workspaceId: uuidV5(`workspace|${id}`),
+        discoveryUrl: `https://${plain.location}.api.azureml.ms/discovery`,
+        identity: { ...plain.identity, principalId: uuidV5(`principal|${id}`), tenantId: MOCK_TENANT_ID },
+      };
     case "azure-native:storage:StorageAccount":
       return { primaryEndpoints: { blob: `https://${plain.accountName}.blob.core.windows.net/` } };
     case "azure-native:machinelearningservices:OnlineEndpoint":
@@ -189,6 +199,8 @@ export interface RunOptions {
   stack: string;
   /** Fully qualified config, e.g. from {@link readStackConfig}. */
   config: Record<string, string>;
+  /** Fully qualified keys Pulumi marks secret (what `PULUMI_CONFIG_SECRET_KEYS` carries in a real run). */
+  secretKeys?: string[];
   /** Mock a `pulumi preview` (true) or a `pulumi up` (false). */
   preview: boolean;
   subscriptionId?: string;
@@ -207,7 +219,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
   const invokes: ProgramRun["invokes"] = [];
   const pending = new Map<string, Partial<Registration>>();
 
-  pulumi.runtime.setAllConfig(opts.config);
+  pulumi.runtime.setAllConfig(opts.config, opts.secretKeys);
   await pulumi.runtime.setMocks(
     {
       newResource(args) {

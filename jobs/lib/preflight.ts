@@ -735,7 +735,7 @@ async function checkGlobalName(client: ArmClient, sub: string, rg: string, n: Gl
           status: "FAIL",
           detail:
             `key vault ${n.name} is soft-deleted (deleted ${p.deletionDate ?? "?"}, purge scheduled ${p.scheduledPurgeDate ?? "?"}` +
-            `${purgeProtected ? ", purge protection on" : ""}); a new vault of that name cannot be created`,
+            `${purgeProtected ? ", purge protection on: it cannot be purged, so its name stays taken until then" : ""}); a new vault of that name cannot be created`,
           remedy: options.join("; or "),
         };
       }

@@ -25,7 +25,9 @@ export function stackConfig(stack: string, overrides: Overrides = {}): { project
 }
 
 /** Run the program fresh (modules reset) and return the registrations and outputs. */
-export async function runStack(opts: { preview?: boolean; stack?: string; overrides?: Overrides; subscriptionId?: string; cwd?: string } = {}): Promise<ProgramRun> {
+export async function runStack(
+  opts: { preview?: boolean; stack?: string; overrides?: Overrides; subscriptionId?: string; cwd?: string; secretKeys?: string[] } = {},
+): Promise<ProgramRun> {
   const stack = opts.stack ?? "dev";
   const { project, config } = stackConfig(stack, opts.overrides);
   vi.resetModules();
@@ -37,6 +39,7 @@ export async function runStack(opts: { preview?: boolean; stack?: string; overri
       project,
       stack,
       config,
+      secretKeys: opts.secretKeys,
       preview: opts.preview ?? false,
       subscriptionId: opts.subscriptionId,
       load: async () => (await import("../../index.js")) as Record<string, unknown>,
