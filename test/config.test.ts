@@ -6,21 +6,14 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
-import { ConfigError, configWarnings, parseConfig, RawConfig, validateDataFiles, validateTraffic } from "../infra/config";
+import { configWarnings, parseConfig, RawConfig, validateDataFiles, validateTraffic } from "../infra/config";
+import { configProblems } from "./helpers/config";
 import { runStack, ROOT } from "./helpers/stack";
 
 const base: RawConfig = { location: "eastus2" };
 const json = (v: unknown) => JSON.stringify(v);
 
-function problems(raw: RawConfig): string[] {
-  try {
-    parseConfig({ ...base, ...raw });
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as ConfigError).issues;
-  }
-  throw new Error("expected a ConfigError");
-}
+const problems = configProblems;
 
 describe("defaults", () => {
   it("equal the seeds' values", () => {
