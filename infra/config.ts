@@ -14,6 +14,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
+import { distributionIssues, distributionKeys, distributionWarnings } from "./distribution";
 import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
@@ -253,6 +254,8 @@ const trainingSchema = z.strictObject({
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
   waitTimeoutHours: z.number().gt(0).max(168).default(24),
+  /** Nodes and processes per node of the fine-tune job (infra/distribution.ts; seed: 1 and 1). */
+  ...distributionKeys,
 });
 
 /** The whole stack config. Unknown keys are errors (typos must not pass silently). */
@@ -309,6 +312,7 @@ export const configSchema = z
       problem(["trainingCluster", "vmSize"], c.trainingCluster.vmSize,
         "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
+    for (const i of distributionIssues(c.training, c.trainingCluster)) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {
         problem(["serving", "deployments", i, "model"], d.model,
@@ -480,7 +484,7 @@ function sizeKeys(c: StackConfig): [(string | number)[], string][] {
  * preflight will look for.
  */
 export function configWarnings(c: StackConfig): string[] {
-  const warnings: string[] = [];
+  const warnings: string[] = distributionWarnings(c.training, c.trainingCluster.vmSize);
   for (const [path, size] of sizeKeys(c)) {
     const key = keyName(path);
     if (RETIRED_SIZES[size]) {

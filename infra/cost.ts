@@ -7,6 +7,7 @@
 // 30-day month of 720 hours. Nothing is rounded in arithmetic, only when formatting.
 
 import { z } from "zod";
+import type { StackConfig } from "./config";
 import rawTable from "./prices.json";
 
 /** Hours in the 30-day month used for monthly figures (30 × 24). */
@@ -129,6 +130,7 @@ const clusterSchema = z
 
 const inputSchema = z.object({
   training: clusterSchema,
+  trainingJob: z.object({ nodes: count.min(1), processesPerNode: count.min(1) }).optional(),
   prep: clusterSchema.optional(),
   deployments: z.array(
     z.object({ name: z.string().min(1), instanceType: vmSizeName, instanceCount: count }),
@@ -149,9 +151,19 @@ export interface DeploymentSpec {
   instanceCount: number;
 }
 
+/** The fine-tune job's share of the training cluster: nodes it runs on, processes on each. */
+export interface TrainingJobSpec {
+  /** Nodes the job runs on (config `training.instanceCount`); each bills while the job runs. */
+  nodes: number;
+  /** Processes per node (config `training.processesPerInstance`); does not change the price. */
+  processesPerNode: number;
+}
+
 /** What to price: the training cluster, an optional data-prep cluster, the online deployments. */
 export interface CostInput {
   training: ClusterSpec;
+  /** The fine-tune job's nodes; priced as unit price × nodes per hour while it runs. */
+  trainingJob?: TrainingJobSpec;
   prep?: ClusterSpec;
   deployments: DeploymentSpec[];
 }
@@ -204,6 +216,8 @@ export interface CostEstimate {
   overridden: string[];
   serving: ServingEstimate;
   training: ClusterEstimate;
+  /** The fine-tune job while it runs: unit price × nodes per hour (null when the price is unknown). */
+  trainingJob?: TrainingJobSpec & { perHour: number | null };
   prep?: ClusterEstimate;
   /** VM sizes used by the input that have no price in the table (each listed once, in order of first use). */
   unknownSizes: string[];
@@ -234,7 +248,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
   if (!parsed.success) {
     throw new Error(`Invalid cost input: ${z.prettifyError(parsed.error)}`);
   }
-  const { training, prep, deployments } = parsed.data;
+  const { training, trainingJob, prep, deployments } = parsed.data;
   const unknownSizes: string[] = [];
   const priceOf = (vmSize: string): number | null => {
     const p = hourlyPriceOf(prices, vmSize);
@@ -292,6 +306,9 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
       lines,
     },
     training: trainingEstimate,
+    ...(trainingJob === undefined
+      ? {}
+      : { trainingJob: { ...trainingJob, perHour: trainingEstimate.unitPerHour === null ? null : trainingEstimate.unitPerHour * trainingJob.nodes } }),
     ...(prepEstimate === undefined ? {} : { prep: prepEstimate }),
     unknownSizes,
   };
@@ -352,6 +369,13 @@ export function formatCostReport(estimate: CostEstimate): string[] {
     );
   };
   cluster("Training", estimate.training);
+  const job = estimate.trainingJob;
+  if (job && job.nodes * job.processesPerNode > 1) {
+    out.push(
+      `  fine-tune job: ${job.nodes} node${job.nodes === 1 ? "" : "s"} × ${job.processesPerNode} process${job.processesPerNode === 1 ? "" : "es"} ` +
+        `(world size ${job.nodes * job.processesPerNode}) = ${m(job.perHour)}/h while it runs`,
+    );
+  }
   if (estimate.prep !== undefined) cluster("Prep", estimate.prep);
 
   if (estimate.unknownSizes.length > 0) {
@@ -362,4 +386,18 @@ export function formatCostReport(estimate: CostEstimate): string[] {
     );
   }
   return out;
+}
+
+/**
+ * The {@link CostInput} of a validated stack config: the training cluster and the fine-tune
+ * job's nodes (`training.instanceCount` × `training.processesPerInstance`), the prep cluster when
+ * the data comes from ultrachat_200k, and every deployment.
+ */
+export function costInputOf(c: StackConfig): CostInput {
+  return {
+    training: c.trainingCluster,
+    trainingJob: { nodes: c.training.instanceCount, processesPerNode: c.training.processesPerInstance },
+    prep: c.data.source === "ultrachat" ? c.data.prepCluster : undefined,
+    deployments: c.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount })),
+  };
 }

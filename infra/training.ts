@@ -7,6 +7,7 @@ import * as storage from "@pulumi/azure-native/storage";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
+import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
@@ -121,8 +122,8 @@ export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat
 /**
  * Compute hashes and names of the training assets and jobs from the config and the files on
  * disk. Pure apart from reading `finetuning_dir/` and the JSONL files. The fine-tune job's
- * name hashes code, environment, data, base model, hyperparameters, compute and command, and
- * nothing else: serving settings and tags never produce a new job (jobs are immutable in
+ * name hashes code, environment, data, base model, hyperparameters, compute and command (and,
+ * only when the job is distributed, its nodes and processes per node), and nothing else: serving settings and tags never produce a new job (jobs are immutable in
  * Azure ML and cannot be deleted). Throws when a file is missing.
  */
 export function planTraining(c: StackConfig, root = "."): TrainingPlan {
@@ -166,6 +167,7 @@ export function planTraining(c: StackConfig, root = "."): TrainingPlan {
       compute: { name: c.trainingCluster.name, vmSize: c.trainingCluster.vmSize },
       experiment: c.training.experimentName,
       attempt: c.training.attempt,
+      ...distributionHashPart(c.training),
     }),
   );
   return {
@@ -378,8 +380,10 @@ export class Training extends pulumi.ComponentResource {
       plan.jobName,
       jobProperties(args.trainingClusterId, environment.id, {
         displayName: `fine-tune ${c.baseModel}`,
-        description: `SFT of ${c.baseModel}; the job name is a hash of code, environment, data, model, hyperparameters and compute`,
+        description: `SFT of ${c.baseModel}; the job name is a hash of code, environment, data, model, hyperparameters and compute` +
+          (isDistributed(c.training) ? `; PyTorch distribution: ${describeDistribution(c.training, c.hyperparameters.perDeviceBatchSize)}` : ""),
         command: plan.command,
+        ...distributionBody(c.training),
         inputs: jobInputs,
         outputs: { model_output: { jobOutputType: "mlflow_model", mode: "ReadWriteMount" } },
       }),

@@ -11,7 +11,7 @@
 import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
 import { BUILT_IN_ROLES } from "../infra/identity";
-import { estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
+import { costInputOf, estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -107,7 +107,8 @@ export function keySettings(r: Registration): string {
       }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
-        return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}`;
+        const dist = job.distribution ? ` | PyTorch ${job.resources?.instanceCount} nodes × ${job.distribution.processCountPerInstance} processes` : "";
+        return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}${dist}`;
       }
       return `${i.create}${env.TRAFFIC ? ` (traffic=${env.TRAFFIC}, mirror=${env.MIRROR_TRAFFIC})` : ""}`;
     }
@@ -191,15 +192,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
       subscriptionId: args.subscriptionId,
       load: async () => require(path.join(ROOT, "index")),
     });
-    const cost = estimateCost(
-      {
-        training: cfg.trainingCluster,
-        prep: cfg.data.source === "ultrachat" ? cfg.data.prepCluster : undefined,
-        deployments: cfg.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount })),
-      },
-      loadPriceTable(cfg.prices),
-      cfg.location,
-    );
+    const cost = estimateCost(costInputOf(cfg), loadPriceTable(cfg.prices), cfg.location);
     const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost });
     if (args.json) out(JSON.stringify(plan, null, 2));
     else formatPlan(plan).forEach((l) => out(l));
