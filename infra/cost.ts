@@ -133,7 +133,15 @@ const inputSchema = z.object({
   trainingJob: z.object({ nodes: count.min(1), processesPerNode: count.min(1) }).optional(),
   prep: clusterSchema.optional(),
   deployments: z.array(
-    z.object({ name: z.string().min(1), instanceType: vmSizeName, instanceCount: count }),
+    z.object({
+      name: z.string().min(1),
+      instanceType: vmSizeName,
+      instanceCount: count,
+      autoscale: z
+        .object({ minInstances: count, maxInstances: count })
+        .refine((a) => a.minInstances <= a.maxInstances, { message: "minInstances must be ≤ maxInstances" })
+        .optional(),
+    }),
   ),
 });
 
@@ -148,7 +156,10 @@ export interface ClusterSpec {
 export interface DeploymentSpec {
   name: string;
   instanceType: string;
+  /** Instances (with autoscale: the starting count). */
   instanceCount: number;
+  /** Autoscale bounds: the deployment bills between min and max instances. */
+  autoscale?: { minInstances: number; maxInstances: number };
 }
 
 /** The fine-tune job's share of the training cluster: nodes it runs on, processes on each. */
@@ -177,6 +188,8 @@ export interface ServingLine {
   unitPerHour: number | null;
   /** unitPerHour × instanceCount, per hour; null when unknown (0 when instanceCount is 0). */
   perHour: number | null;
+  /** Autoscaled only: instance bounds and unitPerHour × min / × max per hour (null when unknown). */
+  autoscale?: { minInstances: number; maxInstances: number; minPerHour: number | null; maxPerHour: number | null };
 }
 
 /** Serving cost: managed online deployments bill every hour they exist, traffic or not. */
@@ -185,6 +198,11 @@ export interface ServingEstimate {
   perHour: number | null;
   /** perHour × 720; null when perHour is null. */
   per30Days: number | null;
+  /**
+   * When any deployment autoscales: the totals with every autoscaled deployment at its min and at
+   * its max (fixed deployments at their count), per hour and per 30 days; null when a price is unknown.
+   */
+  range?: { minPerHour: number | null; maxPerHour: number | null; minPer30Days: number | null; maxPer30Days: number | null };
   lines: ServingLine[];
 }
 
@@ -229,6 +247,9 @@ export interface CostEstimate {
  * - Serving: per deployment, unit price × instanceCount per hour; summed over deployments;
  *   per30Days = perHour × 720 (a managed online deployment bills every hour it exists; Azure
  *   ML adds no surcharge over the VM price).
+ * - Autoscaled deployments (`autoscale`): the line also gets price × minInstances and × maxInstances,
+ *   and `serving.range` the totals at every autoscaled deployment's min and max (per hour, per 30 days).
+ * - The fine-tune job (`trainingJob`): price × nodes per hour while it runs.
  * - Clusters: perClusterHour = price × maxNodes (scaled out); idlePerHour = price × minNodes
  *   (0 at minNodes 0). Training hours depend on the job, so no monthly total is given.
  *
@@ -261,6 +282,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
     return p;
   };
 
+  const times = (unit: number | null, n: number) => (unit === null ? null : unit * n);
   const lines: ServingLine[] = deployments.map((d) => {
     const unit = priceOf(d.instanceType);
     return {
@@ -268,13 +290,18 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
       instanceType: d.instanceType,
       instanceCount: d.instanceCount,
       unitPerHour: unit,
-      perHour: unit === null ? null : unit * d.instanceCount,
+      perHour: times(unit, d.instanceCount),
+      ...(d.autoscale
+        ? { autoscale: { ...d.autoscale, minPerHour: times(unit, d.autoscale.minInstances), maxPerHour: times(unit, d.autoscale.maxInstances) } }
+        : {}),
     };
   });
-  let servingPerHour: number | null = 0;
-  for (const line of lines) {
-    servingPerHour = servingPerHour === null || line.perHour === null ? null : servingPerHour + line.perHour;
-  }
+  const sum = (pick: (l: ServingLine) => number | null): number | null =>
+    lines.reduce<number | null>((total, l) => (total === null || pick(l) === null ? null : total + pick(l)!), 0);
+  const servingPerHour = sum((l) => l.perHour);
+  const per30 = (n: number | null) => (n === null ? null : n * HOURS_PER_30_DAYS);
+  const minPerHour = sum((l) => l.autoscale?.minPerHour ?? l.perHour);
+  const maxPerHour = sum((l) => l.autoscale?.maxPerHour ?? l.perHour);
 
   const cluster = (c: ClusterSpec): ClusterEstimate => {
     const unit = priceOf(c.vmSize);
@@ -302,7 +329,8 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
     overridden: [...prices.overridden],
     serving: {
       perHour: servingPerHour,
-      per30Days: servingPerHour === null ? null : servingPerHour * HOURS_PER_30_DAYS,
+      per30Days: per30(servingPerHour),
+      ...(lines.some((l) => l.autoscale) ? { range: { minPerHour, maxPerHour, minPer30Days: per30(minPerHour), maxPer30Days: per30(maxPerHour) } } : {}),
       lines,
     },
     training: trainingEstimate,
@@ -353,12 +381,18 @@ export function formatCostReport(estimate: CostEstimate): string[] {
   out.push("Serving (managed online deployments bill every hour they exist, with or without traffic):");
   if (estimate.serving.lines.length === 0) out.push("  (no deployments)");
   for (const l of estimate.serving.lines) {
+    const a = l.autoscale;
     out.push(
-      `  ${l.name}: ${l.instanceCount} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(l.perHour)}/h`,
+      a
+        ? `  ${l.name}: ${a.minInstances}–${a.maxInstances} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(a.minPerHour)}/h at min, ${m(a.maxPerHour)}/h at max (autoscale; starts at ${l.instanceCount})`
+        : `  ${l.name}: ${l.instanceCount} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(l.perHour)}/h`,
     );
   }
+  const r = estimate.serving.range;
   out.push(
-    `  total: ${m(estimate.serving.perHour)}/h, ${m(estimate.serving.per30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`,
+    r
+      ? `  total: ${m(r.minPerHour)}/h at min, ${m(r.maxPerHour)}/h at max; ${m(r.minPer30Days)} to ${m(r.maxPer30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`
+      : `  total: ${m(estimate.serving.perHour)}/h, ${m(estimate.serving.per30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`,
   );
 
   const cluster = (label: string, c: ClusterEstimate): void => {
@@ -398,6 +432,11 @@ export function costInputOf(c: StackConfig): CostInput {
     training: c.trainingCluster,
     trainingJob: { nodes: c.training.instanceCount, processesPerNode: c.training.processesPerInstance },
     prep: c.data.source === "ultrachat" ? c.data.prepCluster : undefined,
-    deployments: c.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount })),
+    deployments: c.serving.deployments.map((d) => ({
+      name: d.name,
+      instanceType: d.instanceType,
+      instanceCount: d.instanceCount,
+      ...(d.autoscale ? { autoscale: { minInstances: d.autoscale.minInstances, maxInstances: d.autoscale.maxInstances } } : {}),
+    })),
   };
 }

@@ -11,6 +11,7 @@
 import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
 import { BUILT_IN_ROLES } from "../infra/identity";
+import { describeAutoscale } from "../infra/autoscale";
 import { costInputOf, estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
@@ -94,6 +95,8 @@ export function keySettings(r: Registration): string {
     }
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return typeof p === "string" ? `properties ${p} (hold the endpoint key)` : `${p.category}, keys=${Object.keys(p.credentials?.keys ?? {}).join(",")}`;
+    case "azure-native:monitor:AutoscaleSetting":
+      return `autoscales ${String(i.targetResourceUri).split("/").pop()}: ${describeAutoscale(i.profiles[0])}`;
     case "time:index/sleep:Sleep":
       return `waits ${i.createDuration} for the role assignments to take effect`;
     case "azure-native:storage:Blob":
