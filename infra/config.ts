@@ -15,6 +15,7 @@ import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl"
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
 import { distributionIssues, distributionKeys, distributionWarnings } from "./distribution";
+import { managedIssues, managedWarnings, modeKeys } from "./managed-finetune";
 import { isGpuSize, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 import { autoscaleIssues, autoscaleSchema, quotaIssues, quotaSchema } from "./autoscale";
 
@@ -257,6 +258,8 @@ const trainingSchema = z.strictObject({
   waitTimeoutHours: z.number().gt(0).max(168).default(24),
   /** Nodes and processes per node of the fine-tune job (infra/distribution.ts; seed: 1 and 1). */
   ...distributionKeys,
+  /** `mode: script | managed` and the managed mode's pinned component and model source (infra/managed-finetune.ts). */
+  ...modeKeys,
 });
 
 /** The whole stack config. Unknown keys are errors (typos must not pass silently). */
@@ -316,7 +319,7 @@ export const configSchema = z
         "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
     for (const i of distributionIssues(c.training, c.trainingCluster)) problem(i.path, i.input, i.message);
-    for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c)]) problem(i.path, i.input, i.message);
+    for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c), ...managedIssues(c)]) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {
         problem(["serving", "deployments", i, "model"], d.model,
@@ -488,7 +491,7 @@ function sizeKeys(c: StackConfig): [(string | number)[], string][] {
  * preflight will look for.
  */
 export function configWarnings(c: StackConfig): string[] {
-  const warnings: string[] = distributionWarnings(c.training, c.trainingCluster.vmSize);
+  const warnings: string[] = [...distributionWarnings(c.training, c.trainingCluster.vmSize), ...managedWarnings(c)];
   for (const [path, size] of sizeKeys(c)) {
     const key = keyName(path);
     if (RETIRED_SIZES[size]) {

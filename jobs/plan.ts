@@ -12,6 +12,7 @@ import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { describeAutoscale } from "../infra/autoscale";
+import { describeTrainingMode } from "../infra/managed-finetune";
 import { costInputOf, estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
@@ -110,6 +111,15 @@ export function keySettings(r: Registration): string {
       }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
+        if (job.jobType === "Pipeline") {
+          const node = job.jobs?.finetune ?? {};
+          const lit = (k: string) => node.inputs?.[k]?.value;
+          return (
+            `submits pipeline job ${env.AZUREML_JOB_NAME} and waits (training.mode managed): ${node.componentId} | ` +
+            `model=${lit("huggingface_id") ? `huggingface ${lit("huggingface_id")}` : node.inputs?.mlflow_model_path?.uri} | ` +
+            `compute=${lit("compute_finetune")}, ${lit("num_nodes_finetune")} nodes × ${lit("number_of_gpu_to_use_finetuning")} GPUs`
+          );
+        }
         const dist = job.distribution ? ` | PyTorch ${job.resources?.instanceCount} nodes × ${job.distribution.processCountPerInstance} processes` : "";
         return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}${dist}`;
       }
@@ -125,6 +135,8 @@ export interface Plan {
   project: string;
   stack: string;
   subscriptionId: string;
+  /** `training.mode` and what it runs (infra/managed-finetune.ts `describeTrainingMode`). */
+  training: string;
   components: { type: string; name: string; resources: { name: string; type: string; azureName: string; settings: string }[] }[];
   outputs: Record<string, unknown>;
   warnings: string[];
@@ -133,7 +145,7 @@ export interface Plan {
 }
 
 /** Build the plan from a mock run (secrets masked everywhere). */
-export function buildPlan(run: ProgramRun, meta: { project: string; stack: string; subscriptionId: string; warnings: string[]; cost: CostEstimate }): Plan {
+export function buildPlan(run: ProgramRun, meta: { project: string; stack: string; subscriptionId: string; training: string; warnings: string[]; cost: CostEstimate }): Plan {
   const components = run.registrations
     .filter((r) => !r.custom)
     .map((c) => ({
@@ -154,6 +166,7 @@ export function formatPlan(plan: Plan): string[] {
   const lines = [
     `Offline plan of ${plan.project}, stack '${plan.stack}' (Pulumi mock runtime: nothing is sent to Azure)`,
     `Subscription: ${plan.subscriptionId}${plan.subscriptionId === MOCK_SUBSCRIPTION_ID ? " (mock; --subscription <id> shows your real Azure names)" : ""}`,
+    `Training mode: ${plan.training}`,
     "",
   ];
   for (const c of plan.components) {
@@ -196,7 +209,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
       load: async () => require(path.join(ROOT, "index")),
     });
     const cost = estimateCost(costInputOf(cfg), loadPriceTable(cfg.prices), cfg.location);
-    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost });
+    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, training: describeTrainingMode(cfg), warnings, cost });
     if (args.json) out(JSON.stringify(plan, null, 2));
     else formatPlan(plan).forEach((l) => out(l));
     return 0;
