@@ -17,7 +17,10 @@ import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
 import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
-import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+import { distributionIssues, distributionKeys, distributionWarnings } from "./distribution";
+import { managedIssues, managedWarnings, modeKeys } from "./managed-finetune";
+import { isGpuSize, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+import { autoscaleIssues, autoscaleSchema, quotaIssues, quotaSchema } from "./autoscale";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
@@ -29,10 +32,8 @@ export function lacksBf16(vmSize: string): boolean {
   return /^Standard_NC\d+s_v3$/i.test(vmSize) || /_T4_v3$/i.test(vmSize);
 }
 
-/** N-series sizes carry GPUs; everything else serves on CPU. */
-export function isGpuSize(vmSize: string): boolean {
-  return /^Standard_N/i.test(vmSize);
-}
+// N-series sizes carry GPUs (in vm-sizes.ts, so infra/autoscale.ts can use it without a cycle).
+export { isGpuSize };
 
 /** Base models the fine-tune script supports (the seeds use Phi-3-mini and allow Phi-3.5-mini). */
 export const BASE_MODELS = [
@@ -207,6 +208,8 @@ const deploymentSchema = z.strictObject({
   probes: probeSchema.default(probeSchema.parse({})),
   /** Extra environment variables; SUBSCRIPTION_ID, RESOURCE_GROUP_NAME, UAI_CLIENT_ID are always set. */
   environmentVariables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+  /** Azure Monitor autoscale between min and max instances (infra/autoscale.ts); absent: a fixed instanceCount. */
+  autoscale: autoscaleSchema.optional(),
 });
 
 const DEFAULT_DEPLOYMENT = deploymentSchema.parse({ name: "blue" });
@@ -256,6 +259,10 @@ const trainingSchema = z.strictObject({
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
   waitTimeoutHours: z.number().gt(0).max(168).default(24),
+  /** Nodes and processes per node of the fine-tune job (infra/distribution.ts; seed: 1 and 1). */
+  ...distributionKeys,
+  /** `mode: script | managed` and the managed mode's pinned component and model source (infra/managed-finetune.ts). */
+  ...modeKeys,
 });
 
 /** The whole stack config. Unknown keys are errors (typos must not pass silently). */
@@ -302,6 +309,8 @@ export const configSchema = z
     security: securitySchema.default(SECURITY_DEFAULTS),
     /** Overrides of the cost table (USD per hour by VM size). */
     prices: z.record(z.string(), z.number().positive()).default({}),
+    /** vCPU quota per VM family you hold in the region; the plan refuses configs above it (infra/autoscale.ts). */
+    quota: quotaSchema.default({}),
   })
   .superRefine((c, ctx) => {
     const problem = (path: (string | number)[], input: unknown, message: string | undefined) =>
@@ -314,6 +323,8 @@ export const configSchema = z
       problem(["trainingCluster", "vmSize"], c.trainingCluster.vmSize,
         "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
+    for (const i of distributionIssues(c.training, c.trainingCluster)) problem(i.path, i.input, i.message);
+    for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c), ...managedIssues(c)]) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {
         problem(["serving", "deployments", i, "model"], d.model,
@@ -492,7 +503,7 @@ function sizeKeys(c: StackConfig): [(string | number)[], string][] {
  * preflight will look for.
  */
 export function configWarnings(c: StackConfig): string[] {
-  const warnings: string[] = [];
+  const warnings: string[] = [...distributionWarnings(c.training, c.trainingCluster.vmSize), ...managedWarnings(c)];
   for (const [path, size] of sizeKeys(c)) {
     const key = keyName(path);
     if (RETIRED_SIZES[size]) {

@@ -7,6 +7,7 @@
 // 30-day month of 720 hours. Nothing is rounded in arithmetic, only when formatting.
 
 import { z } from "zod";
+import type { StackConfig } from "./config";
 import rawTable from "./prices.json";
 
 /** Hours in the 30-day month used for monthly figures (30 × 24). */
@@ -187,9 +188,18 @@ const clusterSchema = z
 
 const inputSchema = z.object({
   training: clusterSchema,
+  trainingJob: z.object({ nodes: count.min(1), processesPerNode: count.min(1) }).optional(),
   prep: clusterSchema.optional(),
   deployments: z.array(
-    z.object({ name: z.string().min(1), instanceType: vmSizeName, instanceCount: count }),
+    z.object({
+      name: z.string().min(1),
+      instanceType: vmSizeName,
+      instanceCount: count,
+      autoscale: z
+        .object({ minInstances: count, maxInstances: count })
+        .refine((a) => a.minInstances <= a.maxInstances, { message: "minInstances must be ≤ maxInstances" })
+        .optional(),
+    }),
   ),
 });
 
@@ -204,12 +214,25 @@ export interface ClusterSpec {
 export interface DeploymentSpec {
   name: string;
   instanceType: string;
+  /** Instances (with autoscale: the starting count). */
   instanceCount: number;
+  /** Autoscale bounds: the deployment bills between min and max instances. */
+  autoscale?: { minInstances: number; maxInstances: number };
+}
+
+/** The fine-tune job's share of the training cluster: nodes it runs on, processes on each. */
+export interface TrainingJobSpec {
+  /** Nodes the job runs on (config `training.instanceCount`); each bills while the job runs. */
+  nodes: number;
+  /** Processes per node (config `training.processesPerInstance`); does not change the price. */
+  processesPerNode: number;
 }
 
 /** What to price: the training cluster, an optional data-prep cluster, the online deployments. */
 export interface CostInput {
   training: ClusterSpec;
+  /** The fine-tune job's nodes; priced as unit price × nodes per hour while it runs. */
+  trainingJob?: TrainingJobSpec;
   prep?: ClusterSpec;
   deployments: DeploymentSpec[];
 }
@@ -223,6 +246,8 @@ export interface ServingLine {
   unitPerHour: number | null;
   /** unitPerHour × instanceCount, per hour; null when unknown (0 when instanceCount is 0). */
   perHour: number | null;
+  /** Autoscaled only: instance bounds and unitPerHour × min / × max per hour (null when unknown). */
+  autoscale?: { minInstances: number; maxInstances: number; minPerHour: number | null; maxPerHour: number | null };
 }
 
 /** Serving cost: managed online deployments bill every hour they exist, traffic or not. */
@@ -231,6 +256,11 @@ export interface ServingEstimate {
   perHour: number | null;
   /** perHour × 720; null when perHour is null. */
   per30Days: number | null;
+  /**
+   * When any deployment autoscales: the totals with every autoscaled deployment at its min and at
+   * its max (fixed deployments at their count), per hour and per 30 days; null when a price is unknown.
+   */
+  range?: { minPerHour: number | null; maxPerHour: number | null; minPer30Days: number | null; maxPer30Days: number | null };
   lines: ServingLine[];
 }
 
@@ -262,6 +292,8 @@ export interface CostEstimate {
   overridden: string[];
   serving: ServingEstimate;
   training: ClusterEstimate;
+  /** The fine-tune job while it runs: unit price × nodes per hour (null when the price is unknown). */
+  trainingJob?: TrainingJobSpec & { perHour: number | null };
   prep?: ClusterEstimate;
   /** VM sizes used by the input that have no price in the table (each listed once, in order of first use). */
   unknownSizes: string[];
@@ -273,6 +305,9 @@ export interface CostEstimate {
  * - Serving: per deployment, unit price × instanceCount per hour; summed over deployments;
  *   per30Days = perHour × 720 (a managed online deployment bills every hour it exists; Azure
  *   ML adds no surcharge over the VM price).
+ * - Autoscaled deployments (`autoscale`): the line also gets price × minInstances and × maxInstances,
+ *   and `serving.range` the totals at every autoscaled deployment's min and max (per hour, per 30 days).
+ * - The fine-tune job (`trainingJob`): price × nodes per hour while it runs.
  * - Clusters: perClusterHour = price × maxNodes (scaled out); idlePerHour = price × minNodes
  *   (0 at minNodes 0). Training hours depend on the job, so no monthly total is given.
  *
@@ -292,7 +327,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
   if (!parsed.success) {
     throw new Error(`Invalid cost input: ${z.prettifyError(parsed.error)}`);
   }
-  const { training, prep, deployments } = parsed.data;
+  const { training, trainingJob, prep, deployments } = parsed.data;
   const unknownSizes: string[] = [];
   const priceOf = (vmSize: string): number | null => {
     const p = hourlyPriceOf(prices, vmSize);
@@ -305,6 +340,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
     return p;
   };
 
+  const times = (unit: number | null, n: number) => (unit === null ? null : unit * n);
   const lines: ServingLine[] = deployments.map((d) => {
     const unit = priceOf(d.instanceType);
     return {
@@ -312,13 +348,18 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
       instanceType: d.instanceType,
       instanceCount: d.instanceCount,
       unitPerHour: unit,
-      perHour: unit === null ? null : unit * d.instanceCount,
+      perHour: times(unit, d.instanceCount),
+      ...(d.autoscale
+        ? { autoscale: { ...d.autoscale, minPerHour: times(unit, d.autoscale.minInstances), maxPerHour: times(unit, d.autoscale.maxInstances) } }
+        : {}),
     };
   });
-  let servingPerHour: number | null = 0;
-  for (const line of lines) {
-    servingPerHour = servingPerHour === null || line.perHour === null ? null : servingPerHour + line.perHour;
-  }
+  const sum = (pick: (l: ServingLine) => number | null): number | null =>
+    lines.reduce<number | null>((total, l) => (total === null || pick(l) === null ? null : total + pick(l)!), 0);
+  const servingPerHour = sum((l) => l.perHour);
+  const per30 = (n: number | null) => (n === null ? null : n * HOURS_PER_30_DAYS);
+  const minPerHour = sum((l) => l.autoscale?.minPerHour ?? l.perHour);
+  const maxPerHour = sum((l) => l.autoscale?.maxPerHour ?? l.perHour);
 
   const cluster = (c: ClusterSpec): ClusterEstimate => {
     const unit = priceOf(c.vmSize);
@@ -346,10 +387,14 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
     overridden: [...prices.overridden],
     serving: {
       perHour: servingPerHour,
-      per30Days: servingPerHour === null ? null : servingPerHour * HOURS_PER_30_DAYS,
+      per30Days: per30(servingPerHour),
+      ...(lines.some((l) => l.autoscale) ? { range: { minPerHour, maxPerHour, minPer30Days: per30(minPerHour), maxPer30Days: per30(maxPerHour) } } : {}),
       lines,
     },
     training: trainingEstimate,
+    ...(trainingJob === undefined
+      ? {}
+      : { trainingJob: { ...trainingJob, perHour: trainingEstimate.unitPerHour === null ? null : trainingEstimate.unitPerHour * trainingJob.nodes } }),
     ...(prepEstimate === undefined ? {} : { prep: prepEstimate }),
     unknownSizes,
   };
@@ -394,12 +439,18 @@ export function formatCostReport(estimate: CostEstimate): string[] {
   out.push("Serving (managed online deployments bill every hour they exist, with or without traffic):");
   if (estimate.serving.lines.length === 0) out.push("  (no deployments)");
   for (const l of estimate.serving.lines) {
+    const a = l.autoscale;
     out.push(
-      `  ${l.name}: ${l.instanceCount} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(l.perHour)}/h`,
+      a
+        ? `  ${l.name}: ${a.minInstances}–${a.maxInstances} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(a.minPerHour)}/h at min, ${m(a.maxPerHour)}/h at max (autoscale; starts at ${l.instanceCount})`
+        : `  ${l.name}: ${l.instanceCount} × ${l.instanceType} @ ${m(l.unitPerHour)}/h = ${m(l.perHour)}/h`,
     );
   }
+  const r = estimate.serving.range;
   out.push(
-    `  total: ${m(estimate.serving.perHour)}/h, ${m(estimate.serving.per30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`,
+    r
+      ? `  total: ${m(r.minPerHour)}/h at min, ${m(r.maxPerHour)}/h at max; ${m(r.minPer30Days)} to ${m(r.maxPer30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`
+      : `  total: ${m(estimate.serving.perHour)}/h, ${m(estimate.serving.per30Days)} per 30 days (${HOURS_PER_30_DAYS} h)`,
   );
 
   const cluster = (label: string, c: ClusterEstimate): void => {
@@ -410,6 +461,13 @@ export function formatCostReport(estimate: CostEstimate): string[] {
     );
   };
   cluster("Training", estimate.training);
+  const job = estimate.trainingJob;
+  if (job && job.nodes * job.processesPerNode > 1) {
+    out.push(
+      `  fine-tune job: ${job.nodes} node${job.nodes === 1 ? "" : "s"} × ${job.processesPerNode} process${job.processesPerNode === 1 ? "" : "es"} ` +
+        `(world size ${job.nodes * job.processesPerNode}) = ${m(job.perHour)}/h while it runs`,
+    );
+  }
   if (estimate.prep !== undefined) cluster("Prep", estimate.prep);
 
   if (estimate.unknownSizes.length > 0) {
@@ -420,4 +478,23 @@ export function formatCostReport(estimate: CostEstimate): string[] {
     );
   }
   return out;
+}
+
+/**
+ * The {@link CostInput} of a validated stack config: the training cluster and the fine-tune
+ * job's nodes (`training.instanceCount` × `training.processesPerInstance`), the prep cluster when
+ * the data comes from ultrachat_200k, and every deployment.
+ */
+export function costInputOf(c: StackConfig): CostInput {
+  return {
+    training: c.trainingCluster,
+    trainingJob: { nodes: c.training.instanceCount, processesPerNode: c.training.processesPerInstance },
+    prep: c.data.source === "ultrachat" ? c.data.prepCluster : undefined,
+    deployments: c.serving.deployments.map((d) => ({
+      name: d.name,
+      instanceType: d.instanceType,
+      instanceCount: d.instanceCount,
+      ...(d.autoscale ? { autoscale: { minInstances: d.autoscale.minInstances, maxInstances: d.autoscale.maxInstances } } : {}),
+    })),
+  };
 }

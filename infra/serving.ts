@@ -1,6 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as local from "@pulumi/command/local";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
+import * as monitor from "@pulumi/azure-native/monitor";
+import { autoscaleProfile } from "./autoscale";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import { DeploymentConfig, StackConfig } from "./config";
 import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
@@ -70,7 +72,9 @@ export interface ServingArgs {
  * endpoint (a PUT without traffic resets the split); its delete step sets the managed
  * deployments' traffic to 0 before Pulumi deletes them. The endpoint and every deployment wait
  * until the identity's role assignments are in effect. Exposes the scoring URI and the
- * primary key as a secret.
+ * primary key as a secret. A deployment with `autoscale` also gets an Azure Monitor autoscale
+ * setting (`monitor.AutoscaleSetting`, infra/autoscale.ts) targeting it, between its min and max
+ * instances, and Pulumi leaves its instance count to that setting after creation.
  */
 export class Serving extends pulumi.ComponentResource {
   public readonly endpointName: pulumi.Output<string>;
@@ -123,7 +127,7 @@ export class Serving extends pulumi.ComponentResource {
         servesTrained || d.model === "trained"
           ? args.trainedModel.id
           : pulumi.interpolate`/subscriptions/${args.subscriptionId}/resourceGroups/${args.resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/${args.workspaceName}/models/${d.model.name}/versions/${d.model.version}`;
-      return new ml.OnlineDeployment(
+      const deployment = new ml.OnlineDeployment(
         `${name}-deployment-${d.name}`,
         {
           ...ws,
@@ -152,10 +156,35 @@ export class Serving extends pulumi.ComponentResource {
           },
           tags,
         },
-        // Microsoft documents that the endpoint identity must hold its roles before a deployment is
-        // created; a pinned-model deployment waits on nothing else, so it waits here explicitly.
-        { parent: this, dependsOn: [args.rolesInEffect] },
+        {
+          parent: this,
+          // Microsoft documents that the endpoint identity must hold its roles before a deployment is
+          // created; a pinned-model deployment waits on nothing else, so it waits here explicitly.
+          dependsOn: [args.rolesInEffect],
+          // Autoscaled: Azure Monitor owns the instance count; instanceCount only starts the deployment.
+          ...(d.autoscale ? { ignoreChanges: ["sku.capacity"] } : {}),
+        },
       );
+      if (d.autoscale) {
+        // Azure Monitor autoscale targeting the deployment (learn.microsoft.com/azure/machine-learning/
+        // how-to-autoscale-endpoints); named after the deployment's Azure name, so a new model version
+        // gets a new setting with its new deployment, and the old one goes before the old deployment.
+        new monitor.AutoscaleSetting(
+          `${name}-autoscale-${d.name}`,
+          {
+            resourceGroupName: args.resourceGroupName,
+            autoscaleSettingName: pulumi.interpolate`${endpoint.name}-${azureName}-autoscale`,
+            location: args.location,
+            enabled: true,
+            targetResourceUri: deployment.id,
+            targetResourceLocation: args.location,
+            profiles: [autoscaleProfile(d.autoscale, { instanceType: d.instanceType, instanceCount: d.instanceCount, id: deployment.id })],
+            tags,
+          },
+          { parent: this },
+        );
+      }
+      return deployment;
     });
 
     const toAzure = (split: Record<string, number>) =>

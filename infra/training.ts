@@ -9,6 +9,8 @@ import { StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
 import { plainTags, SecretMarks } from "./secrets";
 import { commandLine } from "./shell";
+import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
+import { componentId, managedJobHash, managedPipelineJob, type ManagedData } from "./managed-finetune";
 
 /** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
@@ -65,11 +67,13 @@ export type DataPlan =
 
 /** Everything that defines the training jobs, computed without Azure: hashes and names. */
 export interface TrainingPlan {
+  /** `script` (fine_tune.py as a command job) or `managed` (the registry's chat_completion_pipeline as a pipeline job). */
+  mode: StackConfig["training"]["mode"];
   codeHash: string;
   environmentHash: string;
   condaFile: string;
   data: DataPlan;
-  /** The fine-tune command (hyperparameters inlined as literal arguments). */
+  /** The fine-tune command (hyperparameters inlined as literal arguments); script mode only. */
   command: string;
   /** Hash of everything that defines the fine-tune job. */
   jobHash: string;
@@ -131,8 +135,8 @@ export function prepCommand(d: Extract<StackConfig["data"], { source: "ultrachat
 /**
  * Compute hashes and names of the training assets and jobs from the config and the files on
  * disk. Pure apart from reading `finetuning_dir/` and the JSONL files. The fine-tune job's
- * name hashes code, environment, data, base model, hyperparameters, compute and command, and
- * nothing else: serving settings and tags never produce a new job (jobs are immutable in
+ * name hashes code, environment, data, base model, hyperparameters, compute and command (and,
+ * only when the job is distributed, its nodes and processes per node), and nothing else: serving settings and tags never produce a new job (jobs are immutable in
  * Azure ML and cannot be deleted). Throws when a file is missing.
  */
 export function planTraining(c: StackConfig, root = "."): TrainingPlan {
@@ -167,18 +171,24 @@ export function planTraining(c: StackConfig, root = "."): TrainingPlan {
     };
   }
   const command = fineTuneCommand(c);
-  const jobHash = sha256(
-    canonicalJson({
-      command,
-      codeHash,
-      environmentHash,
-      data: data.kind === "prep" ? { prep: data.prepJobName } : { train: data.trainHash, test: data.testHash },
-      compute: { name: c.trainingCluster.name, vmSize: c.trainingCluster.vmSize },
-      experiment: c.training.experimentName,
-      attempt: c.training.attempt,
-    }),
-  );
+  const dataHashPart = data.kind === "prep" ? { prep: data.prepJobName } : { train: data.trainHash, test: data.testHash };
+  const jobHash =
+    c.training.mode === "managed"
+      ? managedJobHash(c, dataHashPart)
+      : sha256(
+          canonicalJson({
+            command,
+            codeHash,
+            environmentHash,
+            data: dataHashPart,
+            compute: { name: c.trainingCluster.name, vmSize: c.trainingCluster.vmSize },
+            experiment: c.training.experimentName,
+            attempt: c.training.attempt,
+            ...distributionHashPart(c.training),
+          }),
+        );
   return {
+    mode: c.training.mode,
     codeHash,
     environmentHash,
     condaFile,
@@ -223,7 +233,10 @@ export interface TrainingArgs {
  * JSONL uploaded as `uri_file` data assets); the fine-tune command job on the training
  * cluster, each job submitted under its content-hash name by `jobs/submit-job.ts`, which
  * blocks `pulumi up` until the job completes; and the MLflow model version registered from
- * the job's `model_output`.
+ * the job's `model_output`. With `training.mode: managed` the fine-tune job is instead a pipeline
+ * job running the `azureml` registry's `chat_completion_pipeline` at its pinned version on the same
+ * cluster and data (infra/managed-finetune.ts; no training environment is declared), submitted,
+ * awaited and registered the same way.
  * Every asset version and job name is a content hash, so unchanged inputs give no diff. Asset
  * and model versions and the uploaded blobs are history: a replacement or `destroy` leaves them
  * in the workspace (`retainOnDelete`), and jobs have no delete step.
@@ -299,16 +312,20 @@ export class Training extends pulumi.ComponentResource {
       { ...HISTORY, parent: this, dependsOn: codeBlobs }, // the version must not exist before its files
     );
 
-    const environment = new ml.EnvironmentVersion(
-      `${name}-environment`,
-      {
-        ...ws,
-        name: "phi3-training-env",
-        version: short(plan.environmentHash),
-        properties: { image: c.training.image, condaFile: plan.condaFile, osType: "Linux", description: "Training image + finetuning_dir/conda.yml" },
-      },
-      { ...HISTORY, parent: this },
-    );
+    // The script's environment; the managed mode's component brings its own.
+    const environment =
+      plan.mode === "script"
+        ? new ml.EnvironmentVersion(
+            `${name}-environment`,
+            {
+              ...ws,
+              name: "phi3-training-env",
+              version: short(plan.environmentHash),
+              properties: { image: c.training.image, condaFile: plan.condaFile, osType: "Linux", description: "Training image + finetuning_dir/conda.yml" },
+            },
+            { ...HISTORY, parent: this },
+          )
+        : undefined;
 
     const jobProperties = (computeId: pulumi.Input<string>, environmentId: pulumi.Input<string>, rest: Record<string, unknown>) => ({
       jobType: "Command",
@@ -346,6 +363,7 @@ export class Training extends pulumi.ComponentResource {
       );
 
     let jobInputs: Record<string, { jobInputType: string; uri: pulumi.Input<string> }>;
+    let managedData: ManagedData;
     let dataReady: pulumi.Resource[] = [];
     if (plan.data.kind === "prep") {
       if (!args.prepClusterId || c.data.source !== "ultrachat") throw new Error("Training: the ultrachat data source needs a preparation cluster");
@@ -376,6 +394,7 @@ export class Training extends pulumi.ComponentResource {
         [code, prepEnvironment, ...args.dependsOn],
       );
       dataReady = [prep];
+      managedData = { prepJobName: plan.data.prepJobName };
       jobInputs = {
         train_file: { jobInputType: "uri_folder", uri: `azureml://jobs/${plan.data.prepJobName}/outputs/train` },
         eval_file: { jobInputType: "uri_folder", uri: `azureml://jobs/${plan.data.prepJobName}/outputs/test` },
@@ -401,6 +420,7 @@ export class Training extends pulumi.ComponentResource {
       const train = asset("train", d.trainFile, d.trainHash);
       const test = asset("test", d.testFile, d.testHash);
       dataReady = [train.version, test.version];
+      managedData = { trainUri: train.uri, testUri: test.uri };
       // The long-form datastore URI of the registered file, the form the SDK sends (never a bare ARM id).
       jobInputs = {
         train_file: { jobInputType: "uri_file", uri: train.uri },
@@ -411,15 +431,19 @@ export class Training extends pulumi.ComponentResource {
     const job = submitJob(
       `${name}-finetune-job`,
       plan.jobName,
-      jobProperties(args.trainingClusterId, environment.id, {
-        displayName: `fine-tune ${c.baseModel}`,
-        description: `SFT of ${c.baseModel}; the job name is a hash of code, environment, data, model, hyperparameters and compute`,
-        command: plan.command,
-        inputs: jobInputs,
-        outputs: { model_output: { jobOutputType: "mlflow_model", mode: "ReadWriteMount" } },
-      }),
+      environment
+        ? jobProperties(args.trainingClusterId, environment.id, {
+            displayName: `fine-tune ${c.baseModel}`,
+            description: `SFT of ${c.baseModel}; the job name is a hash of code, environment, data, model, hyperparameters and compute` +
+              (isDistributed(c.training) ? `; PyTorch distribution: ${describeDistribution(c.training, c.hyperparameters.perDeviceBatchSize)}` : ""),
+            command: plan.command,
+            ...distributionBody(c.training),
+            inputs: jobInputs,
+            outputs: { model_output: { jobOutputType: "mlflow_model", mode: "ReadWriteMount" } },
+          })
+        : { ...managedPipelineJob(c, { computeId: args.trainingClusterId, data: managedData, tags }) },
       // The data must be ready (prep job completed / data assets registered) and roles granted.
-      [code, environment, ...dataReady, ...args.dependsOn],
+      [code, ...(environment ? [environment] : []), ...dataReady, ...args.dependsOn],
     );
 
     this.modelName = c.training.modelName;
@@ -435,7 +459,11 @@ export class Training extends pulumi.ComponentResource {
           modelUri: `azureml://jobs/${plan.jobName}/outputs/model_output`,
           jobName: plan.jobName,
           description: `${c.baseModel} fine-tuned by job ${plan.jobName}`,
-          tags: { baseModel: c.baseModel, job: plan.jobName, servedDtype: c.training.servedDtype },
+          tags:
+            plan.mode === "script"
+              ? { baseModel: c.baseModel, job: plan.jobName, servedDtype: c.training.servedDtype }
+              : // The pipeline's MLflow model is scored with the chat payload (README, "Which training mode").
+                { baseModel: c.baseModel, job: plan.jobName, trainingMode: "managed", component: componentId(c), payloadShape: "chat" },
         },
       },
       { ...HISTORY, parent: this, dependsOn: [job] }, // register only after the job completed (never from a failed job)

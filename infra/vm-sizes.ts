@@ -93,6 +93,11 @@ export const REPLACEMENT_SIZES = [
   "Standard_NC40ads_H100_v5",
 ];
 
+/** N-series sizes carry GPUs; everything else serves on CPU. */
+export function isGpuSize(vmSize: string): boolean {
+  return /^Standard_N/i.test(vmSize);
+}
+
 const byLower = new Map(RECORDED_VM_SIZES.map((s) => [s.name.toLowerCase(), s]));
 
 /** The recorded size of this name (Azure compares sizes case-insensitively), or undefined. */

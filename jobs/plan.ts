@@ -10,8 +10,10 @@
  */
 import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
-import { estimateCost, formatCostReport, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
+import { costInputOf, estimateCost, formatCostReport, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
 import { isPrivate, managedNetworkCount, privateEndpointCount } from "../infra/security";
+import { describeAutoscale } from "../infra/autoscale";
+import { describeTrainingMode } from "../infra/managed-finetune";
 import { accessLine, AccessLine, accessSummary, formatAccess, scopeLabel } from "./lib/access";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
 
@@ -105,6 +107,8 @@ export function keySettings(r: Registration): string {
       return `blob soft delete ${i.deleteRetentionPolicy?.days} d, container soft delete ${i.containerDeleteRetentionPolicy?.days} d`;
     case "azure-native:authorization:ManagementLockAtResourceGroupLevel":
       return `${i.level} on resource group ${i.resourceGroupName}`;
+    case "azure-native:monitor:AutoscaleSetting":
+      return `autoscales ${String(i.targetResourceUri).split("/").pop()}: ${describeAutoscale(i.profiles[0])}`;
     case "time:index/sleep:Sleep":
       return `waits ${i.createDuration} for the role assignments to take effect`;
     case "azure-native:storage:Blob":
@@ -121,7 +125,17 @@ export function keySettings(r: Registration): string {
       }
       if (env.AZUREML_JOB_BODY) {
         const job = JSON.parse(env.AZUREML_JOB_BODY).properties ?? {};
-        return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}`;
+        if (job.jobType === "Pipeline") {
+          const node = job.jobs?.finetune ?? {};
+          const lit = (k: string) => node.inputs?.[k]?.value;
+          return (
+            `submits pipeline job ${env.AZUREML_JOB_NAME} and waits (training.mode managed): ${node.componentId} | ` +
+            `model=${lit("huggingface_id") ? `huggingface ${lit("huggingface_id")}` : node.inputs?.mlflow_model_path?.uri} | ` +
+            `compute=${lit("compute_finetune")}, ${lit("num_nodes_finetune")} nodes × ${lit("number_of_gpu_to_use_finetuning")} GPUs`
+          );
+        }
+        const dist = job.distribution ? ` | PyTorch ${job.resources?.instanceCount} nodes × ${job.distribution.processCountPerInstance} processes` : "";
+        return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}${dist}`;
       }
       return `${i.create}${env.TRAFFIC ? ` (traffic=${env.TRAFFIC}, mirror=${env.MIRROR_TRAFFIC})` : ""}`;
     }
@@ -135,6 +149,8 @@ export interface Plan {
   project: string;
   stack: string;
   subscriptionId: string;
+  /** `training.mode` and what it runs (infra/managed-finetune.ts `describeTrainingMode`). */
+  training: string;
   components: { type: string; name: string; resources: { name: string; type: string; azureName: string; settings: string }[] }[];
   outputs: Record<string, unknown>;
   warnings: string[];
@@ -149,7 +165,7 @@ export interface Plan {
 /** Build the plan from a mock run (secrets masked everywhere). */
 export function buildPlan(
   run: ProgramRun,
-  meta: { project: string; stack: string; subscriptionId: string; warnings: string[]; cost: CostEstimate; network?: NetworkEstimate },
+  meta: { project: string; stack: string; subscriptionId: string; training: string; warnings: string[]; cost: CostEstimate; network?: NetworkEstimate },
 ): Plan {
   const components = run.registrations
     .filter((r) => !r.custom)
@@ -171,6 +187,7 @@ export function formatPlan(plan: Plan): string[] {
   const lines = [
     `Offline plan of ${plan.project}, stack '${plan.stack}' (Pulumi mock runtime: nothing is sent to Azure)`,
     `Subscription: ${plan.subscriptionId}${plan.subscriptionId === MOCK_SUBSCRIPTION_ID ? " (mock; --subscription <id> shows your real Azure names)" : ""}`,
+    `Training mode: ${plan.training}`,
     "",
   ];
   for (const c of plan.components) {
@@ -214,15 +231,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
       subscriptionId: args.subscriptionId,
       load: async () => require(path.join(ROOT, "index")),
     });
-    const cost = estimateCost(
-      {
-        training: cfg.trainingCluster,
-        prep: cfg.data.source === "ultrachat" ? cfg.data.prepCluster : undefined,
-        deployments: cfg.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount })),
-      },
-      loadPriceTable(cfg.prices),
-      cfg.location,
-    );
+    const cost = estimateCost(costInputOf(cfg), loadPriceTable(cfg.prices), cfg.location);
     const network = isPrivate(cfg.security)
       ? estimateNetworkCost({
           privateEndpoints: privateEndpointCount(cfg.security, cfg.promptFlow.enabled),
@@ -231,7 +240,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
           premiumRegistry: true,
         })
       : undefined;
-    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, warnings, cost, network });
+    const plan = buildPlan(run, { project, stack: args.stack, subscriptionId: args.subscriptionId, training: describeTrainingMode(cfg), warnings, cost, network });
     if (args.json) out(JSON.stringify(plan, null, 2));
     else formatPlan(plan).forEach((l) => out(l));
     return 0;

@@ -1,5 +1,5 @@
 /**
- * Submits an Azure ML command job under a fixed (content-hash) name, once, then waits for it.
+ * Submits an Azure ML command or pipeline job under a fixed (content-hash) name, once, then waits for it.
  * Run by `@pulumi/command` from the Training component (`npx tsx jobs/submit-job.ts`).
  *
  * Why a script and not `machinelearningservices.Job`: Pulumi's language SDKs drop a resource
@@ -55,13 +55,16 @@ export async function submitJob(
   return { submitted: true };
 }
 
+/** Job types the stack submits: command jobs (prep, script fine-tune) and the managed mode's pipeline job. */
+export const SUBMITTED_JOB_TYPES = ["Command", "Pipeline"];
+
 /** Parse the body env var; returns an error message instead of throwing. */
 export function parseJobBody(raw: string | undefined): { properties: Record<string, unknown> } | string {
   if (!raw || raw.trim() === "") return "missing environment variable AZUREML_JOB_BODY";
   try {
     const parsed = JSON.parse(raw);
-    if (!parsed || typeof parsed.properties !== "object" || parsed.properties.jobType !== "Command") {
-      return 'AZUREML_JOB_BODY must be {"properties": {"jobType": "Command", ...}}';
+    if (!parsed || typeof parsed.properties !== "object" || !SUBMITTED_JOB_TYPES.includes(parsed.properties.jobType)) {
+      return 'AZUREML_JOB_BODY must be {"properties": {"jobType": "Command" or "Pipeline", ...}}';
     }
     return parsed;
   } catch (e) {

@@ -138,7 +138,7 @@ describe("secrets stay secret end to end", () => {
     it("neither value appears in the plan's text or JSON", () => {
       const { config } = parseConfig({ location: "eastus2", serving: JSON.stringify(overrides.serving), tags: JSON.stringify(overrides.tags) });
       const cost = estimateCost({ training: config.trainingCluster, deployments: config.serving.deployments }, loadPriceTable(), config.location);
-      const plan = buildPlan(run, { project: "phi3-finetune", stack: "dev", subscriptionId: "sub", warnings: [], cost });
+      const plan = buildPlan(run, { project: "phi3-finetune", stack: "dev", subscriptionId: "sub", training: "script", warnings: [], cost });
       const text = formatPlan(plan).join("\n");
       const json = JSON.stringify(plan);
       for (const out of [text, json]) {

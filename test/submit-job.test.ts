@@ -71,6 +71,23 @@ describe("submit-job", () => {
     expect(await run(env({ AZUREML_JOB_BODY: "{not json" }))).toBe(EXIT_CONFIG);
     expect(await run(env({ AZUREML_JOB_BODY: undefined }))).toBe(EXIT_CONFIG);
     expect(fake.requests).toHaveLength(0);
-    expect(parseJobBody(JSON.stringify({ properties: { jobType: "Pipeline" } }))).toMatch(/jobType/);
+    expect(parseJobBody(JSON.stringify({ properties: { jobType: "Sweep" } }))).toMatch(/jobType/);
+    expect(parseJobBody(JSON.stringify({ properties: {} }))).toMatch(/jobType/);
+  });
+
+  it("accepts the managed mode's pipeline job and submits it like a command job", async () => {
+    const pipeline = { properties: { jobType: "Pipeline", displayName: "fine-tune (chat_completion_pipeline 0.0.81)", jobs: { finetune: { type: "pipeline" } } } };
+    expect(parseJobBody(JSON.stringify(pipeline))).toEqual(pipeline);
+    let created = false;
+    const status = (s: string) => ({ status: 200, body: { name: JOB, properties: { ...pipeline.properties, status: s } } });
+    fake.route("GET", JOB_PATH, () => (created ? status("Completed") : { status: 404, body: { error: { code: "UserError", message: "not found" } } }));
+    fake.route("PUT", JOB_PATH, () => {
+      created = true;
+      return { ...status("NotStarted"), status: 201 };
+    });
+    expect(await run(env({ AZUREML_JOB_BODY: JSON.stringify(pipeline) }))).toBe(EXIT_OK);
+    const puts = fake.requestsTo("PUT", JOB_PATH);
+    expect(puts).toHaveLength(1);
+    expect(puts[0].body).toEqual(pipeline);
   });
 });

@@ -153,6 +153,8 @@ export function mockArmId(type: string, i: Record<string, any>, sub: string): st
       return `${ws}/onlineEndpoints/${i.endpointName}/deployments/${i.deploymentName}`;
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return `${ws}/connections/${i.connectionName}`;
+    case "azure-native:monitor:AutoscaleSetting":
+      return `${rg}/Microsoft.Insights/autoscalesettings/${i.autoscaleSettingName}`;
     default:
       throw new Error(`mock runtime: no ARM id rule for ${type}; add one to jobs/lib/mock-runtime.ts`);
   }

@@ -99,7 +99,8 @@ type ClusterLike = { name?: string; vmSize: string; maxNodes: number; vmPriority
 export interface QuotaInput {
   trainingCluster: ClusterLike;
   data?: { source: string; prepCluster?: ClusterLike };
-  serving: { deployments: { name: string; instanceType: string; instanceCount: number }[] };
+  /** `maxInstances`: an autoscaled deployment's ceiling (`autoscale.maxInstances`), which the quota must cover. */
+  serving: { deployments: { name: string; instanceType: string; instanceCount: number; maxInstances?: number }[] };
 }
 
 /** A deployment's model: the trained one, or a pinned version of the stack's workspace. */
@@ -118,7 +119,7 @@ export interface PreflightInput extends QuotaInput {
   nameGeneration: number;
   /** Existing resource group ("" = the stack creates `rg-<prefix>-<stack>`). */
   resourceGroupName: string;
-  serving: { deployments: { name: string; instanceType: string; instanceCount: number; model: ModelRef }[] };
+  serving: { deployments: { name: string; instanceType: string; instanceCount: number; maxInstances?: number; model: ModelRef }[] };
   promptFlow: { enabled: boolean };
 }
 
@@ -132,7 +133,16 @@ export function preflightInput(c: StackConfig): PreflightInput {
     resourceGroupName: c.resourceGroupName,
     trainingCluster: cluster(c.trainingCluster),
     data: c.data.source === "ultrachat" ? { source: c.data.source, prepCluster: cluster(c.data.prepCluster) } : { source: c.data.source },
-    serving: { deployments: c.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount, model: d.model })) },
+    serving: {
+      deployments: c.serving.deployments.map((d) => ({
+        name: d.name,
+        instanceType: d.instanceType,
+        instanceCount: d.instanceCount,
+        // Only when autoscaled, so the input (and so the step) of existing stacks stays the same.
+        ...(d.autoscale ? { maxInstances: d.autoscale.maxInstances } : {}),
+        model: d.model,
+      })),
+    },
     promptFlow: { enabled: c.promptFlow.enabled },
   };
 }
@@ -181,10 +191,10 @@ export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployme
     out.push({
       kind: "deployment",
       id: `deployment:${d.name}`,
-      role: `deployment ${d.name}`,
+      role: d.maxInstances === undefined ? `deployment ${d.name}` : `deployment ${d.name} (autoscale max)`,
       key: `phi3-finetune:serving.deployments[${i}].instanceType`,
       vmSize: d.instanceType,
-      count: d.instanceCount,
+      count: d.maxInstances ?? d.instanceCount,
       priority: "Dedicated",
     });
   });
@@ -194,7 +204,7 @@ export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployme
 /**
  * vCPU quota the stack needs per VM family (dedicated) and for low-priority clusters.
  * Training/prep clusters need vCPUs(size) × maxNodes; online deployments need
- * ceil(vCPUs(size) × instanceCount × 1.2) (Azure ML reserves 20% for upgrades), except in the
+ * ceil(vCPUs(size) × instanceCount × 1.2) (an autoscaled one: × autoscale.maxInstances) (Azure ML reserves 20% for upgrades), except in the
  * A100 v4 family where it is vCPUs × instanceCount. Families come from `vmSizes`; sizes not in
  * that list are left out (the VM size check reports them). Sorted by priority, then family.
  */
@@ -615,7 +625,7 @@ function quotaCheck(id: string, name: string, needed: number, usage: Usage, expl
     detail: `needs ${needed} vCPUs but only ${free} free (limit ${limit}, in use ${used}): ${explain}; ${ALREADY_DEPLOYED_NOTE}`,
     remedy:
       `request more quota in Azure ML studio → Quota (or Azure portal → Quotas → Machine learning): ` +
-      `"${label}" (${what}) in ${location}, to at least ${used + needed}; or lower maxNodes/instanceCount`,
+      `"${label}" (${what}) in ${location}, to at least ${used + needed}; or lower maxNodes/instanceCount/autoscale.maxInstances`,
   };
 }
 

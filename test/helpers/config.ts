@@ -1,4 +1,4 @@
-/** Config-validation helpers shared by the tests. */
+/** Config-validation helpers shared by the tests of plan-time rules. */
 import { expect } from "vitest";
 import { ConfigError, parseConfig, type RawConfig } from "../../infra/config";
 
@@ -11,4 +11,12 @@ export function configProblems(raw: RawConfig): string[] {
     return (e as ConfigError).issues;
   }
   throw new Error("expected a ConfigError");
+}
+
+/** Asserts `raw` is refused with exactly one problem on `key` (e.g. `phi3-finetune:training.mode`), matching `rule`. */
+export function expectRefused(raw: RawConfig, key: string, rule: RegExp): void {
+  const found = configProblems(raw);
+  const mine = found.filter((p) => p.startsWith(`${key}:`));
+  expect(mine, found.join("\n")).toHaveLength(1);
+  expect(mine[0]).toMatch(rule);
 }
