@@ -26,7 +26,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, rawProjectConfig, type StackConfig } from "../infra/config";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "../infra/jsonl";
 import { fineTuneArguments } from "../infra/training";
-import { readStackConfig } from "../jobs/lib/mock-runtime";
+import { readStackConfig } from "../lib/mock-runtime";
 import { ensurePythonEnv, PROJECT_ROOT } from "./lib/python-env";
 
 export const USAGE = `Usage: npm run train:local -- --train-file F --eval-file F --output DIR [options]

@@ -1,7 +1,7 @@
 /**
  * The preflight step of `pulumi up`: the first thing the deployment runs (infra/preflight.ts
  * declares it; every costly resource depends on it). It runs the checks `npm run doctor` runs
- * (jobs/lib/preflight.ts) against the subscription `pulumi up` deploys to and fails the step,
+ * (lib/preflight.ts) against the subscription `pulumi up` deploys to and fails the step,
  * so Pulumi creates nothing that depends on it, when one fails: a retired or unoffered VM size,
  * missing quota or providers, a name held by someone else or by a soft-deleted resource, a
  * pinned model version that does not exist. Each failure names its remedy.
@@ -10,8 +10,8 @@
  * ARM_ENDPOINT (optional). Credentials: DefaultAzureCredential. Exit codes: 0 passed (warnings
  * printed), 1 a check failed, 2 bad environment.
  */
-import { EXIT_CONFIG, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps } from "./lib/arm";
-import { formatReport, runDoctor, type PreflightInput } from "./lib/preflight";
+import { EXIT_CONFIG, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps } from "../lib/arm";
+import { formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
 /** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
 export function parsePreflightInput(raw: string | undefined): PreflightInput | string {

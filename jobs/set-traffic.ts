@@ -41,7 +41,7 @@ import {
   type ArmClient,
   type Env,
   type ScriptDeps,
-} from "./lib/arm";
+} from "../lib/arm";
 import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
 
 export { MAX_MIRROR_PERCENT, type TrafficMap } from "../infra/traffic";
@@ -52,7 +52,7 @@ export interface TrafficState {
   mirrorTraffic: TrafficMap;
 }
 
-export { EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DEADLINE } from "./lib/arm";
+export { EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DEADLINE } from "../lib/arm";
 
 /** Azure ML endpoint / deployment names: a letter, then letters, digits or hyphens, 3-32 chars. */
 export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9-]{2,31}$/;

@@ -25,7 +25,7 @@ import {
   workspacePath,
   type Env,
   type ScriptDeps,
-} from "./lib/arm";
+} from "../lib/arm";
 import { runWaitForJobFromEnv } from "./wait-for-job";
 
 /** What {@link submitJob} did. */

@@ -32,9 +32,9 @@ import {
   type ArmClient,
   type Env,
   type ScriptDeps,
-} from "./lib/arm";
+} from "../lib/arm";
 
-export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "./lib/arm";
+export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "../lib/arm";
 /** Exit code: the job ended Failed, Canceled or NotResponding. */
 export const EXIT_JOB_FAILED = EXIT_FAILED;
 

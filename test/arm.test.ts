@@ -12,7 +12,7 @@ import {
   withApiVersion,
   workspacePath,
   type ArmClientOptions,
-} from "../jobs/lib/arm";
+} from "../lib/arm";
 import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
 const WS = { subscriptionId: "00000000-1111-2222-3333-444444444444", resourceGroup: "rg-ml", workspace: "ws-ml" };

@@ -18,7 +18,7 @@ import {
   resolveEndpoint,
   type ChatMessage,
   type PulumiRunner,
-} from "../jobs/chat";
+} from "../cli/chat";
 
 const KEY = "k3y-SUPER-secret-0123456789abcdef";
 
@@ -570,10 +570,10 @@ describe("main (in process), interactive default shape", () => {
   });
 });
 
-describe("end to end: npx tsx jobs/chat.ts", () => {
+describe("end to end: npx tsx cli/chat.ts", () => {
   function run(args: string[], env: Record<string, string>) {
     return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn("npx", ["tsx", "jobs/chat.ts", ...args], {
+      const child = spawn("npx", ["tsx", "cli/chat.ts", ...args], {
         cwd: join(__dirname, ".."),
         env: { ...process.env, ENDPOINT_URI: "", ENDPOINT_KEY: "", PATH: process.env.PATH ?? "", ...env },
         stdio: ["ignore", "pipe", "pipe"],

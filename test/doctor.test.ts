@@ -1,4 +1,4 @@
-/** jobs/doctor.ts: pure parts, and every check against a fake ARM server on 127.0.0.1. */
+/** cli/doctor.ts: pure parts, and every check against a fake ARM server on 127.0.0.1. */
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig, type StackConfig } from "../infra/config";
@@ -13,7 +13,7 @@ import {
   type Check,
   type DoctorResult,
   type VmSize,
-} from "../jobs/doctor";
+} from "../cli/doctor";
 import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
 const SUB = "11111111-2222-3333-4444-555555555555";

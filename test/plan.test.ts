@@ -1,5 +1,5 @@
 /**
- * The offline plan end to end (`tsx jobs/plan.ts`, as `npm run plan` runs it) on the real
+ * The offline plan end to end (`tsx cli/plan.ts`, as `npm run plan` runs it) on the real
  * stack files, plus the failure paths: bad config and bad data exit 1 with a clear message
  * and no stack trace.
  */
@@ -12,7 +12,7 @@ import { ROOT } from "./helpers/stack";
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 function plan(...args: string[]) {
-  const r = spawnSync(TSX, ["jobs/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(TSX, ["cli/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

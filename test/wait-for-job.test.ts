@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ArmError, createArmClient, workspacePath } from "../jobs/lib/arm";
+import { ArmError, createArmClient, workspacePath } from "../lib/arm";
 import {
   EXIT_ARM,
   EXIT_CONFIG,

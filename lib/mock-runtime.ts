@@ -2,13 +2,13 @@
  * Runs the Pulumi program in-process under Pulumi's mock runtime (`pulumi.runtime.setMocks`),
  * with a stack's real config, and records every resource registration: type, logical name,
  * parent, inputs and the options that shape a diff (dependencies, ignoreChanges, ...).
- * Used by the offline plan (`jobs/plan.ts`) and by the tests. No Azure, no Pulumi CLI.
+ * Used by the offline plan (`cli/plan.ts`) and by the tests. No Azure, no Pulumi CLI.
  */
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
-import { sha256, uuidV5 } from "../../infra/naming";
+import { sha256, uuidV5 } from "../infra/naming";
 
 /** Subscription the mocks pretend to deploy to (override with a real one to see real names). */
 export const MOCK_SUBSCRIPTION_ID = "00000000-0000-0000-0000-00000000c0de";
@@ -148,7 +148,7 @@ export function mockArmId(type: string, i: Record<string, any>, sub: string): st
     case "azure-native:machinelearningservices:WorkspaceConnection":
       return `${ws}/connections/${i.connectionName}`;
     default:
-      throw new Error(`mock runtime: no ARM id rule for ${type}; add one to jobs/lib/mock-runtime.ts`);
+      throw new Error(`mock runtime: no ARM id rule for ${type}; add one to lib/mock-runtime.ts`);
   }
 }
 
@@ -230,7 +230,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
           case "azure-native:machinelearningservices:listOnlineEndpointKeys":
             return { primaryKey: `mock-primary-${sha256(String(args.inputs.endpointName)).slice(0, 24)}`, secondaryKey: "mock-secondary" };
           default:
-            throw new Error(`mock runtime: unmocked invoke ${args.token}; add it to jobs/lib/mock-runtime.ts`);
+            throw new Error(`mock runtime: unmocked invoke ${args.token}; add it to lib/mock-runtime.ts`);
         }
       },
     },

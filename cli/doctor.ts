@@ -17,7 +17,7 @@
  *     this stack's, no soft-deleted key vault or workspace holds them, and the workspace names;
  *  6. every pinned model version (`existing: true`) exists in the stack's workspace.
  *
- * The checks live in jobs/lib/preflight.ts: `pulumi up` runs the same ones as its first step
+ * The checks live in lib/preflight.ts: `pulumi up` runs the same ones as its first step
  * (jobs/preflight.ts), before anything costly is created.
  *
  * Prints a table (status PASS/WARN/FAIL, check, detail, remedy for each non-pass) or JSON.
@@ -27,11 +27,11 @@
 import * as path from "path";
 import type { TokenCredential } from "@azure/identity";
 import { parseConfig, ConfigError, rawProjectConfig, type StackConfig } from "../infra/config";
-import { DEFAULT_ARM_ENDPOINT, defaultCredential, type FetchLike } from "./lib/arm";
-import { readStackConfig } from "./lib/mock-runtime";
-import { formatReport, preflightInput, runDoctor } from "./lib/preflight";
+import { DEFAULT_ARM_ENDPOINT, defaultCredential, type FetchLike } from "../lib/arm";
+import { readStackConfig } from "../lib/mock-runtime";
+import { formatReport, preflightInput, runDoctor } from "../lib/preflight";
 
-export * from "./lib/preflight";
+export * from "../lib/preflight";
 
 /** Command-line options. */
 export interface DoctorArgs {

@@ -33,7 +33,7 @@ export interface ChatMessage {
   content: string;
 }
 
-/** Parsed command line of `jobs/chat.ts`. */
+/** Parsed command line of `cli/chat.ts`. */
 export interface ChatArgs {
   /** The question (positional arguments joined by spaces), if any. */
   question?: string;

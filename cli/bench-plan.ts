@@ -1,5 +1,5 @@
 /**
- * Benchmark of the offline plan: `npx tsx jobs/bench-plan.ts [runs]` runs `jobs/plan.ts` on
+ * Benchmark of the offline plan: `npx tsx cli/bench-plan.ts [runs]` runs `cli/plan.ts` on
  * every stack file `runs` times (default 3) in fresh processes and reports the median wall
  * time and the peak resident memory per stack, against the targets below. Exit 1 when a
  * target is missed. Not part of `npm test`: timings belong here, not in tests.
@@ -14,7 +14,7 @@ export const TARGETS = { medianWallMs: 10_000, maxRssMb: 1024 };
 const ROOT = path.resolve(__dirname, "..");
 
 function runOnce(stack: string): { wallMs: number; rssMb: number } {
-  const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), ["jobs/plan.ts", "--stack", stack, "--json"], {
+  const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), ["cli/plan.ts", "--stack", stack, "--json"], {
     cwd: ROOT,
     encoding: "utf8",
     env: { ...process.env, PLAN_STATS: "1" },

@@ -1,6 +1,6 @@
 /**
  * The preflight: checks of the subscription a stack deploys to, shared by `npm run doctor`
- * (jobs/doctor.ts, run by a person) and the first step of `pulumi up` (jobs/preflight.ts, run
+ * (cli/doctor.ts, run by a person) and the first step of `pulumi up` (jobs/preflight.ts, run
  * by `@pulumi/command` before anything costly is created; infra/preflight.ts declares it).
  *
  * With a credential from `@azure/identity` and plain ARM REST (REST versions in
@@ -18,9 +18,9 @@
  * Each problem is a FAIL (blocks) or WARN check with the remedy named. Never prints a token.
  */
 import type { TokenCredential } from "@azure/identity";
-import type { StackConfig } from "../../infra/config";
-import { azureNames, type AzureNames } from "../../infra/naming";
-import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../../infra/vm-sizes";
+import type { StackConfig } from "../infra/config";
+import { azureNames, type AzureNames } from "../infra/naming";
+import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import {
   AML_API_VERSION,
   ArmError,

@@ -12,7 +12,7 @@ import * as path from "path";
 import { parseConfig, ConfigError, rawProjectConfig } from "../infra/config";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { estimateCost, formatCostReport, loadPriceTable, CostEstimate } from "../infra/cost";
-import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "./lib/mock-runtime";
+import { MOCK_SUBSCRIPTION_ID, ProgramRun, readStackConfig, Registration, runProgram, unwrapSecrets } from "../lib/mock-runtime";
 
 const ROOT = path.resolve(__dirname, "..");
 const MASK = "[secret]";
@@ -214,7 +214,7 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
 if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => {
-      // For jobs/bench-plan.ts: wall time since process start and peak resident memory.
+      // For cli/bench-plan.ts: wall time since process start and peak resident memory.
       if (process.env.PLAN_STATS === "1") {
         process.stderr.write(`plan-stats: wall_ms=${Math.round(performance.now())} max_rss_kb=${process.resourceUsage().maxRSS}\n`);
       }
