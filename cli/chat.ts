@@ -23,6 +23,17 @@ import { execFile } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
+import {
+  createDefaultHttpClient,
+  createEmptyPipeline,
+  createHttpHeaders,
+  createPipelineRequest,
+  throttlingRetryPolicy,
+  type HttpClient,
+  type PipelinePolicy,
+} from "@azure/core-rest-pipeline";
+import { retryAfterMs } from "../lib/arm";
+import { maskSecrets } from "../lib/secrets";
 
 /** Payload shape understood by the endpoint (see module header). */
 export type Shape = "chat" | "prompt-list";
@@ -342,17 +353,14 @@ export function parseAnswer(shape: Shape, body: string): string {
 }
 
 /**
- * Replaces every occurrence of `secret` (raw and URL-encoded) in `text` with `***`.
+ * Replaces `secret` in `text` with `***` in every form a server may echo it (plain,
+ * URL-encoded, base64, JSON-escaped: lib/secrets.ts).
  *
  * @param text any text that might contain the secret (error message, body, URL).
  * @param secret the value to hide; nothing is replaced when it is empty/undefined.
  */
 export function maskSecret(text: string, secret: string | undefined): string {
-  if (!secret) return text;
-  let out = text.split(secret).join("***");
-  const encoded = encodeURIComponent(secret);
-  if (encoded !== secret) out = out.split(encoded).join("***");
-  return out;
+  return maskSecrets(text, [secret]);
 }
 
 /**
@@ -370,21 +378,12 @@ export function displayUrl(uri: string): string {
   }
 }
 
-/** Parses Retry-After (delta-seconds or HTTP-date) into milliseconds, or undefined. */
-function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (header === null || header.trim() === "") return undefined;
-  const trimmed = header.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
-  const date = Date.parse(trimmed);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Hosts plain HTTP is accepted for: the local scoring server (`npm run serve:local`) and tests. */
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
 /** Arguments of {@link askEndpoint}. */
 export interface AskOptions {
-  /** Scoring URI (http or https). */
+  /** Scoring URI (https; http only on 127.0.0.1 / localhost). */
   uri: string;
   /** Endpoint key, sent as `Authorization: Bearer <key>`. */
   key: string;
@@ -398,8 +397,8 @@ export interface AskOptions {
   backoffBaseMs: number;
   /** Upper bound for any single wait, Retry-After included, in ms (default 60000). */
   maxBackoffMs?: number;
-  /** fetch implementation (default: global fetch). */
-  fetchImpl?: typeof fetch;
+  /** Transport (default: core-rest-pipeline's Node client). */
+  httpClient?: HttpClient;
   /** Called before each wait, e.g. to tell the user; `attempt` is 1-based. */
   onRetry?: (info: { attempt: number; status: number; waitMs: number }) => void;
 }
@@ -408,85 +407,129 @@ export interface AskOptions {
  * POSTs `payload` as JSON to the scoring URI with `Authorization: Bearer <key>` and
  * resolves to the response body text of the first 2xx answer.
  *
- * HTTP 429 and 503 are retried up to `retries` times with exponential backoff
- * (`backoffBaseMs * 2^n`), honouring a `Retry-After` header (seconds or HTTP-date), each
- * wait capped at `maxBackoffMs`. Error messages never contain the key and show the URL
- * without query string.
+ * Sent through an `@azure/core-rest-pipeline` pipeline: its `throttlingRetryPolicy` retries
+ * HTTP 429 and 503 up to `retries` times, waiting what `Retry-After` says. What the library
+ * does not do is done by the attempt policy below: managed online endpoints often answer
+ * 429/503 without `Retry-After` (the policy then supplies `backoffBaseMs * 2^n`), every wait is
+ * capped at `maxBackoffMs`, each attempt (headers and body) is bounded by `timeoutMs`, and
+ * the user hears of each retry. Other statuses are not retried (a scoring call is not
+ * idempotent in cost). Error messages never contain the key in any form
+ * (lib/secrets.ts) and show the URL without credentials or query string.
  *
  * @throws {EndpointError} `auth` on 401/403 (key rejected); `busy` when 429/503 persist
  *   after all retries; `http` on other non-2xx (status and first 300 chars of the body);
  *   `timeout` when an attempt exceeds `timeoutMs`; `network` when the server cannot be
- *   reached.
+ *   reached; `response` for an http:// URI that is not on this machine.
  */
 export async function askEndpoint(opts: AskOptions): Promise<string> {
   const { uri, key, payload, timeoutMs, retries, backoffBaseMs } = opts;
   const maxBackoffMs = opts.maxBackoffMs ?? 60_000;
-  const doFetch = opts.fetchImpl ?? fetch;
   const where = displayUrl(uri);
   const seconds = `${Number((timeoutMs / 1000).toFixed(3))} s`;
-  const body = JSON.stringify(payload);
+  const hide = (text: string) => maskSecrets(text.split(uri).join(where), [key, safeUrlSecret(uri)]);
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new EndpointError(`could not reach ${where}: not a URL`, "network");
+  }
+  const insecure = url.protocol === "http:";
+  if (insecure && !LOOPBACK_HOSTS.has(url.hostname)) {
+    throw new EndpointError(`refusing to send the key over plain HTTP to ${where}: use the https scoring URI (http only for 127.0.0.1 / localhost)`, "response");
+  }
 
-  for (let attempt = 0; ; attempt++) {
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, timeoutMs);
-    let status: number;
-    let text: string;
-    let retryAfter: string | null;
-    try {
-      const res = await doFetch(uri, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", Accept: "application/json" },
-        body,
-        signal: controller.signal,
-      });
-      status = res.status;
-      retryAfter = res.headers.get("retry-after");
-      text = await res.text();
-    } catch (e) {
-      if (timedOut) {
-        throw new EndpointError(
-          `no answer from ${where} within ${seconds} (timeout). A cold or busy endpoint can be slow: retry, or raise --timeout.`,
-          "timeout",
-        );
+  let attempt = 0;
+  let timedOut = false;
+  const attemptPolicy: PipelinePolicy = {
+    name: "phi3ChatAttemptPolicy",
+    async sendRequest(request, next) {
+      const outer = request.abortSignal as AbortSignal | undefined;
+      const timer = AbortSignal.timeout(timeoutMs);
+      request.abortSignal = outer ? AbortSignal.any([outer, timer]) : timer;
+      try {
+        const response = await next(request);
+        if ((response.status === 429 || response.status === 503) && attempt < retries) {
+          const asked = retryAfterMs(Object.fromEntries([...response.headers].map(([k, v]) => [k.toLowerCase(), v])), Date.now());
+          const waitMs = Math.min(maxBackoffMs, asked ?? backoffBaseMs * 2 ** attempt);
+          // The library's throttling policy reads retry-after-ms first: it waits exactly this.
+          response.headers.set("retry-after-ms", String(waitMs));
+          opts.onRetry?.({ attempt: attempt + 1, status: response.status, waitMs });
+        }
+        attempt++;
+        return response;
+      } catch (e) {
+        if (timer.aborted) timedOut = true;
+        throw e;
+      } finally {
+        request.abortSignal = outer;
       }
-      const err = e as Error & { cause?: { message?: string; code?: string } };
-      const cause = err.cause?.code ?? err.cause?.message ?? "";
-      const raw = `${err.message}${cause ? ` (${cause})` : ""}`;
-      const detail = maskSecret(raw.split(uri).join(where), key);
-      throw new EndpointError(`could not reach ${where}: ${detail}`, "network");
-    } finally {
-      clearTimeout(timer);
-    }
+    },
+  };
+  const keyPolicy: PipelinePolicy = {
+    name: "phi3EndpointKeyPolicy",
+    sendRequest(request, next) {
+      request.headers.set("authorization", `Bearer ${key}`);
+      return next(request);
+    },
+  };
+  const pipeline = createEmptyPipeline();
+  pipeline.addPolicy(throttlingRetryPolicy({ maxRetries: retries }), { phase: "Retry" });
+  pipeline.addPolicy(attemptPolicy, { phase: "Retry", afterPolicies: ["throttlingRetryPolicy"] });
+  pipeline.addPolicy(keyPolicy, { phase: "Sign" });
 
-    if (status >= 200 && status < 300) return text;
-    const shown = maskSecret(snippet(text), key);
-    if (status === 401 || status === 403) {
+  let status: number;
+  let text: string;
+  try {
+    const request = createPipelineRequest({
+      url: uri,
+      method: "POST",
+      headers: createHttpHeaders({ "content-type": "application/json", accept: "application/json" }),
+      body: JSON.stringify(payload),
+      allowInsecureConnection: insecure,
+    });
+    const res = await pipeline.sendRequest(opts.httpClient ?? createDefaultHttpClient(), request);
+    status = res.status;
+    text = res.bodyAsText ?? "";
+  } catch (e) {
+    if (timedOut) {
       throw new EndpointError(
-        `the endpoint rejected the key (HTTP ${status}). Check it with ` +
-          "`pulumi stack output endpointKey --show-secrets` (or ENDPOINT_KEY), or regenerate the " +
-          "endpoint keys (`az ml online-endpoint regenerate-keys`) and run `pulumi up` again.",
-        "auth",
-        status,
+        `no answer from ${where} within ${seconds} (timeout). A cold or busy endpoint can be slow: retry, or raise --timeout.`,
+        "timeout",
       );
     }
-    if (status === 429 || status === 503) {
-      if (attempt >= retries) {
-        throw new EndpointError(
-          `the endpoint is still busy after ${attempt + 1} attempt${attempt === 0 ? "" : "s"}: HTTP ${status} from ${where}: ${shown}`,
-          "busy",
-          status,
-        );
-      }
-      const waitMs = Math.min(maxBackoffMs, retryAfterMs(retryAfter) ?? backoffBaseMs * 2 ** attempt);
-      opts.onRetry?.({ attempt: attempt + 1, status, waitMs });
-      await sleep(waitMs);
-      continue;
-    }
-    throw new EndpointError(`HTTP ${status} from ${where}: ${shown}`, "http", status);
+    const err = e as Error & { code?: string; cause?: { message?: string; code?: string } };
+    const cause = err.code ?? err.cause?.code ?? err.cause?.message ?? "";
+    throw new EndpointError(`could not reach ${where}: ${hide(`${err.message}${cause ? ` (${cause})` : ""}`)}`, "network");
+  }
+
+  if (status >= 200 && status < 300) return text;
+  const shown = hide(snippet(text));
+  if (status === 401 || status === 403) {
+    throw new EndpointError(
+      `the endpoint rejected the key (HTTP ${status}). Check it with ` +
+        "`pulumi stack output endpointKey --show-secrets` (or ENDPOINT_KEY), or regenerate the " +
+        "endpoint keys (`az ml online-endpoint regenerate-keys`) and run `pulumi up` again.",
+      "auth",
+      status,
+    );
+  }
+  if (status === 429 || status === 503) {
+    throw new EndpointError(
+      `the endpoint is still busy after ${attempt} attempt${attempt === 1 ? "" : "s"}: HTTP ${status} from ${where}: ${shown}`,
+      "busy",
+      status,
+    );
+  }
+  throw new EndpointError(`HTTP ${status} from ${where}: ${shown}`, "http", status);
+}
+
+/** The user info and query of a URL (where credentials may hide), for masking. */
+function safeUrlSecret(uri: string): string | undefined {
+  try {
+    const u = new URL(uri);
+    return [u.password, u.search.slice(1)].filter((x) => x.length >= 6).join("") || undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -635,7 +678,8 @@ export interface MainIO {
   stderr: OutStream;
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   runPulumi?: PulumiRunner;
-  fetchImpl?: typeof fetch;
+  /** Transport for the endpoint calls (tests). */
+  httpClient?: HttpClient;
   /** Base of the retry backoff in ms (default 1000). */
   backoffBaseMs?: number;
 }
@@ -719,7 +763,7 @@ export async function main(
         timeoutMs: timeoutSec * 1000,
         retries: args.retries,
         backoffBaseMs: io.backoffBaseMs ?? 1000,
-        fetchImpl: io.fetchImpl,
+        httpClient: io.httpClient,
         onRetry: ({ attempt, status, waitMs }) => {
           const clear = io.stderr.isTTY ? "\r\x1b[K" : "";
           say(`${clear}endpoint busy (HTTP ${status}), retry ${attempt}/${args.retries} in ${(waitMs / 1000).toFixed(1)} s`);

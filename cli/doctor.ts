@@ -27,7 +27,8 @@
 import * as path from "path";
 import type { TokenCredential } from "@azure/identity";
 import { parseConfig, ConfigError, rawProjectConfig, type StackConfig } from "../infra/config";
-import { DEFAULT_ARM_ENDPOINT, defaultCredential, type FetchLike } from "../lib/arm";
+import type { HttpClient } from "@azure/core-rest-pipeline";
+import { DEFAULT_ARM_ENDPOINT, defaultCredential } from "../lib/arm";
 import { readStackConfig } from "../lib/mock-runtime";
 import { formatReport, preflightInput, runDoctor } from "../lib/preflight";
 
@@ -90,8 +91,7 @@ export interface MainOptions {
   root?: string;
   env?: Record<string, string | undefined>;
   credential?: TokenCredential;
-  fetchImpl?: FetchLike;
-  sleep?: (ms: number) => Promise<void>;
+  httpClient?: HttpClient;
   backoffBaseMs?: number;
   out?: (line: string) => void;
   err?: (line: string) => void;
@@ -139,9 +139,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     {
       credential: opts.credential ?? defaultCredential(),
       baseUrl,
-      fetchImpl: opts.fetchImpl,
+      httpClient: opts.httpClient,
       env,
-      sleep: opts.sleep,
       backoffBaseMs: opts.backoffBaseMs,
       log: (l) => err(l),
     },

@@ -51,9 +51,9 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
     {
       credential: deps.credential ?? defaultCredential(),
       baseUrl,
-      fetchImpl: deps.fetchImpl,
+      httpClient: deps.httpClient,
       env,
-      sleep: deps.sleep,
+      now: deps.now,
       backoffBaseMs: deps.backoffBaseMs,
       maxRetries: deps.maxRetries,
       log: error,

@@ -28,8 +28,8 @@ import {
   createArmClient,
   withApiVersion,
   type ArmClient,
-  type FetchLike,
 } from "./arm";
+import type { HttpClient } from "@azure/core-rest-pipeline";
 
 /** API versions of every call the doctor makes. */
 export const API_VERSIONS = {
@@ -286,12 +286,15 @@ export interface DoctorDeps {
   credential: TokenCredential;
   /** ARM base URL; default `https://management.azure.com`. */
   baseUrl?: string;
-  fetchImpl?: FetchLike;
+  /** Transport for the ARM client (tests). */
+  httpClient?: HttpClient;
   /** Environment for `AZURE_SUBSCRIPTION_ID` / `ARM_SUBSCRIPTION_ID`; default `process.env`. */
   env?: Record<string, string | undefined>;
   /** Progress and retry lines (never a token). */
   log?: (line: string) => void;
-  sleep?: (ms: number) => Promise<void>;
+  /** Clock in epoch milliseconds (default `Date.now`) and the deadline on it, if any. */
+  now?: () => number;
+  deadlineAt?: number;
   maxRetries?: number;
   backoffBaseMs?: number;
   maxBackoffMs?: number;
@@ -927,8 +930,9 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
   const client = createArmClient({
     baseUrl: deps.baseUrl ?? DEFAULT_ARM_ENDPOINT,
     credential: deps.credential,
-    fetchImpl: deps.fetchImpl,
-    sleep: deps.sleep,
+    httpClient: deps.httpClient,
+    now: deps.now,
+    deadlineAt: deps.deadlineAt,
     maxRetries: deps.maxRetries ?? 4,
     backoffBaseMs: deps.backoffBaseMs ?? 1000,
     maxBackoffMs: deps.maxBackoffMs ?? 30_000,

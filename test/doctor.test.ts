@@ -90,7 +90,6 @@ function run(cfg: StackConfig = config(), extra: { subscriptionId?: string; env?
       baseUrl: fake.baseUrl,
       env: extra.env ?? {},
       log: (l) => logs.push(l),
-      sleep: clock.sleep,
       backoffBaseMs: 1,
       maxRetries: 3,
     },

@@ -19,7 +19,7 @@ import {
   type TrafficMap,
   type TrafficOptions,
 } from "../jobs/set-traffic";
-import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type RecordedRequest } from "./helpers/fake-arm";
+import { fakeClock, longestJitter, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type RecordedRequest } from "./helpers/fake-arm";
 
 const WS = { subscriptionId: "sub-1", resourceGroup: "rg-1", workspace: "ws-1" };
 const EP = "phi3-ep-x1";
@@ -155,10 +155,8 @@ function deps() {
     baseUrl: fake.baseUrl,
     credential: cred,
     now: clock.now,
-    sleep: clock.sleep,
     backoffBaseMs: 10,
     maxBackoffMs: 1000,
-    random: () => 1,
   });
   return { client, log: (l: string) => lines.push(l), now: clock.now, sleep: clock.sleep };
 }
@@ -169,6 +167,7 @@ const deploymentGets = (d: string): RecordedRequest[] => fake.requestsTo("GET", 
 beforeEach(async () => {
   fake = await startFakeArm();
   clock = fakeClock();
+  longestJitter();
   t0 = clock.now();
   cred = fakeCredential({ now: clock.now });
   lines = [];
