@@ -33,6 +33,7 @@ import {
   type PipelinePolicy,
 } from "@azure/core-rest-pipeline";
 import { retryAfterMs } from "../lib/arm";
+import { STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, type CommandSpec } from "../lib/cli";
 import { maskSecrets } from "../lib/secrets";
 
 /** Payload shape understood by the endpoint (see module header). */
@@ -118,10 +119,7 @@ export function conversationPrompt(messages: readonly ChatMessage[]): string {
  */
 export type PulumiRunner = (args: string[]) => Promise<string | null>;
 
-/** Error for a bad command line (exit code 2). */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+export { UsageError } from "../lib/cli";
 
 /** Error for a missing or unusable endpoint configuration (exit code 1). */
 export class ConfigError extends Error {
@@ -140,27 +138,29 @@ export class EndpointError extends Error {
   }
 }
 
+/** The command line of chat (lib/cli.ts style). */
+export const CHAT_COMMAND: CommandSpec = {
+  name: "chat",
+  usage: "npm run chat --",
+  summary:
+    "Asks the deployed Azure ML online endpoint a question and prints the answer.\n" +
+    "Without a question: interactive mode when stdin is a terminal, else the question is read\n" +
+    "from stdin. Endpoint from ENDPOINT_URI / ENDPOINT_KEY, else from the Pulumi stack outputs\n" +
+    "scoringUri / endpointKey.",
+  options: {
+    interactive: { type: "boolean", short: "i", description: 'conversation loop (type "exit" or press Ctrl-D to quit)' },
+    stack: { ...STACK_OPTION, description: "Pulumi stack to read outputs from (default: the selected stack)" },
+    temperature: { type: "string", value: "<n>", description: "sampling temperature, >= 0 (default 0.7; 0 = greedy)" },
+    "max-new-tokens": { type: "string", value: "<n>", description: "maximum generated tokens (default: the stack output chatDefaults, sized for the serving hardware, else 128)" },
+    shape: { type: "string", value: "chat|prompt-list", description: "payload shape (default prompt-list: the signature finetuning_dir/fine_tune.py logs; chat for catalog models)" },
+    timeout: { type: "string", value: "<seconds>", description: "per-request timeout (default: chatDefaults, else 90)" },
+    retries: { type: "string", value: "<n>", description: "retries on HTTP 429/503 (default 4)" },
+  },
+  positionals: { value: '["question"]', max: Infinity, description: "the question (words are joined by spaces)" },
+};
+
 /** Usage text printed by `--help` and after a usage error. */
-export const USAGE = `Usage: npm run chat -- [options] ["question"]
-
-Asks the deployed Azure ML online endpoint a question and prints the answer.
-Without a question: interactive mode when stdin is a terminal, else the question is read
-from stdin. Endpoint from ENDPOINT_URI / ENDPOINT_KEY, else from the Pulumi stack outputs
-scoringUri / endpointKey.
-
-Options:
-  -i, --interactive         conversation loop (type "exit" or press Ctrl-D to quit)
-  --stack <name>            Pulumi stack to read outputs from (default: selected stack)
-  --temperature <n>         sampling temperature, >= 0 (default 0.7; 0 = greedy)
-  --max-new-tokens <n>      maximum generated tokens (default: the stack output
-                            chatDefaults, sized for the serving hardware, else 128)
-  --shape chat|prompt-list  payload shape (default prompt-list: the signature that
-                            finetuning_dir/fine_tune.py logs; chat for catalog models)
-  --timeout <seconds>       per-request timeout (default: chatDefaults, else 90)
-  --retries <n>             retries on HTTP 429/503 (default 4)
-  -h, --help                this help`;
-
-const VALUE_OPTIONS = new Set(["--stack", "--temperature", "--max-new-tokens", "--shape", "--timeout", "--retries"]);
+export const USAGE = helpText(CHAT_COMMAND);
 
 function numberOption(name: string, raw: string, check: (n: number) => boolean, what: string): number {
   const n = raw.trim() === "" ? NaN : Number(raw);
@@ -171,7 +171,8 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
 }
 
 /**
- * Parses the command line (without `node` and the script path).
+ * Parses the command line (without `node` and the script path) with `node:util`'s
+ * `parseArgs` (lib/cli.ts).
  *
  * Accepts `--opt value` and `--opt=value`; `--` ends options; other arguments are joined by
  * spaces into the question. Defaults: temperature 0.7, shape `prompt-list`, retries 4;
@@ -179,72 +180,25 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
  * {@link BUILT_IN_DEFAULTS} apply later).
  *
  * @param argv e.g. `process.argv.slice(2)`.
- * @throws {UsageError} on an unknown option, a missing value, or an out-of-range value
- *   (temperature < 0, max-new-tokens / retries not integers, timeout <= 0, unknown shape).
+ * @throws {UsageError} on an unknown option (with "did you mean"), a missing value, or an
+ *   out-of-range value (temperature < 0, max-new-tokens / retries not integers, timeout <= 0,
+ *   unknown shape).
  */
 export function parseArgs(argv: readonly string[]): ChatArgs {
-  const out: ChatArgs = {
-    interactive: false,
-    help: false,
-    temperature: 0.7,
-    shape: "prompt-list",
-    retries: 4,
-  };
-  const words: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--") {
-      words.push(...argv.slice(i + 1));
-      break;
-    }
-    if (arg === "-i" || arg === "--interactive") {
-      out.interactive = true;
-      continue;
-    }
-    if (arg === "-h" || arg === "--help") {
-      out.help = true;
-      continue;
-    }
-    if (!arg.startsWith("-") || arg === "-") {
-      words.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    if (!VALUE_OPTIONS.has(name)) throw new UsageError(`unknown option ${name}`);
-    let value: string;
-    if (eq !== -1) {
-      value = arg.slice(eq + 1);
-    } else {
-      if (i + 1 >= argv.length) throw new UsageError(`${name} needs a value`);
-      value = argv[++i];
-    }
-    switch (name) {
-      case "--stack":
-        if (value.trim() === "") throw new UsageError("--stack needs a stack name");
-        out.stack = value;
-        break;
-      case "--temperature":
-        out.temperature = numberOption(name, value, (n) => n >= 0, "a number >= 0");
-        break;
-      case "--max-new-tokens":
-        out.maxNewTokens = numberOption(name, value, (n) => Number.isInteger(n) && n >= 1, "an integer >= 1");
-        break;
-      case "--timeout":
-        out.timeoutSec = numberOption(name, value, (n) => n > 0, "a number of seconds > 0");
-        break;
-      case "--retries":
-        out.retries = numberOption(name, value, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
-        break;
-      case "--shape":
-        if (value !== "chat" && value !== "prompt-list") {
-          throw new UsageError(`--shape must be "chat" or "prompt-list", got ${JSON.stringify(value)}`);
-        }
-        out.shape = value;
-        break;
-    }
+  const { values, positionals, help } = parseCommandLine(CHAT_COMMAND, argv);
+  const out: ChatArgs = { interactive: values.interactive === true, help, temperature: 0.7, shape: "prompt-list", retries: 4 };
+  const str = (k: string) => values[k] as string | undefined;
+  if (str("stack") !== undefined) out.stack = checkStackName(str("stack")!);
+  if (str("temperature") !== undefined) out.temperature = numberOption("--temperature", str("temperature")!, (n) => n >= 0, "a number >= 0");
+  if (str("max-new-tokens") !== undefined) out.maxNewTokens = numberOption("--max-new-tokens", str("max-new-tokens")!, (n) => Number.isInteger(n) && n >= 1, "an integer >= 1");
+  if (str("timeout") !== undefined) out.timeoutSec = numberOption("--timeout", str("timeout")!, (n) => n > 0, "a number of seconds > 0");
+  if (str("retries") !== undefined) out.retries = numberOption("--retries", str("retries")!, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
+  const shape = str("shape");
+  if (shape !== undefined) {
+    if (shape !== "chat" && shape !== "prompt-list") throw new UsageError(`--shape must be "chat" or "prompt-list", got ${JSON.stringify(shape)}`);
+    out.shape = shape;
   }
-  const question = words.join(" ").trim();
+  const question = positionals.join(" ").trim();
   if (question !== "") out.question = question;
   return out;
 }
@@ -731,7 +685,7 @@ export async function main(
   try {
     args = parseArgs(argv);
   } catch (e) {
-    say(`chat: ${(e as Error).message}\n\n${USAGE}`);
+    say(`chat: ${(e as Error).message}\nUsage: ${CHAT_COMMAND.usage} [options] ["question"]   (--help for the options)`);
     return 2;
   }
   if (args.help) {
@@ -787,7 +741,7 @@ export async function main(
     if (question === undefined) {
       question = (await readAll(io.stdin)).trim();
       if (question === "") {
-        say(`chat: no question given (argument or stdin)\n\n${USAGE}`);
+        say(`chat: no question given (argument or stdin)\nUsage: ${CHAT_COMMAND.usage} [options] ["question"]   (--help for the options)`);
         return 2;
       }
     }

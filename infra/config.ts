@@ -14,7 +14,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
-import { RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+import { closestName, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
@@ -56,12 +56,32 @@ const deploymentName = z
     error: "must be 3-23 characters: lowercase letters, digits and '-', starting with a letter",
   });
 
-const int = (min: number, max: number) =>
-  z
-    .number({ error: "must be a number" })
-    .int({ error: "must be an integer" })
-    .min(min, { error: `must be >= ${min}` })
-    .max(max, { error: `must be <= ${max}` });
+/**
+ * `pulumi config set --path 'phi3-finetune:hyperparameters.learningRate' 1e-5` stores the value
+ * as the string "1e-5" (and `... enabled false` as "false"): such strings are read as the
+ * number or boolean they spell, exactly as Pulumi stores them. Anything else stays as given
+ * and fails the type check with a message.
+ */
+const NUMBER_TEXT = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
+const fromPulumiNumber = (v: unknown) => (typeof v === "string" && NUMBER_TEXT.test(v.trim()) ? Number(v) : v);
+const fromPulumiBoolean = (v: unknown) => (v === "true" ? true : v === "false" ? false : v);
+
+/** A number, also as Pulumi's `--path` string; `refine` adds the bounds. */
+const num = (refine: (n: z.ZodNumber) => z.ZodNumber = (n) => n, typeError = "must be a number") =>
+  z.preprocess(fromPulumiNumber, refine(z.number({ error: typeError })));
+
+/** true or false, also as Pulumi's `--path` strings. */
+const bool = () => z.preprocess(fromPulumiBoolean, z.boolean({ error: "must be true or false" }));
+
+const int = (min: number, max: number, typeError?: string) =>
+  num(
+    (n) =>
+      n
+        .int({ error: "must be an integer" })
+        .min(min, { error: `must be >= ${min}` })
+        .max(max, { error: `must be <= ${max}` }),
+    typeError,
+  );
 
 /** An AmlCompute cluster. `idleSeconds` is seconds (rendered as ISO-8601 `PT<n>S`). */
 const clusterSchema = (defaults: { vmSize: string; name: string }) =>
@@ -90,13 +110,13 @@ const hyperparametersSchema = z.strictObject({
   /** Training epochs (seed: 3). */
   epochs: int(1, 100).default(3),
   /** Peak learning rate (seed: 5e-6). */
-  learningRate: z.number().gt(0).max(1).default(5e-6),
+  learningRate: num((n) => n.gt(0, { error: "must be > 0" }).max(1, { error: "must be <= 1" })).default(5e-6),
   /** Per-device train and eval batch size (seed: 4). */
   perDeviceBatchSize: int(1, 256).default(4),
   /** Maximum sequence length in tokens (seed: 2048). */
   maxSeqLength: int(128, 131072).default(2048),
   /** Fraction of steps used for warmup, 0..1 (seed: 0.2). */
-  warmupRatio: z.number().min(0).max(1).default(0.2),
+  warmupRatio: num((n) => n.min(0, { error: "must be >= 0" }).max(1, { error: "must be <= 1" })).default(0.2),
   /** Learning-rate schedule (seed: cosine). */
   lrScheduler: z.enum(["cosine", "linear", "constant", "constant_with_warmup"]).default("cosine"),
   /** Random seed (seed: 0). */
@@ -118,7 +138,7 @@ const dataSchema = z.discriminatedUnion("source", [
       .regex(splitPattern, { error: "must look like train_sft[:1%] (1-100 percent) or train_sft[:10] (rows)" })
       .default("train_sft[:1%]"),
     /** Fraction held out for evaluation, 0..1 exclusive (seed: 0.2 → 80/20). */
-    testSize: z.number().gt(0).lt(1).default(0.2),
+    testSize: num((n) => n.gt(0, { error: "must be > 0" }).lt(1, { error: "must be < 1" })).default(0.2),
     /** Seed of the train/test split. */
     seed: int(0, 2 ** 31 - 1).default(0),
     /** Small CPU cluster that runs the preparation job. */
@@ -177,7 +197,7 @@ const modelRefSchema = z.union(
       version: z.string().regex(/^[1-9]\d{0,9}$/, {
         error: "must be a model version number such as 3 (a deployment pins one version; labels such as latest are not accepted)",
       }),
-      existing: z.boolean().optional(),
+      existing: bool().optional(),
     }),
   ],
   { error: 'must be "trained" or {name, version, existing: true} (a version in this stack\'s workspace)' },
@@ -206,9 +226,9 @@ const servingSchema = z
     /** Online deployments (default: one, `blue`, with the seed's settings). */
     deployments: z.array(deploymentSchema).max(10).default([DEFAULT_DEPLOYMENT]),
     /** Live traffic in percent per deployment name; integers summing to 100 (0 without deployments). */
-    traffic: z.record(z.string(), z.number()).optional(),
+    traffic: z.record(z.string(), num()).optional(),
     /** Mirror (shadow) traffic in percent to at most one deployment, at most 50, never a live one. */
-    mirrorTraffic: z.record(z.string(), z.number()).default({}),
+    mirrorTraffic: z.record(z.string(), num()).default({}),
   })
   .transform((s) => ({
     ...s,
@@ -223,7 +243,7 @@ const servingSchema = z
 
 const promptFlowSchema = z.strictObject({
   /** Declare the AI hub, project and custom connection (seed: yes). */
-  enabled: z.boolean().default(true),
+  enabled: bool().default(true),
   /** Name of the CustomKeys connection holding the endpoint and key. */
   connectionName: z
     .string()
@@ -245,7 +265,7 @@ const trainingSchema = z.strictObject({
   /** Bump to resubmit the same jobs after a failure (part of every job's name hash). */
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
-  waitTimeoutHours: z.number().gt(0).max(168).default(24),
+  waitTimeoutHours: num((n) => n.gt(0, { error: "must be > 0" }).max(168, { error: "must be <= 168 (a week)" })).default(24),
 });
 
 /** The whole stack config. Unknown keys are errors (typos must not pass silently). */
@@ -270,7 +290,7 @@ export const configSchema = z
      * Azure keeps the workspace (14 days) and key vault (7 days) soft-deleted under their names;
      * bump this to deploy the same stack again at once under new names (README: "Deploy again").
      */
-    nameGeneration: z.coerce.number({ error: "must be a whole number" }).pipe(int(0, 999)).default(0),
+    nameGeneration: int(0, 999, "must be a whole number").default(0),
     /** Hugging Face id of the base model. */
     baseModel: z.enum(BASE_MODELS).default("microsoft/Phi-3-mini-4k-instruct"),
     /** Tags on every taggable resource. */
@@ -289,7 +309,7 @@ export const configSchema = z
     serving: servingSchema.default({ deployments: [DEFAULT_DEPLOYMENT], mirrorTraffic: {}, traffic: { blue: 100 } }),
     promptFlow: promptFlowSchema.default(promptFlowSchema.parse({})),
     /** Overrides of the cost table (USD per hour by VM size). */
-    prices: z.record(z.string(), z.number().positive()).default({}),
+    prices: z.record(z.string(), num((n) => n.positive({ error: "must be a price > 0 (USD per hour)" }))).default({}),
   })
   .superRefine((c, ctx) => {
     const problem = (path: (string | number)[], input: unknown, message: string | undefined) =>
@@ -386,7 +406,11 @@ export function validateTraffic(
 /** Thrown when the stack config is invalid; `issues` lists every problem, one line each. */
 export class ConfigError extends Error {
   constructor(public readonly issues: string[]) {
-    super(`Invalid stack configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n` + issues.map((i) => `  - ${i}`).join("\n"));
+    super(
+      issues.length === 1
+        ? `Invalid stack configuration: ${issues[0]}`
+        : `Invalid stack configuration (${issues.length} problems):\n` + issues.map((i) => `  - ${i}`).join("\n"),
+    );
     this.name = "ConfigError";
   }
 }
@@ -416,19 +440,82 @@ export interface ParsedConfig {
   warnings: string[];
 }
 
+/** Where the config came from, so messages can point at it (lib/stack-config.ts). */
+export interface ConfigSource {
+  /** `file:line` of a fully qualified key and a path inside its value, if a file writes it. */
+  locate?: (key: string, inner: readonly (string | number)[]) => string | undefined;
+  /** The value a `secure:` config value reads as offline (it cannot be checked). */
+  secretPlaceholder?: string;
+}
+
+type ZodDef = { type: string; innerType?: z.ZodType; in?: z.ZodType; options?: z.ZodType[]; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType };
+const defOf = (s: z.ZodType): ZodDef => (s as unknown as { _zod: { def: ZodDef } })._zod.def;
+
+/** The object schemas a schema stands for, through defaults, optionals, pipes and unions. */
+function objectSchemas(s: z.ZodType): z.ZodType[] {
+  const def = defOf(s);
+  switch (def.type) {
+    case "default":
+    case "prefault":
+    case "optional":
+    case "nullable":
+    case "readonly":
+    case "catch":
+    case "nonoptional":
+      return objectSchemas(def.innerType!);
+    case "pipe":
+      return objectSchemas(def.in!);
+    case "union":
+      return def.options!.flatMap(objectSchemas);
+    default:
+      return [s];
+  }
+}
+
+/**
+ * The keys the schema allows at a path of the config (for "did you mean" on an unknown key);
+ * empty where the path holds no object with fixed keys.
+ */
+export function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let current = objectSchemas(configSchema);
+  for (const step of path) {
+    current = current.flatMap((s) => {
+      const def = defOf(s);
+      if (def.type === "object") return def.shape![String(step)] ? objectSchemas(def.shape![String(step)]) : [];
+      if (def.type === "array") return objectSchemas(def.element!);
+      if (def.type === "record") return objectSchemas(def.valueType!);
+      return [];
+    });
+  }
+  return [...new Set(current.flatMap((s) => (defOf(s).type === "object" ? Object.keys(defOf(s).shape!) : [])))];
+}
+
+/** ` (did you mean X?)` for a key close to one of `known` ({@link closestName}), else `""`. */
+export function keySuggestion(key: string, known: readonly string[]): string {
+  const hit = closestName(key, known);
+  return hit ? ` (did you mean ${hit}?)` : "";
+}
+
 /**
  * Parse and validate raw stack config (strings as Pulumi delivers them; objects as JSON).
  * `raw` holds project keys without namespace plus `location` (from `azure-native:location`).
- * Gathers every problem and throws one {@link ConfigError} naming each key, the value given
- * and what is allowed. Returns the typed config and warnings (retired VM sizes).
+ * Gathers every problem and throws one {@link ConfigError} naming each key (with `file:line`
+ * when `source.locate` knows it), the value given and what is allowed; an unknown key gets
+ * "did you mean" and the keys allowed there. Returns the typed config and warnings.
  */
-export function parseConfig(raw: RawConfig): ParsedConfig {
+export function parseConfig(raw: RawConfig, source: ConfigSource = {}): ParsedConfig {
   const problems: string[] = [];
   const input: Record<string, unknown> = {};
+  const at = (path: readonly PropertyKey[]) => {
+    if (!source.locate || path.length === 0) return "";
+    const [head, ...rest] = path.map((p) => (typeof p === "number" ? p : String(p)));
+    const where = source.locate(head === "location" ? "azure-native:location" : `${PROJECT}:${head}`, rest);
+    return where ? `${where}: ` : "";
+  };
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined) continue;
     if (key !== "location" && !CONFIG_KEYS.includes(key)) {
-      problems.push(`${PROJECT}:${key}: unknown key; known keys: ${CONFIG_KEYS.join(", ")}`);
+      problems.push(`${at([key])}${PROJECT}:${key}: unknown key${keySuggestion(key, CONFIG_KEYS)}; known keys: ${CONFIG_KEYS.join(", ")}`);
       continue;
     }
     const trimmed = value.trim();
@@ -447,11 +534,17 @@ export function parseConfig(raw: RawConfig): ParsedConfig {
   if (!result.success) {
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
-        for (const k of issue.keys) problems.push(`${keyName([...issue.path, k])}: unknown key`);
+        const known = knownKeysAt(issue.path);
+        for (const k of issue.keys) {
+          problems.push(`${at([...issue.path, k])}${keyName([...issue.path, k])}: unknown key${keySuggestion(k, known)}; allowed here: ${known.join(", ")}`);
+        }
         continue;
       }
-      const given = "input" in issue && issue.input !== undefined ? ` (got ${show(issue.input)})` : "";
-      problems.push(`${keyName(issue.path)}: ${issue.message}${given}`);
+      const secret = source.secretPlaceholder !== undefined && "input" in issue && issue.input === source.secretPlaceholder;
+      const given = secret
+        ? " (a secure: value: the offline plan cannot decrypt it to check it)"
+        : "input" in issue && issue.input !== undefined ? ` (got ${show(issue.input)})` : "";
+      problems.push(`${at(issue.path)}${keyName(issue.path)}: ${issue.message}${given}`);
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as local from "@pulumi/command/local";
-import { preflightInput } from "../lib/preflight";
+import { preflightInput } from "../lib/preflight-input";
 import { StackConfig } from "./config";
 
 /** Arguments of {@link Preflight}. */

@@ -11,6 +11,7 @@
  * printed), 1 a check failed, 2 bad environment.
  */
 import { EXIT_CONFIG, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps } from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
 /** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
@@ -73,8 +74,19 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
   return EXIT_OK;
 }
 
+/** The command line of the preflight step: configured by its environment (lib/cli.ts style). */
+export const PREFLIGHT_COMMAND: CommandSpec = {
+  name: "preflight",
+  usage: "npx tsx jobs/preflight.ts",
+  summary: "The first step of `pulumi up`: the checks of `npm run doctor` against the subscription being deployed to.\nRun by `pulumi up` (infra/preflight.ts); configured by environment variables.",
+  options: {},
+  details: "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); ARM_ENDPOINT (https).",
+};
+
 if (require.main === module) {
-  runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) }).then((code) => {
-    process.exitCode = code;
+  runAsMain("preflight", async () => {
+    const cl = programCommandLine(PREFLIGHT_COMMAND, process.argv.slice(2), console.log, console.error);
+    if ("exit" in cl) return cl.exit;
+    return runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
   });
 }

@@ -42,6 +42,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
 
 export { MAX_MIRROR_PERCENT, type TrafficMap } from "../infra/traffic";
@@ -688,14 +689,24 @@ export async function runSetTrafficFromEnv(
   }
 }
 
-/** Entry point: mode from `process.argv[2]`, configuration from `process.env`; sets `process.exitCode`. */
-export async function main(): Promise<void> {
-  process.exitCode = await runSetTrafficFromEnv(process.argv[2], process.env, {
-    log: (line) => console.log(line),
-    error: (line) => console.error(line),
-  });
+/** The command line of set-traffic: the mode, the rest from the environment (lib/cli.ts style). */
+export const SET_TRAFFIC_COMMAND: CommandSpec = {
+  name: "set-traffic",
+  usage: "npx tsx jobs/set-traffic.ts",
+  summary: "Sets (apply) or releases (release) the live and mirror traffic of an Azure ML online endpoint.\nRun by `pulumi up` (infra/serving.ts); configured by environment variables.",
+  options: {},
+  positionals: { value: "apply|release", max: 1, description: "apply the split (default), or release the stack's deployments before they are deleted" },
+  details:
+    "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT (required); TRAFFIC (apply),\n" +
+    "MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS (release), TRAFFIC_DEADLINE_SECONDS (default 3600, at least 60),\n" +
+    "TRAFFIC_POLL_SECONDS (default 15), ARM_ENDPOINT (https).",
+};
+
+/** Entry point: mode from the command line, configuration from `process.env`; resolves to the exit code. */
+export async function main(): Promise<number> {
+  const cl = programCommandLine(SET_TRAFFIC_COMMAND, process.argv.slice(2), console.log, console.error);
+  if ("exit" in cl) return cl.exit;
+  return runSetTrafficFromEnv(cl.positionals[0], process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) {
-  void main();
-}
+if (require.main === module) runAsMain("set-traffic", main);

@@ -26,6 +26,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { runWaitForJobFromEnv } from "./wait-for-job";
 
 /** What {@link submitJob} did. */
@@ -98,8 +99,21 @@ export async function runSubmitJobFromEnv(env: Env, deps: ScriptDeps): Promise<n
   return runWaitForJobFromEnv(env, deps);
 }
 
+/** The command line of submit-job: configured by its environment (lib/cli.ts style). */
+export const SUBMIT_JOB_COMMAND: CommandSpec = {
+  name: "submit-job",
+  usage: "npx tsx jobs/submit-job.ts",
+  summary: "Submits an Azure ML job under its content-hash name once (an existing job is never resubmitted), then waits for it.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
+  options: {},
+  details:
+    "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME, AZUREML_JOB_BODY (required);\n" +
+    "WAIT_DEADLINE_SECONDS (default 86400, at least 60), WAIT_POLL_SECONDS (default 30), ARM_ENDPOINT (https).",
+};
+
 if (require.main === module) {
-  runSubmitJobFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) }).then((code) => {
-    process.exitCode = code;
+  runAsMain("submit-job", async () => {
+    const cl = programCommandLine(SUBMIT_JOB_COMMAND, process.argv.slice(2), console.log, console.error);
+    if ("exit" in cl) return cl.exit;
+    return runSubmitJobFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
   });
 }

@@ -33,6 +33,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 
 export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "../lib/arm";
 /** Exit code: the job ended Failed, Canceled or NotResponding. */
@@ -333,14 +334,22 @@ export async function runWaitForJobFromEnv(env: Env, deps: RunFromEnvDeps): Prom
   }
 }
 
-/** Entry point: reads `process.env`, waits, and sets `process.exitCode`. */
-export async function main(): Promise<void> {
-  process.exitCode = await runWaitForJobFromEnv(process.env, {
-    log: (line) => console.log(line),
-    error: (line) => console.error(line),
-  });
+/** The command line of wait-for-job: configured by its environment (lib/cli.ts style). */
+export const WAIT_FOR_JOB_COMMAND: CommandSpec = {
+  name: "wait-for-job",
+  usage: "npx tsx jobs/wait-for-job.ts",
+  summary: "Waits for an Azure ML job to finish, printing each status change, the elapsed time and the Studio URL.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
+  options: {},
+  details:
+    "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME (required);\n" +
+    "WAIT_DEADLINE_SECONDS (default 86400, at least 60), WAIT_POLL_SECONDS (default 30), ARM_ENDPOINT (https).",
+};
+
+/** Entry point: reads `process.argv` (only --help) and `process.env`, waits; resolves to the exit code. */
+export async function main(): Promise<number> {
+  const cl = programCommandLine(WAIT_FOR_JOB_COMMAND, process.argv.slice(2), console.log, console.error);
+  if ("exit" in cl) return cl.exit;
+  return runWaitForJobFromEnv(process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) {
-  void main();
-}
+if (require.main === module) runAsMain("wait-for-job", main);

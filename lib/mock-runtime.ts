@@ -3,11 +3,9 @@
  * with a stack's real config, and records every resource registration: type, logical name,
  * parent, inputs and the options that shape a diff (dependencies, ignoreChanges, ...).
  * Used by the offline plan (`cli/plan.ts`) and by the tests. No Azure, no Pulumi CLI.
+ * Stack files are read by lib/stack-config.ts (re-exported here for the tests).
  */
-import * as fs from "fs";
-import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml } from "yaml";
 import { sha256, uuidV5 } from "../infra/naming";
 
 /** Subscription the mocks pretend to deploy to (override with a real one to see real names). */
@@ -65,38 +63,7 @@ export function unwrapSecrets(v: any, mask?: string): any {
   return v;
 }
 
-/**
- * Stack config as the Pulumi CLI would hand it to the program: `Pulumi.yaml`'s project config
- * defaults, overlaid with `Pulumi.<stack>.yaml`. Keys are fully qualified
- * (`phi3-finetune:namePrefix`, `azure-native:location`); objects become JSON strings.
- * Throws a message naming the file when a file is missing or is not valid YAML.
- */
-export function readStackConfig(root: string, stack: string): { project: string; config: Record<string, string> } {
-  const load = (file: string) => {
-    const p = path.join(root, file);
-    if (!fs.existsSync(p)) throw new Error(`${file}: not found (stacks are Pulumi.<stack>.yaml files in ${root})`);
-    try {
-      return parseYaml(fs.readFileSync(p, "utf8")) ?? {};
-    } catch (e) {
-      throw new Error(`${file}: invalid YAML: ${(e as Error).message}`);
-    }
-  };
-  const projectFile = load("Pulumi.yaml");
-  const project: string = projectFile.name;
-  const config: Record<string, string> = {};
-  const qualify = (k: string) => (k.includes(":") ? k : `${project}:${k}`);
-  const str = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
-  for (const [k, spec] of Object.entries<any>(projectFile.config ?? {})) {
-    if (spec && typeof spec === "object" && "default" in spec) config[qualify(k)] = str(spec.default);
-    else if (spec === null || typeof spec !== "object") config[qualify(k)] = str(spec);
-  }
-  const stackFile = load(`Pulumi.${stack}.yaml`);
-  for (const [k, v] of Object.entries<any>(stackFile.config ?? {})) {
-    if (v && typeof v === "object" && "secure" in v) throw new Error(`Pulumi.${stack}.yaml: ${k} is an encrypted secret; the offline plan cannot decrypt it`);
-    config[qualify(k)] = str(v);
-  }
-  return { project, config };
-}
+export { readStackConfig } from "./stack-config";
 
 const ML = "Microsoft.MachineLearningServices/workspaces";
 
@@ -189,6 +156,8 @@ export interface RunOptions {
   stack: string;
   /** Fully qualified config, e.g. from {@link readStackConfig}. */
   config: Record<string, string>;
+  /** Keys of `config` that are secret (`secure:` in the stack file). */
+  secretKeys?: string[];
   /** Mock a `pulumi preview` (true) or a `pulumi up` (false). */
   preview: boolean;
   subscriptionId?: string;
@@ -207,7 +176,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
   const invokes: ProgramRun["invokes"] = [];
   const pending = new Map<string, Partial<Registration>>();
 
-  pulumi.runtime.setAllConfig(opts.config);
+  pulumi.runtime.setAllConfig(opts.config, opts.secretKeys);
   await pulumi.runtime.setMocks(
     {
       newResource(args) {

@@ -18,7 +18,6 @@
  * Each problem is a FAIL (blocks) or WARN check with the remedy named. Never prints a token.
  */
 import type { TokenCredential } from "@azure/identity";
-import type { StackConfig } from "../infra/config";
 import { azureNames, type AzureNames } from "../infra/naming";
 import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import {
@@ -93,49 +92,8 @@ export interface VmSize {
   supportedComputeTypes?: string[];
 }
 
-type ClusterLike = { name?: string; vmSize: string; maxNodes: number; vmPriority?: "Dedicated" | "LowPriority" };
-
-/** The parts of the stack config quota depends on (a {@link StackConfig} fits). */
-export interface QuotaInput {
-  trainingCluster: ClusterLike;
-  data?: { source: string; prepCluster?: ClusterLike };
-  serving: { deployments: { name: string; instanceType: string; instanceCount: number }[] };
-}
-
-/** A deployment's model: the trained one, or a pinned version of the stack's workspace. */
-type ModelRef = "trained" | { name: string; version: string; existing?: boolean };
-
-/**
- * What the preflight checks, taken from the stack config by {@link preflightInput} (a
- * {@link StackConfig} fits too). `pulumi up` hands it to jobs/preflight.ts as JSON, so the step
- * runs again exactly when one of these values changes.
- */
-export interface PreflightInput extends QuotaInput {
-  /** `azure-native:location`. */
-  location: string;
-  namePrefix: string;
-  /** Generation of the globally unique names (config `nameGeneration`). */
-  nameGeneration: number;
-  /** Existing resource group ("" = the stack creates `rg-<prefix>-<stack>`). */
-  resourceGroupName: string;
-  serving: { deployments: { name: string; instanceType: string; instanceCount: number; model: ModelRef }[] };
-  promptFlow: { enabled: boolean };
-}
-
-/** The {@link PreflightInput} of a validated stack config (only the keys the checks read). */
-export function preflightInput(c: StackConfig): PreflightInput {
-  const cluster = (k: ClusterLike): ClusterLike => ({ name: k.name, vmSize: k.vmSize, maxNodes: k.maxNodes, vmPriority: k.vmPriority });
-  return {
-    location: c.location,
-    namePrefix: c.namePrefix,
-    nameGeneration: c.nameGeneration,
-    resourceGroupName: c.resourceGroupName,
-    trainingCluster: cluster(c.trainingCluster),
-    data: c.data.source === "ultrachat" ? { source: c.data.source, prepCluster: cluster(c.data.prepCluster) } : { source: c.data.source },
-    serving: { deployments: c.serving.deployments.map((d) => ({ name: d.name, instanceType: d.instanceType, instanceCount: d.instanceCount, model: d.model })) },
-    promptFlow: { enabled: c.promptFlow.enabled },
-  };
-}
+export { preflightInput, type PreflightInput, type QuotaInput } from "./preflight-input";
+import type { ClusterLike, PreflightInput, QuotaInput } from "./preflight-input";
 
 /** One consumer of quota. */
 export interface QuotaPart {

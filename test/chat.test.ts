@@ -118,11 +118,12 @@ describe("parseArgs", () => {
 
   it.each([
     [["--shape", "completion"], /--shape must be "chat" or "prompt-list"/],
-    [["--temperature", "-1"], /--temperature must be a number >= 0/],
+    [["--temperature=-1"], /--temperature must be a number >= 0/],
+    [["--temperature", "-1"], /--temperature needs a value \(<n>\); a value starting with '-' is written --temperature=<value>, e.g. --temperature=-1/],
     [["--temperature", "hot"], /--temperature/],
     [["--max-new-tokens", "1.5"], /integer >= 1/],
     [["--timeout", "0"], /seconds > 0/],
-    [["--retries", "-2"], /integer >= 0/],
+    [["--retries=-2"], /integer >= 0/],
     [["--retries"], /--retries needs a value/],
     [["--verbose"], /unknown option --verbose/],
   ])("rejects %j", (argv, message) => {
