@@ -11,6 +11,8 @@ process.env.NODE_EXTRA_CA_CERTS = path.resolve(__dirname, "test/fixtures/tls/loo
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Every file: nothing the tests print may hold a test secret in any form.
+    setupFiles: ["test/helpers/secret-sweep.ts"],
     pool: "forks",
     isolate: true,
     testTimeout: 60_000,

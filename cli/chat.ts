@@ -398,7 +398,7 @@ export async function askEndpoint(opts: AskOptions): Promise<string> {
     name: "phi3ChatAttemptPolicy",
     async sendRequest(request, next) {
       const outer = request.abortSignal as AbortSignal | undefined;
-      const timer = AbortSignal.timeout(timeoutMs);
+      const timer = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
       request.abortSignal = outer ? AbortSignal.any([outer, timer]) : timer;
       try {
         const response = await next(request);
@@ -672,7 +672,8 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
  * @param argv arguments without node and script path (default `process.argv.slice(2)`).
  * @param env environment (default `process.env`).
  * @param io streams and injectable dependencies (default the process streams).
- * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error. Never throws.
+ * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error, 3 no answer within the
+ *   timeout. Never throws.
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
@@ -732,7 +733,8 @@ export async function main(
   };
   const failure = (e: unknown): number => {
     say(`chat: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
+    // lib/cli.ts exit codes: no answer in time is the deadline (3); anything else a failure (1).
+    return e instanceof EndpointError && e.kind === "timeout" ? 3 : 1;
   };
 
   let question = args.question;

@@ -14,7 +14,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig, ConfigError, rawProjectConfig, type StackConfig } from "../infra/config";
+import { ConfigError, type StackConfig } from "../infra/config";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { estimateCost, formatCostReport, hourlyPriceOf, loadPriceTable, CostEstimate } from "../infra/cost";
 import { validateChatJsonlFile } from "../infra/jsonl";
@@ -22,7 +22,7 @@ import { sha256 } from "../infra/naming";
 import { estimateFineTune } from "../infra/training-estimate";
 import { EXIT, JSON_OPTION, STACK_OPTION, SUBSCRIPTION_OPTION, UsageError, checkStackName, checkSubscriptionId, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, isSecretValue, runProgram, unwrapSecrets } from "../lib/mock-runtime";
-import { SECRET_PLACEHOLDER, readStackConfig } from "../lib/stack-config";
+import { SECRET_PLACEHOLDER, loadStackConfig } from "../lib/stack-config";
 import { diffPlans, formatDiff, type DiffablePlan, type PlanResource } from "./lib/plan-diff";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -270,9 +270,8 @@ function fineTuneOf(run: ProgramRun, cfg: StackConfig, root: string): Plan["fine
 /** Plans a stack of the project at `root`. @throws UsageError, StackFileError, ConfigError. */
 export async function planStack(root: string, stack: string, subscriptionId: string): Promise<Plan> {
   process.chdir(root);
-  const files = readStackConfig(root, stack);
-  // Validate first, with file and line in every message, before anything registers.
-  const { config: cfg, warnings } = parseConfig(rawProjectConfig(files.config), { locate: files.locate, secretPlaceholder: SECRET_PLACEHOLDER });
+  // Validate first, as the program does, with file and line in every message, before anything registers.
+  const { files, config: cfg, warnings } = loadStackConfig(root, stack);
   const run = await runProgram({
     project: files.project,
     stack,

@@ -9,12 +9,48 @@
  * `Pulumi.<stack>.yaml`. The location comes from the provider key `azure-native:location`.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
+import { azureNames } from "./naming";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
 import { closestName, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+
+/** How a value is described in messages: `the string "x"`, `the number 3`, `an object`. */
+export function describeValue(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "string") return `the text ${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)}`;
+  if (typeof v === "object") return "an object";
+  return `the ${typeof v} ${String(v)}`;
+}
+
+const A: Record<string, string> = { string: "a text", number: "a number", boolean: "true or false", object: "an object", array: "a list", int: "an integer" };
+
+// Every message names the rule in words (zod's defaults say "Invalid input"): this fills in
+// wherever a schema below gives no message of its own (zod 4 `z.config({ customError })`).
+z.config({
+  customError: (iss) => {
+    switch (iss.code) {
+      case "invalid_type":
+        return iss.input === undefined ? "is required" : `must be ${A[iss.expected] ?? iss.expected}, got ${describeValue(iss.input)}`;
+      case "invalid_value":
+        return `must be one of ${iss.values.map((v) => JSON.stringify(v)).join(", ")}`;
+      case "too_small":
+        return iss.origin === "string" ? `must be at least ${iss.minimum} characters` : iss.origin === "array" ? `must have at least ${iss.minimum} items` : `must be ${iss.inclusive ? ">=" : ">"} ${iss.minimum}`;
+      case "too_big":
+        return iss.origin === "string" ? `must be at most ${iss.maximum} characters` : iss.origin === "array" ? `must have at most ${iss.maximum} items` : `must be ${iss.inclusive ? "<=" : "<"} ${iss.maximum}`;
+      case "invalid_format":
+        return `must match the pattern ${"pattern" in iss && iss.pattern ? String(iss.pattern) : iss.format}`;
+      case "invalid_union":
+        return "must be one of the allowed forms (see the README's configuration table)";
+      default:
+        return undefined;
+    }
+  },
+});
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
@@ -30,6 +66,13 @@ export function lacksBf16(vmSize: string): boolean {
 export function isGpuSize(vmSize: string): boolean {
   return /^Standard_N/i.test(vmSize);
 }
+
+/** Context length in tokens of each base model (their Hugging Face model cards): maxSeqLength must fit. */
+export const CONTEXT_TOKENS: Record<string, number> = {
+  "microsoft/Phi-3-mini-4k-instruct": 4096,
+  "microsoft/Phi-3-mini-128k-instruct": 131072,
+  "microsoft/Phi-3.5-mini-instruct": 131072,
+};
 
 /** Base models the fine-tune script supports (the seeds use Phi-3-mini and allow Phi-3.5-mini). */
 export const BASE_MODELS = [
@@ -126,7 +169,9 @@ const hyperparametersSchema = z.strictObject({
 /** `train_sft[:1%]` (percent of rows) or `train_sft[:10]` (row count), as `datasets` slices. */
 const splitPattern = /^(train_sft|test_sft|train_gen|test_gen)\[:(100%|[1-9]\d?%|[1-9]\d*)\]$/;
 
-const dataSchema = z.discriminatedUnion("source", [
+const dataSchema = z.discriminatedUnion(
+  "source",
+  [
   z.strictObject({
     /** Download ultrachat_200k inside Azure ML with a preparation command job (seed). */
     source: z.literal("ultrachat"),
@@ -159,7 +204,9 @@ const dataSchema = z.discriminatedUnion("source", [
     /** Evaluation file, relative to the project root. */
     testFile: z.string().min(1),
   }),
-]);
+  ],
+  { error: 'needs source: "ultrachat" (ultrachat_200k, prepared in Azure ML) or source: "jsonl" (with trainFile and testFile)' },
+);
 
 const requestSettingsSchema = z.strictObject({
   /** Concurrent requests per instance (seed: 3). */
@@ -265,7 +312,9 @@ const trainingSchema = z.strictObject({
   /** Bump to resubmit the same jobs after a failure (part of every job's name hash). */
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
-  waitTimeoutHours: num((n) => n.gt(0, { error: "must be > 0" }).max(168, { error: "must be <= 168 (a week)" })).default(24),
+  waitTimeoutHours: num((n) =>
+    n.min(1 / 60, { error: "must be at least 1/60 (one minute): a shorter wait gives up before a job can start" }).max(168, { error: "must be <= 168 (a week)" }),
+  ).default(24),
 });
 
 /** The whole stack config. Unknown keys are errors (typos must not pass silently). */
@@ -315,6 +364,13 @@ export const configSchema = z
     const problem = (path: (string | number)[], input: unknown, message: string | undefined) =>
       message && ctx.addIssue({ code: "custom", path, input, message });
     problem(["location"], c.location, regionProblem(c.location));
+    const context = CONTEXT_TOKENS[c.baseModel];
+    if (context !== undefined && c.hyperparameters.maxSeqLength > context) {
+      problem(["hyperparameters", "maxSeqLength"], c.hyperparameters.maxSeqLength, `must be <= ${context}, the context length of ${c.baseModel}`);
+    }
+    if (c.data.source === "jsonl") {
+      for (const key of ["trainFile", "testFile"] as const) problem(["data", key], c.data[key], dataPathProblem(c.data[key]));
+    }
     for (const [path, size] of sizeKeys(c)) problem(path, size, vmSizeProblem(size));
     // fine_tune.py trains in bf16 on a GPU and refuses GPUs without native bf16 (compute
     // capability < 8.0) in its first second; refuse them here, before anything is created.
@@ -401,6 +457,19 @@ export function validateTraffic(
         return { path: ["traffic"], input: traffic, message: `breaks traffic rule ${issue.rule}` };
     }
   });
+}
+
+/**
+ * Why a data file path cannot be used, or `undefined`: it must be a relative path inside the
+ * project (uploaded from there; `..` or an absolute path would read whatever the machine
+ * running `pulumi up` holds), ending in `.jsonl`.
+ */
+export function dataPathProblem(file: string): string | undefined {
+  if (path.isAbsolute(file) || /^[a-zA-Z]:[\\/]/.test(file)) return "must be a path relative to the project folder, not an absolute path";
+  const normal = path.posix.normalize(file.replace(/\\/g, "/"));
+  if (normal === ".." || normal.startsWith("../")) return "must stay inside the project folder (no ..)";
+  if (!/\.jsonl$/i.test(normal)) return "must name a .jsonl file (chat JSONL, one {\"messages\": [...]} per line)";
+  return undefined;
 }
 
 /** Thrown when the stack config is invalid; `issues` lists every problem, one line each. */
@@ -504,7 +573,10 @@ export function keySuggestion(key: string, known: readonly string[]): string {
  * "did you mean" and the keys allowed there. Returns the typed config and warnings.
  */
 export function parseConfig(raw: RawConfig, source: ConfigSource = {}): ParsedConfig {
-  const problems: string[] = [];
+  const problems: string[] = ((raw as { [NAMESPACE_PROBLEMS]?: { key: string; message: string }[] })[NAMESPACE_PROBLEMS] ?? []).map((p) => {
+    const where = source.locate?.(p.key, []);
+    return `${where ? `${where}: ` : ""}${p.key}: ${p.message}`;
+  });
   const input: Record<string, unknown> = {};
   const at = (path: readonly PropertyKey[]) => {
     if (!source.locate || path.length === 0) return "";
@@ -523,8 +595,12 @@ export function parseConfig(raw: RawConfig, source: ConfigSource = {}): ParsedCo
       try {
         input[key] = JSON.parse(trimmed);
       } catch (e) {
-        problems.push(`${keyName([key])}: not valid JSON (${(e as Error).message})`);
+        problems.push(`${at([key])}${keyName([key])}: not valid JSON (${(e as Error).message})`);
+        continue;
       }
+      const forbidden = forbiddenKeyPaths(input[key], [key]);
+      for (const p of forbidden) problems.push(`${at(p)}${keyName(p)}: the key "${String(p[p.length - 1])}" is not allowed (it would change how objects behave, not set a value)`);
+      if (forbidden.length) delete input[key];
     } else {
       input[key] = value;
     }
@@ -543,12 +619,26 @@ export function parseConfig(raw: RawConfig, source: ConfigSource = {}): ParsedCo
       const secret = source.secretPlaceholder !== undefined && "input" in issue && issue.input === source.secretPlaceholder;
       const given = secret
         ? " (a secure: value: the offline plan cannot decrypt it to check it)"
-        : "input" in issue && issue.input !== undefined ? ` (got ${show(issue.input)})` : "";
+        : "input" in issue && issue.input !== undefined && !/\bgot\b/.test(issue.message) ? ` (got ${show(issue.input)})` : "";
       problems.push(`${at(issue.path)}${keyName(issue.path)}: ${issue.message}${given}`);
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return { config: result.data, warnings: configWarnings(result.data) };
+}
+
+/** Largest JSONL file the stack validates and uploads (bytes). */
+export const MAX_DATA_FILE_BYTES = 2 ** 30;
+
+/** Keys that would reach an object's prototype if copied: refused anywhere in the config. */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+function forbiddenKeyPaths(v: unknown, path: (string | number)[]): (string | number)[][] {
+  if (Array.isArray(v)) return v.flatMap((x, i) => forbiddenKeyPaths(x, [...path, i]));
+  if (v && typeof v === "object") {
+    return Object.keys(v).flatMap((k) => (FORBIDDEN_KEYS.has(k) ? [[...path, k]] : forbiddenKeyPaths((v as Record<string, unknown>)[k], [...path, k])));
+  }
+  return [];
 }
 
 /** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
@@ -586,19 +676,64 @@ export function configWarnings(c: StackConfig): string[] {
   return warnings;
 }
 
+/** Where {@link rawProjectConfig} leaves the problems with namespaces for {@link parseConfig}. */
+const NAMESPACE_PROBLEMS = Symbol("namespaceProblems");
+
+/** Config keys of the azure-native provider (its SDK's `config` module, generated from the provider schema). */
+function providerKeys(): string[] {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return Object.keys(require("@pulumi/azure-native/config/vars"));
+  } catch {
+    return ["location", "subscriptionId", "tenantId", "clientId", "environment", "useOidc", "useMsi"];
+  }
+}
+
 /**
  * Raw config as {@link parseConfig} takes it, from fully qualified keys
  * (`phi3-finetune:<key>`, `azure-native:location`): project keys without their namespace,
- * plus `location`. Other namespaces are ignored.
+ * plus `location`. Keys Pulumi would hand to no one are problems (reported by parseConfig
+ * with the others): an unknown namespace (`phi3-finetun:epochs`, with "did you mean"), an
+ * unknown azure-native key, and a project key that shadows a provider key
+ * (`phi3-finetune:location` beside `azure-native:location` would be silently ignored).
  */
 export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
   const raw: RawConfig = {};
+  const problems: { key: string; message: string }[] = [];
   const prefix = `${PROJECT}:`;
+  const provider = providerKeys();
   for (const [key, value] of Object.entries(qualified)) {
-    if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
+    const colon = key.indexOf(":");
+    const ns = colon < 0 ? "" : key.slice(0, colon);
+    const name = key.slice(colon + 1);
+    if (key.startsWith(prefix)) {
+      if (provider.includes(name)) {
+        problems.push({ key, message: `shadows the provider key azure-native:${name}, which is the one this program reads; move the value there` });
+        continue;
+      }
+      raw[name] = value;
+    } else if (ns === "azure-native") {
+      if (!provider.includes(name)) problems.push({ key, message: `not a setting of the azure-native provider${keySuggestion(name, provider)}; its settings: ${provider.join(", ")}` });
+    } else if (ns !== "pulumi") {
+      problems.push({ key, message: `unknown namespace '${ns}'${keySuggestion(ns, [PROJECT, "azure-native", "pulumi"])}; this project reads ${PROJECT}:<key> and azure-native:<setting> keys` });
+    }
   }
   raw.location = qualified["azure-native:location"];
+  Object.defineProperty(raw, NAMESPACE_PROBLEMS, { value: problems, enumerable: false });
   return raw;
+}
+
+/**
+ * Why the stack's Azure names cannot be made from this config and stack name, or `undefined`
+ * (infra/naming.ts checks each name against Azure's rule after the prefix and suffix are added).
+ */
+export function nameProblem(c: StackConfig, stack: string): string | undefined {
+  try {
+    azureNames({ prefix: c.namePrefix, stack, subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroupName: c.resourceGroupName, generation: c.nameGeneration });
+    return undefined;
+  } catch (e) {
+    return `${PROJECT}:namePrefix / stack '${stack}': ${(e as Error).message}`;
+  }
 }
 
 /**
@@ -609,7 +744,9 @@ export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
 export function loadConfig(): ParsedConfig {
   const parsed = parseConfig(rawProjectConfig(pulumi.runtime.allConfig()));
   const data = validateDataFiles(parsed.config);
-  if (data.problems.length) throw new ConfigError(data.problems);
+  const names = nameProblem(parsed.config, pulumi.getStack());
+  const problems = [...data.problems, ...(names ? [names] : [])];
+  if (problems.length) throw new ConfigError(problems);
   return { config: parsed.config, warnings: [...parsed.warnings, ...data.warnings] };
 }
 
@@ -628,6 +765,16 @@ export function validateDataFiles(c: StackConfig, root = "."): { problems: strin
   for (const [key, file] of [["trainFile", c.data.trainFile], ["testFile", c.data.testFile]] as const) {
     const full = path.resolve(root, file);
     try {
+      // Only a regular file is read (a FIFO or a device such as /dev/stdin would block forever).
+      const stat = fs.statSync(full);
+      if (!stat.isFile()) {
+        problems.push(`${keyName(["data", key])}: ${file} is not a regular file`);
+        continue;
+      }
+      if (stat.size > MAX_DATA_FILE_BYTES) {
+        problems.push(`${keyName(["data", key])}: ${file} is ${(stat.size / 2 ** 30).toFixed(1)} GiB; files over ${MAX_DATA_FILE_BYTES / 2 ** 30} GiB are not checked or uploaded by this stack (use a datastore)`);
+        continue;
+      }
       const result = validateChatJsonlFile(full);
       if (result.errors.length) {
         problems.push(...formatJsonlIssues(result.errors.map((e) => ({ ...e, file }))).split("\n"));

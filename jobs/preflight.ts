@@ -10,9 +10,9 @@
  * ARM_ENDPOINT (optional). Credentials: DefaultAzureCredential. Exit codes: 0 passed (warnings
  * printed), 1 a check failed, 2 bad environment.
  */
-import { EXIT_CONFIG, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps } from "../lib/arm";
+import { EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
-import { formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
+import { DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
 /** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
 export function parsePreflightInput(raw: string | undefined): PreflightInput | string {
@@ -47,6 +47,14 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
     error(`preflight: ${(e as Error).message}`);
     return EXIT_CONFIG;
   }
+  let deadlineSeconds: number;
+  try {
+    deadlineSeconds = positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS);
+  } catch (e) {
+    error(`preflight: ${(e as Error).message}`);
+    return EXIT_CONFIG;
+  }
+  const now = deps.now ?? Date.now;
   const result = await runDoctor(
     { stack: env.PULUMI_STACK!.trim(), config: input, subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim() },
     {
@@ -54,13 +62,20 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
       baseUrl,
       httpClient: deps.httpClient,
       env,
-      now: deps.now,
+      now,
+      deadlineAt: now() + deadlineSeconds * 1000,
+      tokenTimeoutMs: deps.tokenTimeoutMs,
       backoffBaseMs: deps.backoffBaseMs,
       maxRetries: deps.maxRetries,
       log: error,
     },
   );
   const report = formatReport(result.checks);
+  if (result.exitCode === EXIT_DEADLINE) {
+    error(`Preflight did not finish within ${deadlineSeconds} s: nothing costly was created. What was seen:`);
+    error(report);
+    return EXIT_DEADLINE;
+  }
   if (result.exitCode !== 0) {
     error(
       `Preflight failed: nothing costly was created (no job, endpoint or deployment). Fix what is marked FAIL below, ` +
@@ -80,7 +95,7 @@ export const PREFLIGHT_COMMAND: CommandSpec = {
   usage: "npx tsx jobs/preflight.ts",
   summary: "The first step of `pulumi up`: the checks of `npm run doctor` against the subscription being deployed to.\nRun by `pulumi up` (infra/preflight.ts); configured by environment variables.",
   options: {},
-  details: "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); ARM_ENDPOINT (https).",
+  details: "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); PREFLIGHT_DEADLINE_SECONDS (default 600), ARM_ENDPOINT (https).",
 };
 
 if (require.main === module) {

@@ -13,8 +13,9 @@
  * release), TRAFFIC_DEADLINE_SECONDS (default 3600), TRAFFIC_POLL_SECONDS (default 15),
  * ARM_ENDPOINT (default https://management.azure.com). Credentials: DefaultAzureCredential.
  *
- * Exit codes: 0 done (or nothing to change); 1 failure (deployment Failed, endpoint missing in
- * apply, update rejected, ARM/credential error); 2 invalid configuration; 3 deadline passed.
+ * Exit codes (lib/cli.ts): 0 done (or nothing to change); 1 failure (deployment Failed, endpoint
+ * missing in apply, update rejected); 2 invalid configuration; 3 deadline passed (with the last
+ * state seen); 4 ARM or credential error (401/403, an answer that is not JSON, retries exhausted).
  *
  * Safety property: a PUT never gives live or mirror traffic > 0 to a deployment that was not
  * seen with provisioningState Succeeded immediately before the PUT.
@@ -24,8 +25,10 @@
 import {
   AML_API_VERSION,
   ArmError,
+  isArmNotFound,
   DeadlineError,
   LongRunningOperationError,
+  EXIT_ARM,
   EXIT_CONFIG,
   EXIT_DEADLINE,
   EXIT_FAILED,
@@ -318,6 +321,8 @@ interface Ctx {
   start: number;
   deadlineAt: number;
   endpointPath: string;
+  /** The last state read from Azure, for the deadline message (e.g. `deployment blue: Creating`). */
+  lastSeen: string;
 }
 
 function makeCtx(opts: TrafficOptions, deps: TrafficDeps): Ctx {
@@ -332,6 +337,7 @@ function makeCtx(opts: TrafficOptions, deps: TrafficDeps): Ctx {
     start,
     deadlineAt: start + opts.deadlineMs,
     endpointPath: `${workspacePath(opts)}/onlineEndpoints/${encodeURIComponent(opts.endpoint)}`,
+    lastSeen: "",
   };
 }
 
@@ -351,7 +357,7 @@ async function getOrUndefined(ctx: Ctx, path: string): Promise<unknown | undefin
   try {
     return (await ctx.deps.client.get(withApiVersion(path, AML_API_VERSION))).body;
   } catch (err) {
-    if (err instanceof ArmError && err.status === 404) return undefined;
+    if (isArmNotFound(err)) return undefined;
     throw err;
   }
 }
@@ -363,7 +369,9 @@ function deploymentPath(ctx: Ctx, d: string): string {
 /** Reads the deployment's provisioning state; `NotFound` on 404. */
 async function deploymentState(ctx: Ctx, d: string): Promise<string> {
   const dep = await getOrUndefined(ctx, deploymentPath(ctx, d));
-  return dep === undefined ? "NotFound" : provisioningState(dep);
+  const state = dep === undefined ? "NotFound" : provisioningState(dep);
+  ctx.lastSeen = `deployment ${d}: ${state}`;
+  return state;
 }
 
 const DEPLOYMENT_BROKEN = new Set(["Failed", "Canceled", "Deleting"]);
@@ -396,6 +404,7 @@ async function waitEndpointSettled(ctx: Ctx, mode: "apply" | "release"): Promise
     const ep = await getOrUndefined(ctx, ctx.endpointPath);
     if (ep === undefined) return undefined;
     const state = provisioningState(ep);
+    ctx.lastSeen = `endpoint ${ctx.opts.endpoint}: ${state}`;
     if (state === "Deleting") {
       if (mode === "release") return undefined;
       throw new TrafficError(`endpoint ${ctx.opts.endpoint} is being deleted`);
@@ -441,6 +450,7 @@ async function putTraffic(ctx: Ctx, endpoint: unknown, next: TrafficState): Prom
     const ep = await getOrUndefined(ctx, ctx.endpointPath);
     if (ep === undefined) throw new TrafficError(`endpoint ${ctx.opts.endpoint} disappeared during the traffic update`);
     const state = provisioningState(ep);
+    ctx.lastSeen = `endpoint ${ctx.opts.endpoint}: ${state} after the traffic update`;
     if (state === "Failed") throw new TrafficError(`endpoint ${ctx.opts.endpoint} is Failed after the traffic update`);
     if (state === "Succeeded") {
       const got = readTraffic(ep);
@@ -456,12 +466,19 @@ async function putTraffic(ctx: Ctx, endpoint: unknown, next: TrafficState): Prom
   }
 }
 
-/** Runs `attempt` again while the endpoint answers 409 Conflict (another operation in progress). */
+/**
+ * Runs `attempt` again while the endpoint answers 409 Conflict (another operation in progress).
+ * A deadline that passes, between polls or inside a request the server never answers, ends it
+ * with the last state read from Azure in the message.
+ */
 async function retryOnConflict<T>(ctx: Ctx, attempt: () => Promise<T>): Promise<T> {
   for (;;) {
     try {
       return await attempt();
     } catch (err) {
+      if (err instanceof DeadlineError) {
+        throw new DeadlineError(`${err.message}; last seen: ${ctx.lastSeen || "nothing yet (no answer from Azure)"}`, err.elapsedMs);
+      }
       if (!(err instanceof ArmError && err.status === 409)) throw err;
       ctx.deps.log(`endpoint ${ctx.opts.endpoint} is busy (409 ${err.code}); retrying`);
       await pause(ctx, `endpoint ${ctx.opts.endpoint} to accept the traffic update`);
@@ -623,7 +640,7 @@ function parseJsonEnv(env: Env, name: string): unknown {
  *   TRAFFIC, MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS, TRAFFIC_DEADLINE_SECONDS [3600],
  *   TRAFFIC_POLL_SECONDS [15], ARM_ENDPOINT.
  * @param deps - output functions and optional injected credential/clock.
- * @returns 0 ok, 1 failure, 2 configuration error, 3 deadline.
+ * @returns 0 ok, 1 failure, 2 configuration error, 3 deadline, 4 ARM or credential error.
  */
 export async function runSetTrafficFromEnv(
   mode: string | undefined,
@@ -665,7 +682,7 @@ export async function runSetTrafficFromEnv(
   }
 
   try {
-    const client = armClientFromEnv(env, deps, "phi3-finetune/set-traffic");
+    const client = armClientFromEnv(env, deps, "phi3-finetune/set-traffic", (deps.now ?? Date.now)() + options.deadlineMs);
     const tdeps: TrafficDeps = { client, log: deps.log, now: deps.now, sleep: deps.sleep };
     if (m === "apply") await applyTraffic(options, tdeps);
     else await releaseTraffic(options, tdeps);
@@ -680,7 +697,11 @@ export async function runSetTrafficFromEnv(
       error(`${what}: ${err.message}`);
       return EXIT_DEADLINE;
     }
-    if (err instanceof TrafficError || err instanceof LongRunningOperationError || err instanceof ArmError) {
+    if (err instanceof ArmError) {
+      error(`${what} failed: ${err.message}`);
+      return EXIT_ARM;
+    }
+    if (err instanceof TrafficError || err instanceof LongRunningOperationError) {
       error(`${what} failed: ${err.message}`);
       return EXIT_FAILED;
     }
@@ -698,7 +719,7 @@ export const SET_TRAFFIC_COMMAND: CommandSpec = {
   positionals: { value: "apply|release", max: 1, description: "apply the split (default), or release the stack's deployments before they are deleted" },
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT (required); TRAFFIC (apply),\n" +
-    "MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS (release), TRAFFIC_DEADLINE_SECONDS (default 3600, at least 60),\n" +
+    "MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS (release), TRAFFIC_DEADLINE_SECONDS (default 3600),\n" +
     "TRAFFIC_POLL_SECONDS (default 15), ARM_ENDPOINT (https).",
 };
 

@@ -130,11 +130,13 @@ export class ArmError extends Error {
   readonly path: string;
   /** Parsed error body, when there was one. */
   readonly body: unknown;
+  /** Whether the answer had a JSON body (ARM's own answers do; a proxy's HTML page does not). */
+  readonly json: boolean;
 
   /**
-   * @param init - status, ARM code and message, method, path and the parsed body.
+   * @param init - status, ARM code and message, method, path, the parsed body and whether it was JSON.
    */
-  constructor(init: { status: number; code: string; armMessage: string; method: string; path: string; body?: unknown; hint?: string }) {
+  constructor(init: { status: number; code: string; armMessage: string; method: string; path: string; body?: unknown; hint?: string; json?: boolean }) {
     const hint = init.hint ? ` ${init.hint}` : "";
     super(`ARM ${init.method} ${init.path} failed: HTTP ${init.status} ${init.code}: ${init.armMessage}${hint}`);
     this.name = "ArmError";
@@ -144,7 +146,17 @@ export class ArmError extends Error {
     this.method = init.method;
     this.path = init.path;
     this.body = init.body;
+    this.json = init.json ?? false;
   }
+}
+
+/**
+ * Whether an error is ARM saying the resource does not exist: HTTP 404 with ARM's JSON error
+ * body. A 404 page from a proxy or a gateway (HTML, or no body) is not: acting on it as
+ * "missing" would, for instance, submit a job that exists.
+ */
+export function isArmNotFound(e: unknown): e is ArmError {
+  return e instanceof ArmError && e.status === 404 && e.json && armErrorInfo(e.body).code !== undefined;
 }
 
 /** Error raised when a long-running operation ends Failed or Canceled. */
@@ -300,7 +312,7 @@ function rejectOnAbort(signal: AbortSignal, reason: () => Error): Promise<never>
 function boundedCredential(credential: TokenCredential, timeoutMs: number, issued: Set<string>): TokenCredential {
   return {
     async getToken(scopes: string | string[], options?: GetTokenOptions): Promise<AccessToken | null> {
-      const limit = AbortSignal.timeout(timeoutMs);
+      const limit = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
       const signal = options?.abortSignal ? AbortSignal.any([limit, options.abortSignal as AbortSignal]) : limit;
       const scope = Array.isArray(scopes) ? scopes.join(" ") : scopes;
       try {
@@ -389,7 +401,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
       attempts.set(request, state);
       state.count++;
       const outer = request.abortSignal as AbortSignal | undefined;
-      const timer = AbortSignal.timeout(Math.max(1, Math.min(requestTimeoutMs, remaining())));
+      const timer = AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(requestTimeoutMs, remaining()))));
       request.abortSignal = outer ? AbortSignal.any([outer, timer]) : timer;
       const where = `ARM ${request.method} ${pathOf(request.url)}`;
       const last = state.count > maxRetries;
@@ -456,7 +468,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
     const started = now();
     if (left <= 0) throw new DeadlineError(`the deadline passed before ARM ${method} ${path} could be sent`, 0);
     // The program's deadline for this request, its retries and their waits (the library aborts both).
-    const deadline = Number.isFinite(left) ? AbortSignal.timeout(left) : undefined;
+    const deadline = Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, Math.ceil(left))) : undefined;
     const req = createPipelineRequest({
       url,
       method,
@@ -528,6 +540,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
     } else if (libraryRetries(res, undefined) || res.status === 429) {
       hint = `Gave up after ${tries} attempt${tries === 1 ? "" : "s"}.`;
     }
+    if (notJson) hint = `${hint ? `${hint} ` : ""}The answer is not JSON (${headers["content-type"] ?? "no content type"}): not Azure Resource Manager's, perhaps a proxy's.`;
     throw new ArmError({
       status: res.status,
       code: info.code ?? (res.status === 401 ? "Unauthorized" : res.status === 403 ? "Forbidden" : `HTTP${res.status}`),
@@ -536,6 +549,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
       path,
       body: parsed,
       hint,
+      json: !notJson && parsed !== undefined,
     });
   }
 

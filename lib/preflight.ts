@@ -23,6 +23,7 @@ import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import {
   AML_API_VERSION,
   ArmError,
+  isArmNotFound,
   DEFAULT_ARM_ENDPOINT,
   createArmClient,
   withApiVersion,
@@ -250,9 +251,11 @@ export interface DoctorDeps {
   env?: Record<string, string | undefined>;
   /** Progress and retry lines (never a token). */
   log?: (line: string) => void;
-  /** Clock in epoch milliseconds (default `Date.now`) and the deadline on it, if any. */
+  /** Clock in epoch milliseconds (default `Date.now`) and the deadline on it (default {@link DOCTOR_DEADLINE_SECONDS} from now). */
   now?: () => number;
   deadlineAt?: number;
+  /** Time getting one token may take (ms). */
+  tokenTimeoutMs?: number;
   maxRetries?: number;
   backoffBaseMs?: number;
   maxBackoffMs?: number;
@@ -270,7 +273,8 @@ export interface SubscriptionInfo {
 /** Result of {@link runDoctor}. */
 export interface DoctorResult {
   checks: Check[];
-  exitCode: 0 | 1;
+  /** 0 passed, 1 a check failed, 3 the deadline passed before every check finished. */
+  exitCode: 0 | 1 | 3;
   subscription?: SubscriptionInfo;
   names?: AzureNames;
   quota?: QuotaNeed[];
@@ -316,11 +320,29 @@ function failFromError(id: string, name: string, e: unknown, action: string, wha
   };
 }
 
-/** GETs a list and follows `nextLink` (same origin only, at most 50 pages). */
+/** Most pages a list may have (Azure ML's vmSizes and usages lists have one or two). */
+const MAX_PAGES = 50;
+
+/**
+ * GETs a list and follows `nextLink` (same origin only). A `nextLink` seen before (a loop) or
+ * more than {@link MAX_PAGES} pages is an error, never a silently repeated or truncated list.
+ */
 async function listAll<T>(client: ArmClient, path: string): Promise<T[]> {
   const items: T[] = [];
+  const seen = new Set<string>();
   let next: string | undefined = path;
-  for (let page = 0; next && page < 50; page++) {
+  for (let page = 0; next; page++) {
+    const key = new URL(next, client.baseUrl).toString();
+    if (seen.has(key) || page >= MAX_PAGES) {
+      throw new ArmError({
+        status: 0,
+        code: "PaginationLoop",
+        armMessage: seen.has(key) ? `nextLink ${key.replace(/\?.*$/, "")} was already read: the list loops` : `more than ${MAX_PAGES} pages`,
+        method: "GET",
+        path,
+      });
+    }
+    seen.add(key);
     const res: { body: { value?: T[]; nextLink?: string } | undefined } = await client.get<{ value?: T[]; nextLink?: string }>(next);
     const body = res.body ?? {};
     if (Array.isArray(body.value)) items.push(...body.value);
@@ -334,7 +356,7 @@ async function getOrUndefined<T>(client: ArmClient, path: string): Promise<T | u
   try {
     return (await client.get<T>(path)).body;
   } catch (e) {
-    if (e instanceof ArmError && e.status === 404) return undefined;
+    if (isArmNotFound(e)) return undefined;
     throw e;
   }
 }
@@ -878,11 +900,35 @@ async function checkPinnedModels(client: ArmClient, sub: string, names: AzureNam
   ).then((checks) => checks.filter((c): c is Check => c !== undefined));
 }
 
+/** Seconds the doctor and the preflight step may take in all (every request runs under it). */
+export const DOCTOR_DEADLINE_SECONDS = 600;
+
 /**
- * Runs every check against the subscription. Never throws for Azure answers: each problem is a
- * FAIL (or WARN) check. `exitCode` is 1 when any check failed.
+ * Runs every check against the subscription, all under one deadline (`deps.deadlineAt`,
+ * default {@link DOCTOR_DEADLINE_SECONDS} from now). Never throws for Azure answers: each
+ * problem is a FAIL (or WARN) check. `exitCode` is 1 when any check failed, 3 when the deadline
+ * passed first (the checks it cut short are FAIL with the reason).
  */
 export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
+  const now = deps.now ?? Date.now;
+  const started = now();
+  const deadlineAt = deps.deadlineAt ?? started + DOCTOR_DEADLINE_SECONDS * 1000;
+  const result = await runChecks(options, { ...deps, now, deadlineAt });
+  if (now() < deadlineAt) return result;
+  const checks: Check[] = [
+    ...result.checks,
+    {
+      id: "deadline",
+      name: "Deadline",
+      status: "FAIL",
+      detail: `the checks did not finish within the ${Math.round((deadlineAt - started) / 1000)} s given; Azure (or the network) did not answer in time`,
+      remedy: "rerun; if it persists, check ARM_ENDPOINT, a proxy in the way, and Azure status",
+    },
+  ];
+  return { ...result, checks, exitCode: 3 };
+}
+
+async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
   const env = deps.env ?? process.env;
   const log = deps.log ?? (() => undefined);
   const client = createArmClient({
@@ -891,6 +937,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
     httpClient: deps.httpClient,
     now: deps.now,
     deadlineAt: deps.deadlineAt,
+    tokenTimeoutMs: deps.tokenTimeoutMs,
     maxRetries: deps.maxRetries ?? 4,
     backoffBaseMs: deps.backoffBaseMs ?? 1000,
     maxBackoffMs: deps.maxBackoffMs ?? 30_000,

@@ -14,7 +14,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import { parseConfig, rawProjectConfig, type StackConfig } from "../infra/config";
+import { ConfigError, nameProblem, parseConfig, rawProjectConfig, validateDataFiles, type StackConfig } from "../infra/config";
 import { suggestion, UsageError } from "./cli";
 
 /** What a `secure:` value reads as offline. */
@@ -34,6 +34,12 @@ export class StackFileError extends Error {
 
 /** What {@link readStackConfig} returns. */
 export interface StackFiles {
+  /**
+   * Problems with values the files give that the config schema cannot see once Pulumi has
+   * turned them into text: a YAML `true` or `3` for a key Pulumi.yaml types as a string, a
+   * `null`, each with file and line.
+   */
+  problems: string[];
   /** Project name from Pulumi.yaml. */
   project: string;
   /** Fully qualified config key → value (objects as JSON strings). */
@@ -156,6 +162,7 @@ export function readStackConfig(root: string, stack: string): StackFiles {
 
   const config: Record<string, string> = {};
   const secretKeys = new Set<string>();
+  const problems: string[] = [];
   const qualify = (k: string) => (k.includes(":") ? k : `${projectName}:${k}`);
   const str = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v) ?? String(v));
   for (const [k, spec] of Object.entries<unknown>((project.value.config as Record<string, unknown>) ?? {})) {
@@ -165,7 +172,29 @@ export function readStackConfig(root: string, stack: string): StackFiles {
       config[qualify(k)] = str(spec);
     }
   }
+  const declared: Record<string, string> = { "azure-native:location": "string" };
+  for (const [k, spec] of Object.entries<unknown>((project.value.config as Record<string, unknown>) ?? {})) {
+    const type = spec && typeof spec === "object" ? (spec as { type?: unknown }).type : undefined;
+    if (typeof type === "string") declared[qualify(k)] = type;
+  }
+  const configNode = entry(stackYaml.doc.contents, "config")?.value;
   for (const [k, v] of Object.entries<unknown>(stackConfig as Record<string, unknown>)) {
+    const where = () => {
+      const line = lineOf(stackYaml, entry(configNode, k)?.key as never);
+      return `${stackFile}${line ? `:${line}` : ""}`;
+    };
+    if (v === null || v === undefined) {
+      problems.push(`${where()}: ${qualify(k)}: has no value (null); give it one or remove the line`);
+      continue;
+    }
+    const want = declared[qualify(k)];
+    const got = Array.isArray(v) ? "list" : typeof v === "object" ? "object" : typeof v;
+    const secure = got === "object" && Object.keys(v as object).length === 1 && "secure" in (v as object);
+    const fits = secure || want === undefined || (want === "string" && got === "string") || (want === "integer" && (got === "number" || (got === "string" && /^-?\d+$/.test(v as string)))) || (want === "boolean" && (got === "boolean" || v === "true" || v === "false"));
+    if (!fits) {
+      problems.push(`${where()}: ${qualify(k)}: must be ${want === "string" ? "a text" : want === "integer" ? "a whole number" : want}, got the ${got} ${JSON.stringify(v)}${want === "string" && got !== "object" && got !== "list" ? " (quote it if you mean the text)" : ""}`);
+      continue;
+    }
     const { value, secret } = dropSecure(v);
     if (secret) secretKeys.add(qualify(k));
     config[qualify(k)] = str(value);
@@ -197,17 +226,29 @@ export function readStackConfig(root: string, stack: string): StackFiles {
     return undefined;
   };
 
-  return { project: projectName, config, secretKeys: [...secretKeys], stackFile, emptyStackFile: Object.keys(stackConfig).length === 0, locate };
+  return { project: projectName, config, secretKeys: [...secretKeys], stackFile, emptyStackFile: Object.keys(stackConfig).length === 0, locate, problems };
 }
 
 /**
- * A stack's config read ({@link readStackConfig}) and validated (infra/config.ts `parseConfig`,
- * every message with file and line): what plan, doctor and train:local start from.
+ * A stack's config read ({@link readStackConfig}) and validated as the program validates it
+ * (infra/config.ts: `parseConfig`, the data files, the Azure names), every message with file
+ * and line: what plan, doctor and train:local start from, and what the fuzz test drives.
  *
- * @throws UsageError (unknown stack), StackFileError, ConfigError.
+ * @throws UsageError (unknown stack), StackFileError, ConfigError (every problem at once).
  */
 export function loadStackConfig(root: string, stack: string): { files: StackFiles; config: StackConfig; warnings: string[] } {
   const files = readStackConfig(root, stack);
-  const { config, warnings } = parseConfig(rawProjectConfig(files.config), { locate: files.locate, secretPlaceholder: SECRET_PLACEHOLDER });
-  return { files, config, warnings };
+  let parsed: { config: StackConfig; warnings: string[] };
+  try {
+    parsed = parseConfig(rawProjectConfig(files.config), { locate: files.locate, secretPlaceholder: SECRET_PLACEHOLDER });
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    const empty = files.emptyStackFile ? [`${files.stackFile}: has no config: section (an empty stack file), so every key below has its default or is missing`] : [];
+    throw new ConfigError([...empty, ...files.problems, ...e.issues]);
+  }
+  const data = validateDataFiles(parsed.config, root);
+  const names = nameProblem(parsed.config, stack);
+  const problems = [...files.problems, ...data.problems, ...(names ? [names] : [])];
+  if (problems.length) throw new ConfigError(problems);
+  return { files, config: parsed.config, warnings: [...parsed.warnings, ...data.warnings] };
 }

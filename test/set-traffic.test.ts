@@ -483,9 +483,9 @@ describe("runSetTrafficFromEnv", () => {
     expect(await runSetTrafficFromEnv("apply", env({ TRAFFIC_DEADLINE_SECONDS: "60" }), rdeps())).toBe(EXIT_DEADLINE);
   });
 
-  it("401 exits 1 without printing the token", async () => {
+  it("401 exits 4 (the one exit code for Azure and credential errors) without printing the token", async () => {
     fake.route("GET", /deployments/, { status: 401, body: { error: { code: "InvalidAuthenticationToken", message: "bad" } } });
-    expect(await runSetTrafficFromEnv("apply", env(), rdeps())).toBe(EXIT_FAILED);
+    expect(await runSetTrafficFromEnv("apply", env(), rdeps())).toBe(4);
     const out = lines.join("\n");
     expect(out).toMatch(/HTTP 401 InvalidAuthenticationToken/);
     expect(out).not.toContain(cred.token);
