@@ -16,14 +16,27 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { EXIT, UsageError, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
 import { ensurePythonEnv, PROJECT_ROOT } from "./lib/python-env";
 
-export const USAGE = `Usage: npm run serve:local -- --model DIR [--port 5001] [--key-file F] [--trace F]
+/** The command line of serve:local (lib/cli.ts style). */
+export const SERVE_LOCAL_COMMAND: CommandSpec = {
+  name: "serve:local",
+  usage: "npm run serve:local -- --model DIR",
+  summary:
+    "Serves an MLflow model on http://127.0.0.1:<port>/score like an Azure ML online endpoint\n" +
+    '(key auth, {"input_data": ..., "params": ...}). The key: $ENDPOINT_KEY, else --key-file\n' +
+    "(default .venv/serve-local.key, created on first use).",
+  options: {
+    model: { type: "string", value: "DIR", description: "MLflow model folder (from npm run train:local)" },
+    port: { type: "string", value: "<port>", description: "port on 127.0.0.1 (default 5001)" },
+    "key-file": { type: "string", value: "F", description: "file holding the key (default .venv/serve-local.key)" },
+    trace: { type: "string", value: "F", description: "append every request and answer to F (JSON lines)" },
+  },
+};
 
-Serves an MLflow model on http://127.0.0.1:<port>/score like an Azure ML online endpoint
-(key auth, {"input_data": ..., "params": ...}). The key: $ENDPOINT_KEY, else --key-file
-(default .venv/serve-local.key, created on first use).`;
+/** The help text. */
+export const USAGE = helpText(SERVE_LOCAL_COMMAND);
 
 /** Default key file, created with a random key on first use. */
 export const DEFAULT_KEY_FILE = path.join(PROJECT_ROOT, ".venv", "serve-local.key");
@@ -35,29 +48,20 @@ export function ensureKeyFile(file: string): void {
   writeFileSync(file, randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
 }
 
-async function main(argv: string[]): Promise<number> {
-  let values;
+/** Runs the command; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let values: Record<string, string | undefined>;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        port: { type: "string", default: "5001" },
-        "key-file": { type: "string" },
-        trace: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }));
-    if (values.help) {
+    const parsed = parseCommandLine(SERVE_LOCAL_COMMAND, argv);
+    if (parsed.help) {
       process.stdout.write(`${USAGE}\n`);
-      return 0;
+      return EXIT.OK;
     }
-    if (!values.model) throw new Error("missing --model");
-    if (!/^\d+$/.test(values.port!)) throw new Error(`--port must be a port number, got ${JSON.stringify(values.port)}`);
+    values = { port: "5001", ...(parsed.values as Record<string, string | undefined>) };
+    if (!values.model) throw new UsageError("missing --model");
+    if (!/^\d+$/.test(values.port!) || Number(values.port) < 1 || Number(values.port) > 65535) throw new UsageError(`--port must be a port number (1-65535), got ${JSON.stringify(values.port)}`);
   } catch (e) {
-    process.stderr.write(`serve:local: ${(e as Error).message}\n\n${USAGE}\n`);
-    return 2;
+    return reportError(SERVE_LOCAL_COMMAND, e, (l) => process.stderr.write(`${l}\n`));
   }
   const keyFile = values["key-file"] ?? DEFAULT_KEY_FILE;
   if (!process.env.ENDPOINT_KEY) {
@@ -73,5 +77,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
+  runAsMain("serve:local", () => main(process.argv.slice(2)), "exit");
 }

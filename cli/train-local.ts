@@ -22,27 +22,33 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
-import { ConfigError, parseConfig, rawProjectConfig, type StackConfig } from "../infra/config";
+import { type StackConfig } from "../infra/config";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "../infra/jsonl";
 import { fineTuneArguments } from "../infra/training";
-import { readStackConfig } from "../jobs/lib/mock-runtime";
+import { EXIT, STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
+import { loadStackConfig } from "../lib/stack-config";
 import { ensurePythonEnv, PROJECT_ROOT } from "./lib/python-env";
 
-export const USAGE = `Usage: npm run train:local -- --train-file F --eval-file F --output DIR [options]
+/** The command line of train:local (lib/cli.ts style). */
+export const TRAIN_LOCAL_COMMAND: CommandSpec = {
+  name: "train:local",
+  usage: "npm run train:local -- --train-file F --eval-file F --output DIR",
+  summary:
+    "Fine-tunes with the real finetuning_dir/fine_tune.py on this machine's CPU and writes an MLflow\n" +
+    "model to DIR: the check to run before an A100 hour is spent.",
+  options: {
+    "train-file": { type: "string", value: "F", description: "training chat JSONL, or a folder with exactly one .jsonl" },
+    "eval-file": { type: "string", value: "F", description: "evaluation chat JSONL, or a folder with exactly one .jsonl" },
+    output: { type: "string", value: "DIR", description: "new or empty folder for the MLflow model" },
+    "base-model": { type: "string", value: "PATH", description: "base model folder or Hugging Face id (default: a tiny random Phi-3 built on the fly, nothing downloaded)" },
+    stack: { ...STACK_OPTION, description: "stack whose hyperparameters the job gets (default dev)" },
+    epochs: { type: "string", value: "N", description: "epochs (default 1)" },
+    "max-seq-length": { type: "string", value: "N", description: "packed sequence length in tokens (default 256)" },
+  },
+};
 
-Fine-tunes with the real finetuning_dir/fine_tune.py on this machine's CPU and writes an MLflow
-model to DIR: the check to run before an A100 hour is spent.
-
-  --train-file F        training chat JSONL, or a folder with exactly one .jsonl
-  --eval-file F         evaluation chat JSONL, or a folder with exactly one .jsonl
-  --output DIR          new or empty folder for the MLflow model
-  --base-model PATH     base model folder or Hugging Face id (default: a tiny random Phi-3
-                        built on the fly, nothing downloaded)
-  --stack NAME          stack whose hyperparameters the job gets (default dev)
-  --epochs N            epochs (default 1)
-  --max-seq-length N    packed sequence length in tokens (default 256)
-  -h, --help            this help`;
+/** The help text. */
+export const USAGE = helpText(TRAIN_LOCAL_COMMAND);
 
 /** Parsed command line. */
 export interface TrainLocalArgs {
@@ -55,8 +61,7 @@ export interface TrainLocalArgs {
   maxSeqLength: number;
 }
 
-/** A bad command line (exit 2). */
-export class UsageError extends Error {}
+export { UsageError } from "../lib/cli";
 
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -67,37 +72,19 @@ function positiveInt(name: string, text: string | undefined, fallback: number): 
 
 /** Parses the command line (without node and script). Returns undefined for --help. @throws {UsageError} */
 export function parseTrainLocalArgs(argv: string[]): TrainLocalArgs | undefined {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        "train-file": { type: "string" },
-        "eval-file": { type: "string" },
-        output: { type: "string" },
-        "base-model": { type: "string" },
-        stack: { type: "string", default: "dev" },
-        epochs: { type: "string" },
-        "max-seq-length": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  if (values.help) return undefined;
-  const missing = (["train-file", "eval-file", "output"] as const).filter((k) => !values[k]);
+  const { values, help } = parseCommandLine(TRAIN_LOCAL_COMMAND, argv);
+  if (help) return undefined;
+  const v = values as Record<string, string | undefined>;
+  const missing = (["train-file", "eval-file", "output"] as const).filter((k) => !v[k]);
   if (missing.length) throw new UsageError(`missing ${missing.map((k) => `--${k}`).join(", ")}`);
   return {
-    trainFile: values["train-file"]!,
-    evalFile: values["eval-file"]!,
-    output: values.output!,
-    baseModel: values["base-model"],
-    stack: values.stack!,
-    epochs: positiveInt("epochs", values.epochs, 1),
-    maxSeqLength: positiveInt("max-seq-length", values["max-seq-length"], 256),
+    trainFile: v["train-file"]!,
+    evalFile: v["eval-file"]!,
+    output: v.output!,
+    baseModel: v["base-model"],
+    stack: checkStackName(v.stack ?? "dev"),
+    epochs: positiveInt("epochs", v.epochs, 1),
+    maxSeqLength: positiveInt("max-seq-length", v["max-seq-length"], 256),
   };
 }
 
@@ -194,13 +181,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     args = parseTrainLocalArgs(argv);
     if (!args) {
       process.stdout.write(`${USAGE}\n`);
-      return 0;
+      return EXIT.OK;
     }
-    config = parseConfig(rawProjectConfig(readStackConfig(PROJECT_ROOT, args.stack).config)).config;
+    config = loadStackConfig(PROJECT_ROOT, args.stack).config;
   } catch (e) {
-    err(`train:local: ${e instanceof ConfigError ? e.message : (e as Error).message}`);
-    if (e instanceof UsageError) err(`\n${USAGE}`);
-    return 2;
+    return reportError(TRAIN_LOCAL_COMMAND, e, err);
   }
   const data = checkData(args);
   const outProblem = outputProblem(args.output);
@@ -244,5 +229,5 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
 }
 
 if (require.main === module) {
-  main().then((code) => process.exit(code));
+  runAsMain("train:local", () => main(), "exit");
 }

@@ -19,7 +19,7 @@
  */
 import { z } from "zod";
 import type * as inputs from "@pulumi/azure-native/types/input";
-import { preflightInput, requiredQuota } from "../jobs/lib/preflight";
+import { preflightInput, requiredQuota } from "../lib/preflight";
 import type { StackConfig } from "./config";
 import { isGpuSize, RECORDED_VM_SIZES } from "./vm-sizes";
 

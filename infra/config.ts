@@ -9,9 +9,11 @@
  * `Pulumi.<stack>.yaml`. The location comes from the provider key `azure-native:location`.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
+import { azureNames } from "./naming";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
@@ -19,8 +21,42 @@ import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security"
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { distributionIssues, distributionKeys, distributionWarnings } from "./distribution";
 import { managedIssues, managedWarnings, modeKeys } from "./managed-finetune";
-import { isGpuSize, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+import { closestName, isGpuSize, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
 import { autoscaleIssues, autoscaleSchema, quotaIssues, quotaSchema } from "./autoscale";
+
+/** How a value is described in messages: `the string "x"`, `the number 3`, `an object`. */
+export function describeValue(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "string") return `the text ${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)}`;
+  if (typeof v === "object") return "an object";
+  return `the ${typeof v} ${String(v)}`;
+}
+
+const A: Record<string, string> = { string: "a text", number: "a number", boolean: "true or false", object: "an object", array: "a list", int: "an integer" };
+
+// Every message names the rule in words (zod's defaults say "Invalid input"): this fills in
+// wherever a schema below gives no message of its own (zod 4 `z.config({ customError })`).
+z.config({
+  customError: (iss) => {
+    switch (iss.code) {
+      case "invalid_type":
+        return iss.input === undefined ? "is required" : `must be ${A[iss.expected] ?? iss.expected}, got ${describeValue(iss.input)}`;
+      case "invalid_value":
+        return `must be one of ${iss.values.map((v) => JSON.stringify(v)).join(", ")}`;
+      case "too_small":
+        return iss.origin === "string" ? `must be at least ${iss.minimum} characters` : iss.origin === "array" ? `must have at least ${iss.minimum} items` : `must be ${iss.inclusive ? ">=" : ">"} ${iss.minimum}`;
+      case "too_big":
+        return iss.origin === "string" ? `must be at most ${iss.maximum} characters` : iss.origin === "array" ? `must have at most ${iss.maximum} items` : `must be ${iss.inclusive ? "<=" : "<"} ${iss.maximum}`;
+      case "invalid_format":
+        return `must match the pattern ${"pattern" in iss && iss.pattern ? String(iss.pattern) : iss.format}`;
+      case "invalid_union":
+        return "must be one of the allowed forms (see the README's configuration table)";
+      default:
+        return undefined;
+    }
+  },
+});
 
 /** Project name, the namespace of every config key (matches `Pulumi.yaml`). */
 export const PROJECT = "phi3-finetune";
@@ -34,6 +70,13 @@ export function lacksBf16(vmSize: string): boolean {
 
 // N-series sizes carry GPUs (in vm-sizes.ts, so infra/autoscale.ts can use it without a cycle).
 export { isGpuSize };
+
+/** Context length in tokens of each base model (their Hugging Face model cards): maxSeqLength must fit. */
+export const CONTEXT_TOKENS: Record<string, number> = {
+  "microsoft/Phi-3-mini-4k-instruct": 4096,
+  "microsoft/Phi-3-mini-128k-instruct": 131072,
+  "microsoft/Phi-3.5-mini-instruct": 131072,
+};
 
 /** Base models the fine-tune script supports (the seeds use Phi-3-mini and allow Phi-3.5-mini). */
 export const BASE_MODELS = [
@@ -60,12 +103,32 @@ const deploymentName = z
     error: "must be 3-23 characters: lowercase letters, digits and '-', starting with a letter",
   });
 
-const int = (min: number, max: number) =>
-  z
-    .number({ error: "must be a number" })
-    .int({ error: "must be an integer" })
-    .min(min, { error: `must be >= ${min}` })
-    .max(max, { error: `must be <= ${max}` });
+/**
+ * `pulumi config set --path 'phi3-finetune:hyperparameters.learningRate' 1e-5` stores the value
+ * as the string "1e-5" (and `... enabled false` as "false"): such strings are read as the
+ * number or boolean they spell, exactly as Pulumi stores them. Anything else stays as given
+ * and fails the type check with a message.
+ */
+const NUMBER_TEXT = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
+const fromPulumiNumber = (v: unknown) => (typeof v === "string" && NUMBER_TEXT.test(v.trim()) ? Number(v) : v);
+const fromPulumiBoolean = (v: unknown) => (v === "true" ? true : v === "false" ? false : v);
+
+/** A number, also as Pulumi's `--path` string; `refine` adds the bounds. */
+const num = (refine: (n: z.ZodNumber) => z.ZodNumber = (n) => n, typeError = "must be a number") =>
+  z.preprocess(fromPulumiNumber, refine(z.number({ error: typeError })));
+
+/** true or false, also as Pulumi's `--path` strings. */
+const bool = () => z.preprocess(fromPulumiBoolean, z.boolean({ error: "must be true or false" }));
+
+const int = (min: number, max: number, typeError?: string) =>
+  num(
+    (n) =>
+      n
+        .int({ error: "must be an integer" })
+        .min(min, { error: `must be >= ${min}` })
+        .max(max, { error: `must be <= ${max}` }),
+    typeError,
+  );
 
 /** An AmlCompute cluster. `idleSeconds` is seconds (rendered as ISO-8601 `PT<n>S`). */
 const clusterSchema = (defaults: { vmSize: string; name: string }) =>
@@ -94,20 +157,23 @@ const hyperparametersSchema = z.strictObject({
   /** Training epochs (seed: 3). */
   epochs: int(1, 100).default(3),
   /** Peak learning rate (seed: 5e-6). */
-  learningRate: z.number().gt(0).max(1).default(5e-6),
+  learningRate: num((n) => n.gt(0, { error: "must be > 0" }).max(1, { error: "must be <= 1" })).default(5e-6),
   /** Per-device train and eval batch size (seed: 4). */
   perDeviceBatchSize: int(1, 256).default(4),
   /** Maximum sequence length in tokens (seed: 2048). */
   maxSeqLength: int(128, 131072).default(2048),
   /** Fraction of steps used for warmup, 0..1 (seed: 0.2). */
-  warmupRatio: z.number().min(0).max(1).default(0.2),
+  warmupRatio: num((n) => n.min(0, { error: "must be >= 0" }).max(1, { error: "must be <= 1" })).default(0.2),
   /** Learning-rate schedule (seed: cosine). */
   lrScheduler: z.enum(["cosine", "linear", "constant", "constant_with_warmup"]).default("cosine"),
   /** Random seed (seed: 0). */
   seed: int(0, 2 ** 31 - 1).default(0),
 });
 
-const dataSchema = z.discriminatedUnion("source", [
+
+const dataSchema = z.discriminatedUnion(
+  "source",
+  [
   z.strictObject({
     /** Download ultrachat_200k inside Azure ML with a preparation command job (seed). */
     source: z.literal("ultrachat"),
@@ -122,7 +188,7 @@ const dataSchema = z.discriminatedUnion("source", [
       .regex(SPLIT_EXPRESSION, { error: "must look like train_sft[:1%] (1-100 percent) or train_sft[:10] (rows)" })
       .default("train_sft[:1%]"),
     /** Fraction held out for evaluation, 0..1 exclusive (seed: 0.2 → 80/20). */
-    testSize: z.number().gt(0).lt(1).default(0.2),
+    testSize: num((n) => n.gt(0, { error: "must be > 0" }).lt(1, { error: "must be < 1" })).default(0.2),
     /** Seed of the train/test split. */
     seed: int(0, 2 ** 31 - 1).default(0),
     /** Light CPU image of the preparation job's environment (with finetuning_dir/conda-prep.yml: python + datasets). */
@@ -150,7 +216,9 @@ const dataSchema = z.discriminatedUnion("source", [
     /** Evaluation file, relative to the project root. */
     testFile: z.string().min(1),
   }),
-]);
+  ],
+  { error: 'needs source: "ultrachat" (ultrachat_200k, prepared in Azure ML) or source: "jsonl" (with trainFile and testFile)' },
+);
 
 const requestSettingsSchema = z.strictObject({
   /** Concurrent requests per instance (seed: 3). */
@@ -188,7 +256,7 @@ const modelRefSchema = z.union(
       version: z.string().regex(/^[1-9]\d{0,9}$/, {
         error: "must be a model version number such as 3 (a deployment pins one version; labels such as latest are not accepted)",
       }),
-      existing: z.boolean().optional(),
+      existing: bool().optional(),
     }),
   ],
   { error: 'must be "trained" or {name, version, existing: true} (a version in this stack\'s workspace)' },
@@ -219,9 +287,9 @@ const servingSchema = z
     /** Online deployments (default: one, `blue`, with the seed's settings). */
     deployments: z.array(deploymentSchema).max(10).default([DEFAULT_DEPLOYMENT]),
     /** Live traffic in percent per deployment name; integers summing to 100 (0 without deployments). */
-    traffic: z.record(z.string(), z.number()).optional(),
+    traffic: z.record(z.string(), num()).optional(),
     /** Mirror (shadow) traffic in percent to at most one deployment, at most 50, never a live one. */
-    mirrorTraffic: z.record(z.string(), z.number()).default({}),
+    mirrorTraffic: z.record(z.string(), num()).default({}),
   })
   .transform((s) => ({
     ...s,
@@ -236,7 +304,7 @@ const servingSchema = z
 
 const promptFlowSchema = z.strictObject({
   /** Declare the AI hub, project and custom connection (seed: yes). */
-  enabled: z.boolean().default(true),
+  enabled: bool().default(true),
   /** Name of the CustomKeys connection holding the endpoint and key. */
   connectionName: z
     .string()
@@ -258,7 +326,9 @@ const trainingSchema = z.strictObject({
   /** Bump to resubmit the same jobs after a failure (part of every job's name hash). */
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
-  waitTimeoutHours: z.number().gt(0).max(168).default(24),
+  waitTimeoutHours: num((n) =>
+    n.min(1 / 60, { error: "must be at least 1/60 (one minute): a shorter wait gives up before a job can start" }).max(168, { error: "must be <= 168 (a week)" }),
+  ).default(24),
   /** Nodes and processes per node of the fine-tune job (infra/distribution.ts; seed: 1 and 1). */
   ...distributionKeys,
   /** `mode: script | managed` and the managed mode's pinned component and model source (infra/managed-finetune.ts). */
@@ -287,7 +357,7 @@ export const configSchema = z
      * Azure keeps the workspace (14 days) and key vault (7 days) soft-deleted under their names;
      * bump this to deploy the same stack again at once under new names (README: "Deploy again").
      */
-    nameGeneration: z.coerce.number({ error: "must be a whole number" }).pipe(int(0, 999)).default(0),
+    nameGeneration: int(0, 999, "must be a whole number").default(0),
     /** Hugging Face id of the base model. */
     baseModel: z.enum(BASE_MODELS).default("microsoft/Phi-3-mini-4k-instruct"),
     /** Tags on every taggable resource. */
@@ -308,7 +378,7 @@ export const configSchema = z
     /** Security profile, identities' roles, lock (infra/security.ts; default: standard, least privilege). */
     security: securitySchema.default(SECURITY_DEFAULTS),
     /** Overrides of the cost table (USD per hour by VM size). */
-    prices: z.record(z.string(), z.number().positive()).default({}),
+    prices: z.record(z.string(), num((n) => n.positive({ error: "must be a price > 0 (USD per hour)" }))).default({}),
     /** vCPU quota per VM family you hold in the region; the plan refuses configs above it (infra/autoscale.ts). */
     quota: quotaSchema.default({}),
   })
@@ -316,6 +386,13 @@ export const configSchema = z
     const problem = (path: (string | number)[], input: unknown, message: string | undefined) =>
       message && ctx.addIssue({ code: "custom", path, input, message });
     problem(["location"], c.location, regionProblem(c.location));
+    const context = CONTEXT_TOKENS[c.baseModel];
+    if (context !== undefined && c.hyperparameters.maxSeqLength > context) {
+      problem(["hyperparameters", "maxSeqLength"], c.hyperparameters.maxSeqLength, `must be <= ${context}, the context length of ${c.baseModel}`);
+    }
+    if (c.data.source === "jsonl") {
+      for (const key of ["trainFile", "testFile"] as const) problem(["data", key], c.data[key], dataPathProblem(c.data[key]));
+    }
     for (const [path, size] of sizeKeys(c)) problem(path, size, vmSizeProblem(size));
     // fine_tune.py trains in bf16 on a GPU and refuses GPUs without native bf16 (compute
     // capability < 8.0) in its first second; refuse them here, before anything is created.
@@ -406,10 +483,27 @@ export function validateTraffic(
   });
 }
 
+/**
+ * Why a data file path cannot be used, or `undefined`: it must be a relative path inside the
+ * project (uploaded from there; `..` or an absolute path would read whatever the machine
+ * running `pulumi up` holds), ending in `.jsonl`.
+ */
+export function dataPathProblem(file: string): string | undefined {
+  if (path.isAbsolute(file) || /^[a-zA-Z]:[\\/]/.test(file)) return "must be a path relative to the project folder, not an absolute path";
+  const normal = path.posix.normalize(file.replace(/\\/g, "/"));
+  if (normal === ".." || normal.startsWith("../")) return "must stay inside the project folder (no ..)";
+  if (!/\.jsonl$/i.test(normal)) return "must name a .jsonl file (chat JSONL, one {\"messages\": [...]} per line)";
+  return undefined;
+}
+
 /** Thrown when the stack config is invalid; `issues` lists every problem, one line each. */
 export class ConfigError extends Error {
   constructor(public readonly issues: string[]) {
-    super(`Invalid stack configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n` + issues.map((i) => `  - ${i}`).join("\n"));
+    super(
+      issues.length === 1
+        ? `Invalid stack configuration: ${issues[0]}`
+        : `Invalid stack configuration (${issues.length} problems):\n` + issues.map((i) => `  - ${i}`).join("\n"),
+    );
     this.name = "ConfigError";
   }
 }
@@ -441,23 +535,94 @@ export interface ParsedConfig {
   secrets: SecretMarks;
 }
 
+/** Where the config came from, so messages can point at it (lib/stack-config.ts). */
+export interface ConfigSource {
+  /** `file:line` of a fully qualified key and a path inside its value, if a file writes it. */
+  locate?: (key: string, inner: readonly (string | number)[]) => string | undefined;
+  /** The value a `secure:` config value reads as offline (it cannot be checked). */
+  secretPlaceholder?: string;
+  /** Pulumi's secret keys without namespace (infra/secrets.ts): their values stay secret and out of messages. */
+  secretKeys?: string[];
+}
+
+type ZodDef = { type: string; innerType?: z.ZodType; in?: z.ZodType; options?: z.ZodType[]; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType };
+const defOf = (s: z.ZodType): ZodDef => (s as unknown as { _zod: { def: ZodDef } })._zod.def;
+
+/** The object schemas a schema stands for, through defaults, optionals, pipes and unions. */
+function objectSchemas(s: z.ZodType): z.ZodType[] {
+  const def = defOf(s);
+  switch (def.type) {
+    case "default":
+    case "prefault":
+    case "optional":
+    case "nullable":
+    case "readonly":
+    case "catch":
+    case "nonoptional":
+      return objectSchemas(def.innerType!);
+    case "pipe":
+      return objectSchemas(def.in!);
+    case "union":
+      return def.options!.flatMap(objectSchemas);
+    default:
+      return [s];
+  }
+}
+
+/**
+ * The keys the schema allows at a path of the config (for "did you mean" on an unknown key);
+ * empty where the path holds no object with fixed keys.
+ */
+export function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let current = objectSchemas(configSchema);
+  for (const step of path) {
+    current = current.flatMap((s) => {
+      const def = defOf(s);
+      if (def.type === "object") return def.shape![String(step)] ? objectSchemas(def.shape![String(step)]) : [];
+      if (def.type === "array") return objectSchemas(def.element!);
+      if (def.type === "record") return objectSchemas(def.valueType!);
+      return [];
+    });
+  }
+  return [...new Set(current.flatMap((s) => (defOf(s).type === "object" ? Object.keys(defOf(s).shape!) : [])))];
+}
+
+/** ` (did you mean X?)` for a key close to one of `known` ({@link closestName}), else `""`. */
+export function keySuggestion(key: string, known: readonly string[]): string {
+  const hit = closestName(key, known);
+  return hit ? ` (did you mean ${hit}?)` : "";
+}
+
 /**
  * Parse and validate raw stack config (strings as Pulumi delivers them; objects as JSON).
  * `raw` holds project keys without namespace plus `location` (from `azure-native:location`).
- * Gathers every problem and throws one {@link ConfigError} naming each key, the value given
- * and what is allowed (never the value of a key in `secretKeys`, Pulumi's secret keys without
- * namespace; a secret key that cannot stay secret is a problem too). Returns the typed config,
- * warnings (retired VM sizes) and which values are secrets.
+ * Gathers every problem and throws one {@link ConfigError} naming each key (with `file:line`
+ * when `source.locate` knows it), the value given and what is allowed (never the value of a key
+ * in `source.secretKeys`, Pulumi's secret keys without namespace; a secret key that cannot stay
+ * secret is a problem too); an unknown key gets "did you mean" and the keys allowed there.
+ * Returns the typed config, warnings and which values are secrets.
  */
-export function parseConfig(raw: RawConfig, options: { secretKeys?: string[] } = {}): ParsedConfig {
-  const secretKeys = options.secretKeys ?? [];
+export function parseConfig(raw: RawConfig, source: ConfigSource = {}): ParsedConfig {
+  const secretKeys = source.secretKeys ?? [];
   const secret = secretMarks(secretKeys);
-  const problems: string[] = secret.problems.map((p) => `${keyName([p.key])}: ${p.message}`);
+  const problems: string[] = [
+    ...secret.problems.map((p) => `${keyName([p.key])}: ${p.message}`),
+    ...((raw as { [NAMESPACE_PROBLEMS]?: { key: string; message: string }[] })[NAMESPACE_PROBLEMS] ?? []).map((p) => {
+      const where = source.locate?.(p.key, []);
+      return `${where ? `${where}: ` : ""}${p.key}: ${p.message}`;
+    }),
+  ];
   const input: Record<string, unknown> = {};
+  const at = (path: readonly PropertyKey[]) => {
+    if (!source.locate || path.length === 0) return "";
+    const [head, ...rest] = path.map((p) => (typeof p === "number" ? p : String(p)));
+    const where = source.locate(head === "location" ? "azure-native:location" : `${PROJECT}:${head}`, rest);
+    return where ? `${where}: ` : "";
+  };
   for (const [key, value] of Object.entries(raw)) {
     if (value === undefined) continue;
     if (key !== "location" && !CONFIG_KEYS.includes(key)) {
-      problems.push(`${PROJECT}:${key}: unknown key; known keys: ${CONFIG_KEYS.join(", ")}`);
+      problems.push(`${at([key])}${PROJECT}:${key}: unknown key${keySuggestion(key, CONFIG_KEYS)}; known keys: ${CONFIG_KEYS.join(", ")}`);
       continue;
     }
     const trimmed = value.trim();
@@ -465,8 +630,12 @@ export function parseConfig(raw: RawConfig, options: { secretKeys?: string[] } =
       try {
         input[key] = JSON.parse(trimmed);
       } catch (e) {
-        problems.push(`${keyName([key])}: not valid JSON (${(e as Error).message})`);
+        problems.push(`${at([key])}${keyName([key])}: not valid JSON (${(e as Error).message})`);
+        continue;
       }
+      const forbidden = forbiddenKeyPaths(input[key], [key]);
+      for (const p of forbidden) problems.push(`${at(p)}${keyName(p)}: the key "${String(p[p.length - 1])}" is not allowed (it would change how objects behave, not set a value)`);
+      if (forbidden.length) delete input[key];
     } else {
       input[key] = value;
     }
@@ -476,16 +645,40 @@ export function parseConfig(raw: RawConfig, options: { secretKeys?: string[] } =
   if (!result.success) {
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
-        for (const k of issue.keys) problems.push(`${keyName([...issue.path, k])}: unknown key`);
+        const known = knownKeysAt(issue.path);
+        for (const k of issue.keys) {
+          problems.push(`${at([...issue.path, k])}${keyName([...issue.path, k])}: unknown key${keySuggestion(k, known)}; allowed here: ${known.join(", ")}`);
+        }
         continue;
       }
+      const placeholder = source.secretPlaceholder !== undefined && "input" in issue && issue.input === source.secretPlaceholder;
       const hidden = secretKeys.includes(String(issue.path[0]));
-      const given = "input" in issue && issue.input !== undefined ? ` (got ${hidden ? "[secret]" : show(issue.input)})` : "";
-      problems.push(`${keyName(issue.path)}: ${issue.message}${given}`);
+      // A secret key's value appears nowhere: not in "(got ...)" nor in a message that quotes it.
+      const message = hidden ? issue.message.replace(/, got .*$/s, "") : issue.message;
+      const given = placeholder
+        ? " (a secure: value: the offline plan cannot decrypt it to check it)"
+        : hidden
+          ? " (got [secret])"
+          : "input" in issue && issue.input !== undefined && !/\bgot\b/.test(issue.message) ? ` (got ${show(issue.input)})` : "";
+      problems.push(`${at(issue.path)}${keyName(issue.path)}: ${message}${given}`);
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return { config: result.data, warnings: configWarnings(result.data), secrets: secretKeys.length ? secret.marks : NO_SECRETS };
+}
+
+/** Largest JSONL file the stack validates and uploads (bytes). */
+export const MAX_DATA_FILE_BYTES = 2 ** 30;
+
+/** Keys that would reach an object's prototype if copied: refused anywhere in the config. */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+function forbiddenKeyPaths(v: unknown, path: (string | number)[]): (string | number)[][] {
+  if (Array.isArray(v)) return v.flatMap((x, i) => forbiddenKeyPaths(x, [...path, i]));
+  if (v && typeof v === "object") {
+    return Object.keys(v).flatMap((k) => (FORBIDDEN_KEYS.has(k) ? [[...path, k]] : forbiddenKeyPaths((v as Record<string, unknown>)[k], [...path, k])));
+  }
+  return [];
 }
 
 /** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
@@ -524,19 +717,64 @@ export function configWarnings(c: StackConfig): string[] {
   return warnings;
 }
 
+/** Where {@link rawProjectConfig} leaves the problems with namespaces for {@link parseConfig}. */
+const NAMESPACE_PROBLEMS = Symbol("namespaceProblems");
+
+/** Config keys of the azure-native provider (its SDK's `config` module, generated from the provider schema). */
+function providerKeys(): string[] {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return Object.keys(require("@pulumi/azure-native/config/vars"));
+  } catch {
+    return ["location", "subscriptionId", "tenantId", "clientId", "environment", "useOidc", "useMsi"];
+  }
+}
+
 /**
  * Raw config as {@link parseConfig} takes it, from fully qualified keys
  * (`phi3-finetune:<key>`, `azure-native:location`): project keys without their namespace,
- * plus `location`. Other namespaces are ignored.
+ * plus `location`. Keys Pulumi would hand to no one are problems (reported by parseConfig
+ * with the others): an unknown namespace (`phi3-finetun:epochs`, with "did you mean"), an
+ * unknown azure-native key, and a project key that shadows a provider key
+ * (`phi3-finetune:location` beside `azure-native:location` would be silently ignored).
  */
 export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
   const raw: RawConfig = {};
+  const problems: { key: string; message: string }[] = [];
   const prefix = `${PROJECT}:`;
+  const provider = providerKeys();
   for (const [key, value] of Object.entries(qualified)) {
-    if (key.startsWith(prefix)) raw[key.slice(prefix.length)] = value;
+    const colon = key.indexOf(":");
+    const ns = colon < 0 ? "" : key.slice(0, colon);
+    const name = key.slice(colon + 1);
+    if (key.startsWith(prefix)) {
+      if (provider.includes(name)) {
+        problems.push({ key, message: `shadows the provider key azure-native:${name}, which is the one this program reads; move the value there` });
+        continue;
+      }
+      raw[name] = value;
+    } else if (ns === "azure-native") {
+      if (!provider.includes(name)) problems.push({ key, message: `not a setting of the azure-native provider${keySuggestion(name, provider)}; its settings: ${provider.join(", ")}` });
+    } else if (ns !== "pulumi") {
+      problems.push({ key, message: `unknown namespace '${ns}'${keySuggestion(ns, [PROJECT, "azure-native", "pulumi"])}; this project reads ${PROJECT}:<key> and azure-native:<setting> keys` });
+    }
   }
   raw.location = qualified["azure-native:location"];
+  Object.defineProperty(raw, NAMESPACE_PROBLEMS, { value: problems, enumerable: false });
   return raw;
+}
+
+/**
+ * Why the stack's Azure names cannot be made from this config and stack name, or `undefined`
+ * (infra/naming.ts checks each name against Azure's rule after the prefix and suffix are added).
+ */
+export function nameProblem(c: StackConfig, stack: string): string | undefined {
+  try {
+    azureNames({ prefix: c.namePrefix, stack, subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroupName: c.resourceGroupName, generation: c.nameGeneration });
+    return undefined;
+  } catch (e) {
+    return `${PROJECT}:namePrefix / stack '${stack}': ${(e as Error).message}`;
+  }
 }
 
 /**
@@ -549,7 +787,9 @@ export function loadConfig(): ParsedConfig {
   const raw = rawProjectConfig(pulumi.runtime.allConfig());
   const parsed = parseConfig(raw, { secretKeys: runtimeSecretKeys(PROJECT, Object.keys(raw).filter((k) => k !== "location")) });
   const data = validateDataFiles(parsed.config);
-  if (data.problems.length) throw new ConfigError(data.problems);
+  const names = nameProblem(parsed.config, pulumi.getStack());
+  const problems = [...data.problems, ...(names ? [names] : [])];
+  if (problems.length) throw new ConfigError(problems);
   return { ...parsed, warnings: [...parsed.warnings, ...data.warnings] };
 }
 
@@ -568,6 +808,16 @@ export function validateDataFiles(c: StackConfig, root = "."): { problems: strin
   for (const [key, file] of [["trainFile", c.data.trainFile], ["testFile", c.data.testFile]] as const) {
     const full = path.resolve(root, file);
     try {
+      // Only a regular file is read (a FIFO or a device such as /dev/stdin would block forever).
+      const stat = fs.statSync(full);
+      if (!stat.isFile()) {
+        problems.push(`${keyName(["data", key])}: ${file} is not a regular file`);
+        continue;
+      }
+      if (stat.size > MAX_DATA_FILE_BYTES) {
+        problems.push(`${keyName(["data", key])}: ${file} is ${(stat.size / 2 ** 30).toFixed(1)} GiB; files over ${MAX_DATA_FILE_BYTES / 2 ** 30} GiB are not checked or uploaded by this stack (use a datastore)`);
+        continue;
+      }
       const result = validateChatJsonlFile(full);
       if (result.errors.length) {
         problems.push(...formatJsonlIssues(result.errors.map((e) => ({ ...e, file }))).split("\n"));

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as local from "@pulumi/command/local";
-import { preflightInput } from "../jobs/lib/preflight";
+import { preflightInput } from "../lib/preflight-input";
 import { StackConfig } from "./config";
 
 /** Arguments of {@link Preflight}. */
@@ -12,7 +12,7 @@ export interface PreflightArgs {
 
 /**
  * The first step of `pulumi up`: `jobs/preflight.ts`, run by `@pulumi/command`, checks the
- * subscription with the checks of `npm run doctor` (jobs/lib/preflight.ts; ARM REST, Azure ML
+ * subscription with the checks of `npm run doctor` (lib/preflight.ts; ARM REST, Azure ML
  * 2025-12-01): VM sizes offered and not retired, quota per family with the 20% online
  * reservation, providers, names free or the stack's own (soft-deleted vault or workspace
  * included), pinned model versions present. It depends on nothing; the workspace and identity

@@ -118,6 +118,21 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
+/**
+ * The closest of `known` to `word` when it is close enough to be a typo (edit distance at most
+ * a third of the word, at least 2; case, `-` and `_` ignored), else `undefined`. Used for
+ * "did you mean" on flags, config keys and stack names.
+ */
+export function closestName(word: string, known: readonly string[]): string | undefined {
+  const flat = (s: string) => s.toLowerCase().replace(/[-_]/g, "");
+  let best: [string, number] | undefined;
+  for (const k of known) {
+    const d = editDistance(flat(word), flat(k));
+    if (!best || d < best[1]) best = [k, d];
+  }
+  return best && best[1] <= Math.max(2, Math.floor(word.length / 3)) ? best[0] : undefined;
+}
+
 /** What {@link classifyName} concluded about a name checked against a recorded list. */
 export type NameVerdict =
   /** Listed (`canonical` is the list's spelling). */

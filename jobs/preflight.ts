@@ -1,7 +1,7 @@
 /**
  * The preflight step of `pulumi up`: the first thing the deployment runs (infra/preflight.ts
  * declares it; every costly resource depends on it). It runs the checks `npm run doctor` runs
- * (jobs/lib/preflight.ts) against the subscription `pulumi up` deploys to and fails the step,
+ * (lib/preflight.ts) against the subscription `pulumi up` deploys to and fails the step,
  * so Pulumi creates nothing that depends on it, when one fails: a retired or unoffered VM size,
  * missing quota or providers, a name held by someone else or by a soft-deleted resource, a
  * pinned model version that does not exist. Each failure names its remedy.
@@ -10,8 +10,9 @@
  * ARM_ENDPOINT (optional). Credentials: DefaultAzureCredential. Exit codes: 0 passed (warnings
  * printed), 1 a check failed, 2 bad environment.
  */
-import { EXIT_CONFIG, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps } from "./lib/arm";
-import { formatReport, runDoctor, type PreflightInput } from "./lib/preflight";
+import { EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
 /** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
 export function parsePreflightInput(raw: string | undefined): PreflightInput | string {
@@ -46,20 +47,35 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
     error(`preflight: ${(e as Error).message}`);
     return EXIT_CONFIG;
   }
+  let deadlineSeconds: number;
+  try {
+    deadlineSeconds = positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS);
+  } catch (e) {
+    error(`preflight: ${(e as Error).message}`);
+    return EXIT_CONFIG;
+  }
+  const now = deps.now ?? Date.now;
   const result = await runDoctor(
     { stack: env.PULUMI_STACK!.trim(), config: input, subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim() },
     {
       credential: deps.credential ?? defaultCredential(),
       baseUrl,
-      fetchImpl: deps.fetchImpl,
+      httpClient: deps.httpClient,
       env,
-      sleep: deps.sleep,
+      now,
+      deadlineAt: now() + deadlineSeconds * 1000,
+      tokenTimeoutMs: deps.tokenTimeoutMs,
       backoffBaseMs: deps.backoffBaseMs,
       maxRetries: deps.maxRetries,
       log: error,
     },
   );
   const report = formatReport(result.checks);
+  if (result.exitCode === EXIT_DEADLINE) {
+    error(`Preflight did not finish within ${deadlineSeconds} s: nothing costly was created. What was seen:`);
+    error(report);
+    return EXIT_DEADLINE;
+  }
   if (result.exitCode !== 0) {
     error(
       `Preflight failed: nothing costly was created (no job, endpoint or deployment). Fix what is marked FAIL below, ` +
@@ -73,8 +89,19 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
   return EXIT_OK;
 }
 
+/** The command line of the preflight step: configured by its environment (lib/cli.ts style). */
+export const PREFLIGHT_COMMAND: CommandSpec = {
+  name: "preflight",
+  usage: "npx tsx jobs/preflight.ts",
+  summary: "The first step of `pulumi up`: the checks of `npm run doctor` against the subscription being deployed to.\nRun by `pulumi up` (infra/preflight.ts); configured by environment variables.",
+  options: {},
+  details: "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); PREFLIGHT_DEADLINE_SECONDS (default 600), ARM_ENDPOINT (https).",
+};
+
 if (require.main === module) {
-  runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) }).then((code) => {
-    process.exitCode = code;
+  runAsMain("preflight", async () => {
+    const cl = programCommandLine(PREFLIGHT_COMMAND, process.argv.slice(2), console.log, console.error);
+    if ("exit" in cl) return cl.exit;
+    return runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
   });
 }

@@ -13,8 +13,9 @@
  * release), TRAFFIC_DEADLINE_SECONDS (default 3600), TRAFFIC_POLL_SECONDS (default 15),
  * ARM_ENDPOINT (default https://management.azure.com). Credentials: DefaultAzureCredential.
  *
- * Exit codes: 0 done (or nothing to change); 1 failure (deployment Failed, endpoint missing in
- * apply, update rejected, ARM/credential error); 2 invalid configuration; 3 deadline passed.
+ * Exit codes (lib/cli.ts): 0 done (or nothing to change); 1 failure (deployment Failed, endpoint
+ * missing in apply, update rejected); 2 invalid configuration; 3 deadline passed (with the last
+ * state seen); 4 ARM or credential error (401/403, an answer that is not JSON, retries exhausted).
  *
  * Safety property: a PUT never gives live or mirror traffic > 0 to a deployment that was not
  * seen with provisioningState Succeeded immediately before the PUT.
@@ -24,8 +25,10 @@
 import {
   AML_API_VERSION,
   ArmError,
+  isArmNotFound,
   DeadlineError,
   LongRunningOperationError,
+  EXIT_ARM,
   EXIT_CONFIG,
   EXIT_DEADLINE,
   EXIT_FAILED,
@@ -41,7 +44,8 @@ import {
   type ArmClient,
   type Env,
   type ScriptDeps,
-} from "./lib/arm";
+} from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
 
 export { MAX_MIRROR_PERCENT, type TrafficMap } from "../infra/traffic";
@@ -52,7 +56,7 @@ export interface TrafficState {
   mirrorTraffic: TrafficMap;
 }
 
-export { EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DEADLINE } from "./lib/arm";
+export { EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DEADLINE } from "../lib/arm";
 
 /** Azure ML endpoint / deployment names: a letter, then letters, digits or hyphens, 3-32 chars. */
 export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9-]{2,31}$/;
@@ -317,6 +321,8 @@ interface Ctx {
   start: number;
   deadlineAt: number;
   endpointPath: string;
+  /** The last state read from Azure, for the deadline message (e.g. `deployment blue: Creating`). */
+  lastSeen: string;
 }
 
 function makeCtx(opts: TrafficOptions, deps: TrafficDeps): Ctx {
@@ -331,6 +337,7 @@ function makeCtx(opts: TrafficOptions, deps: TrafficDeps): Ctx {
     start,
     deadlineAt: start + opts.deadlineMs,
     endpointPath: `${workspacePath(opts)}/onlineEndpoints/${encodeURIComponent(opts.endpoint)}`,
+    lastSeen: "",
   };
 }
 
@@ -350,7 +357,7 @@ async function getOrUndefined(ctx: Ctx, path: string): Promise<unknown | undefin
   try {
     return (await ctx.deps.client.get(withApiVersion(path, AML_API_VERSION))).body;
   } catch (err) {
-    if (err instanceof ArmError && err.status === 404) return undefined;
+    if (isArmNotFound(err)) return undefined;
     throw err;
   }
 }
@@ -362,7 +369,9 @@ function deploymentPath(ctx: Ctx, d: string): string {
 /** Reads the deployment's provisioning state; `NotFound` on 404. */
 async function deploymentState(ctx: Ctx, d: string): Promise<string> {
   const dep = await getOrUndefined(ctx, deploymentPath(ctx, d));
-  return dep === undefined ? "NotFound" : provisioningState(dep);
+  const state = dep === undefined ? "NotFound" : provisioningState(dep);
+  ctx.lastSeen = `deployment ${d}: ${state}`;
+  return state;
 }
 
 const DEPLOYMENT_BROKEN = new Set(["Failed", "Canceled", "Deleting"]);
@@ -395,6 +404,7 @@ async function waitEndpointSettled(ctx: Ctx, mode: "apply" | "release"): Promise
     const ep = await getOrUndefined(ctx, ctx.endpointPath);
     if (ep === undefined) return undefined;
     const state = provisioningState(ep);
+    ctx.lastSeen = `endpoint ${ctx.opts.endpoint}: ${state}`;
     if (state === "Deleting") {
       if (mode === "release") return undefined;
       throw new TrafficError(`endpoint ${ctx.opts.endpoint} is being deleted`);
@@ -440,6 +450,7 @@ async function putTraffic(ctx: Ctx, endpoint: unknown, next: TrafficState): Prom
     const ep = await getOrUndefined(ctx, ctx.endpointPath);
     if (ep === undefined) throw new TrafficError(`endpoint ${ctx.opts.endpoint} disappeared during the traffic update`);
     const state = provisioningState(ep);
+    ctx.lastSeen = `endpoint ${ctx.opts.endpoint}: ${state} after the traffic update`;
     if (state === "Failed") throw new TrafficError(`endpoint ${ctx.opts.endpoint} is Failed after the traffic update`);
     if (state === "Succeeded") {
       const got = readTraffic(ep);
@@ -455,12 +466,19 @@ async function putTraffic(ctx: Ctx, endpoint: unknown, next: TrafficState): Prom
   }
 }
 
-/** Runs `attempt` again while the endpoint answers 409 Conflict (another operation in progress). */
+/**
+ * Runs `attempt` again while the endpoint answers 409 Conflict (another operation in progress).
+ * A deadline that passes, between polls or inside a request the server never answers, ends it
+ * with the last state read from Azure in the message.
+ */
 async function retryOnConflict<T>(ctx: Ctx, attempt: () => Promise<T>): Promise<T> {
   for (;;) {
     try {
       return await attempt();
     } catch (err) {
+      if (err instanceof DeadlineError) {
+        throw new DeadlineError(`${err.message}; last seen: ${ctx.lastSeen || "nothing yet (no answer from Azure)"}`, err.elapsedMs);
+      }
       if (!(err instanceof ArmError && err.status === 409)) throw err;
       ctx.deps.log(`endpoint ${ctx.opts.endpoint} is busy (409 ${err.code}); retrying`);
       await pause(ctx, `endpoint ${ctx.opts.endpoint} to accept the traffic update`);
@@ -622,7 +640,7 @@ function parseJsonEnv(env: Env, name: string): unknown {
  *   TRAFFIC, MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS, TRAFFIC_DEADLINE_SECONDS [3600],
  *   TRAFFIC_POLL_SECONDS [15], ARM_ENDPOINT.
  * @param deps - output functions and optional injected credential/clock.
- * @returns 0 ok, 1 failure, 2 configuration error, 3 deadline.
+ * @returns 0 ok, 1 failure, 2 configuration error, 3 deadline, 4 ARM or credential error.
  */
 export async function runSetTrafficFromEnv(
   mode: string | undefined,
@@ -664,7 +682,7 @@ export async function runSetTrafficFromEnv(
   }
 
   try {
-    const client = armClientFromEnv(env, deps, "phi3-finetune/set-traffic");
+    const client = armClientFromEnv(env, deps, "phi3-finetune/set-traffic", (deps.now ?? Date.now)() + options.deadlineMs);
     const tdeps: TrafficDeps = { client, log: deps.log, now: deps.now, sleep: deps.sleep };
     if (m === "apply") await applyTraffic(options, tdeps);
     else await releaseTraffic(options, tdeps);
@@ -679,7 +697,11 @@ export async function runSetTrafficFromEnv(
       error(`${what}: ${err.message}`);
       return EXIT_DEADLINE;
     }
-    if (err instanceof TrafficError || err instanceof LongRunningOperationError || err instanceof ArmError) {
+    if (err instanceof ArmError) {
+      error(`${what} failed: ${err.message}`);
+      return EXIT_ARM;
+    }
+    if (err instanceof TrafficError || err instanceof LongRunningOperationError) {
       error(`${what} failed: ${err.message}`);
       return EXIT_FAILED;
     }
@@ -688,14 +710,24 @@ export async function runSetTrafficFromEnv(
   }
 }
 
-/** Entry point: mode from `process.argv[2]`, configuration from `process.env`; sets `process.exitCode`. */
-export async function main(): Promise<void> {
-  process.exitCode = await runSetTrafficFromEnv(process.argv[2], process.env, {
-    log: (line) => console.log(line),
-    error: (line) => console.error(line),
-  });
+/** The command line of set-traffic: the mode, the rest from the environment (lib/cli.ts style). */
+export const SET_TRAFFIC_COMMAND: CommandSpec = {
+  name: "set-traffic",
+  usage: "npx tsx jobs/set-traffic.ts",
+  summary: "Sets (apply) or releases (release) the live and mirror traffic of an Azure ML online endpoint.\nRun by `pulumi up` (infra/serving.ts); configured by environment variables.",
+  options: {},
+  positionals: { value: "apply|release", max: 1, description: "apply the split (default), or release the stack's deployments before they are deleted" },
+  details:
+    "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT (required); TRAFFIC (apply),\n" +
+    "MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS (release), TRAFFIC_DEADLINE_SECONDS (default 3600),\n" +
+    "TRAFFIC_POLL_SECONDS (default 15), ARM_ENDPOINT (https).",
+};
+
+/** Entry point: mode from the command line, configuration from `process.env`; resolves to the exit code. */
+export async function main(): Promise<number> {
+  const cl = programCommandLine(SET_TRAFFIC_COMMAND, process.argv.slice(2), console.log, console.error);
+  if ("exit" in cl) return cl.exit;
+  return runSetTrafficFromEnv(cl.positionals[0], process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) {
-  void main();
-}
+if (require.main === module) runAsMain("set-traffic", main);

@@ -27,7 +27,7 @@ import {
   type HttpClient,
   type PipelinePolicy,
 } from "@azure/core-rest-pipeline";
-import { defaultCredential, EXIT_ARM, EXIT_CONFIG, EXIT_OK, missingEnv, type Env } from "./lib/arm";
+import { defaultCredential, EXIT_ARM, EXIT_CONFIG, EXIT_OK, missingEnv, type Env } from "../lib/arm";
 
 /** Blob service REST version sent with every request. */
 export const STORAGE_API_VERSION = "2023-11-03";

@@ -17,6 +17,8 @@
 import {
   AML_API_VERSION,
   ArmError,
+  DeadlineError,
+  isArmNotFound,
   EXIT_ARM,
   EXIT_CONFIG,
   EXIT_DEADLINE,
@@ -32,9 +34,10 @@ import {
   type ArmClient,
   type Env,
   type ScriptDeps,
-} from "./lib/arm";
+} from "../lib/arm";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 
-export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "./lib/arm";
+export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "../lib/arm";
 /** Exit code: the job ended Failed, Canceled or NotResponding. */
 export const EXIT_JOB_FAILED = EXIT_FAILED;
 
@@ -210,6 +213,16 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
       `(deadline ${formatElapsed(options.deadlineMs)}, poll every ${Math.round(options.pollIntervalMs / 1000)} s)`,
   );
 
+  const gaveUp = () => {
+    const elapsedMs = now() - start;
+    log(
+      `Gave up waiting for Azure ML job ${options.jobName} after ${formatElapsed(elapsedMs)} ` +
+        `(deadline ${Math.round(options.deadlineMs / 1000)} s); last status ${lastStatus || "unknown"}. ` +
+        `The job itself was not canceled; see ${url}`,
+    );
+    return { outcome: "DeadlineExceeded" as const, status: lastStatus, exitCode: EXIT_DEADLINE, elapsedMs, studioUrl: url };
+  };
+
   for (;;) {
     let job: unknown = undefined;
     try {
@@ -217,7 +230,9 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
       job = res.body;
       transientLogged = false;
     } catch (err) {
-      if (err instanceof ArmError && err.status === 404 && now() - start < notFoundGraceMs) {
+      // The client runs every request under the same deadline: a server that never answers ends here.
+      if (err instanceof DeadlineError) return gaveUp();
+      if (isArmNotFound(err) && now() - start < notFoundGraceMs) {
         if (!notFoundLogged) {
           log(`${stamp()} job ${options.jobName} not found yet (HTTP 404); retrying`);
           notFoundLogged = true;
@@ -266,15 +281,7 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
     }
 
     const remaining = deadlineAt - now();
-    if (remaining <= 0) {
-      const elapsedMs = now() - start;
-      log(
-        `Gave up waiting for Azure ML job ${options.jobName} after ${formatElapsed(elapsedMs)} ` +
-          `(deadline ${Math.round(options.deadlineMs / 1000)} s); last status ${lastStatus || "unknown"}. ` +
-          `The job itself was not canceled; see ${url}`,
-      );
-      return { outcome: "DeadlineExceeded", status: lastStatus, exitCode: EXIT_DEADLINE, elapsedMs, studioUrl: url };
-    }
+    if (remaining <= 0) return gaveUp();
     await sleep(Math.min(options.pollIntervalMs, remaining));
   }
 }
@@ -282,9 +289,66 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
 /** Dependencies of {@link runWaitForJobFromEnv}; everything optional except `log`. */
 export type RunFromEnvDeps = ScriptDeps;
 
+/** The job and timing a program's environment names (see {@link parseWaitEnv}). */
+export interface WaitEnv {
+  subscriptionId: string;
+  resourceGroup: string;
+  workspace: string;
+  jobName: string;
+  /** Milliseconds from the start to give up. */
+  deadlineMs: number;
+  /** Milliseconds between polls. */
+  pollIntervalMs: number;
+}
+
+/**
+ * Reads the job coordinates and timing of wait-for-job and submit-job from the environment.
+ *
+ * @returns the settings, or a one-line message naming the variable that is missing or wrong.
+ */
+export function parseWaitEnv(env: Env): WaitEnv | string {
+  const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"]);
+  if (missing.length > 0) return `missing environment variable(s): ${missing.join(", ")}`;
+  try {
+    const deadlineSeconds = positiveSecondsFromEnv(env, "WAIT_DEADLINE_SECONDS", 86_400);
+    const pollSeconds = positiveSecondsFromEnv(env, "WAIT_POLL_SECONDS", 30);
+    armEndpointFromEnv(env);
+    return {
+      subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim(),
+      resourceGroup: env.AZURE_RESOURCE_GROUP!.trim(),
+      workspace: env.AZUREML_WORKSPACE!.trim(),
+      jobName: env.AZUREML_JOB_NAME!.trim(),
+      deadlineMs: deadlineSeconds * 1000,
+      pollIntervalMs: pollSeconds * 1000,
+    };
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * Waits for the job with an existing client and returns the exit code; ARM and credential
+ * errors are 4, never a throw.
+ */
+export async function waitWithClient(client: ArmClient, wait: WaitEnv, deps: RunFromEnvDeps, name = "wait-for-job"): Promise<number> {
+  const error = deps.error ?? deps.log;
+  try {
+    const result = await waitForJob(wait, { client, log: deps.log, now: deps.now, sleep: deps.sleep });
+    return result.exitCode;
+  } catch (err) {
+    if (err instanceof ArmError) {
+      error(`${name}: could not read Azure ML job ${wait.jobName}: ${err.message}`);
+    } else {
+      error(`${name}: unexpected error while waiting for job ${wait.jobName}: ${(err as Error)?.message ?? String(err)}`);
+    }
+    return EXIT_ARM;
+  }
+}
+
 /**
  * Reads the configuration from `env`, waits for the job and returns the process exit code.
- * Never throws: configuration errors return 2, ARM/credential errors 4 (message printed).
+ * Never throws: configuration errors return 2, ARM/credential errors 4 (message printed), the
+ * deadline 3 whatever the server does (every request runs under it).
  *
  * @param env - environment (AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE,
  *   AZUREML_JOB_NAME, WAIT_DEADLINE_SECONDS [86400], WAIT_POLL_SECONDS [30], ARM_ENDPOINT).
@@ -293,54 +357,38 @@ export type RunFromEnvDeps = ScriptDeps;
  */
 export async function runWaitForJobFromEnv(env: Env, deps: RunFromEnvDeps): Promise<number> {
   const error = deps.error ?? deps.log;
-  const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"]);
-  if (missing.length > 0) {
-    error(`wait-for-job: missing environment variable(s): ${missing.join(", ")}`);
+  const wait = parseWaitEnv(env);
+  if (typeof wait === "string") {
+    error(`wait-for-job: ${wait}`);
     return EXIT_CONFIG;
   }
-  let deadlineSeconds: number;
-  let pollSeconds: number;
+  const now = deps.now ?? Date.now;
+  let client: ArmClient;
   try {
-    deadlineSeconds = positiveSecondsFromEnv(env, "WAIT_DEADLINE_SECONDS", 86_400);
-    pollSeconds = positiveSecondsFromEnv(env, "WAIT_POLL_SECONDS", 30);
-    armEndpointFromEnv(env);
+    client = armClientFromEnv(env, deps, "phi3-finetune/wait-for-job", now() + wait.deadlineMs);
   } catch (err) {
     error(`wait-for-job: ${(err as Error).message}`);
     return EXIT_CONFIG;
   }
-  const jobName = env.AZUREML_JOB_NAME!.trim();
-  try {
-    const client = armClientFromEnv(env, deps, "phi3-finetune/wait-for-job");
-    const result = await waitForJob(
-      {
-        subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim(),
-        resourceGroup: env.AZURE_RESOURCE_GROUP!.trim(),
-        workspace: env.AZUREML_WORKSPACE!.trim(),
-        jobName,
-        deadlineMs: deadlineSeconds * 1000,
-        pollIntervalMs: pollSeconds * 1000,
-      },
-      { client, log: deps.log, now: deps.now, sleep: deps.sleep },
-    );
-    return result.exitCode;
-  } catch (err) {
-    if (err instanceof ArmError) {
-      error(`wait-for-job: could not read Azure ML job ${jobName}: ${err.message}`);
-    } else {
-      error(`wait-for-job: unexpected error while waiting for job ${jobName}: ${(err as Error)?.message ?? String(err)}`);
-    }
-    return EXIT_ARM;
-  }
+  return waitWithClient(client, wait, deps);
 }
 
-/** Entry point: reads `process.env`, waits, and sets `process.exitCode`. */
-export async function main(): Promise<void> {
-  process.exitCode = await runWaitForJobFromEnv(process.env, {
-    log: (line) => console.log(line),
-    error: (line) => console.error(line),
-  });
+/** The command line of wait-for-job: configured by its environment (lib/cli.ts style). */
+export const WAIT_FOR_JOB_COMMAND: CommandSpec = {
+  name: "wait-for-job",
+  usage: "npx tsx jobs/wait-for-job.ts",
+  summary: "Waits for an Azure ML job to finish, printing each status change, the elapsed time and the Studio URL.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
+  options: {},
+  details:
+    "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME (required);\n" +
+    "WAIT_DEADLINE_SECONDS (default 86400), WAIT_POLL_SECONDS (default 30), ARM_ENDPOINT (https).",
+};
+
+/** Entry point: reads `process.argv` (only --help) and `process.env`, waits; resolves to the exit code. */
+export async function main(): Promise<number> {
+  const cl = programCommandLine(WAIT_FOR_JOB_COMMAND, process.argv.slice(2), console.log, console.error);
+  if ("exit" in cl) return cl.exit;
+  return runWaitForJobFromEnv(process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) {
-  void main();
-}
+if (require.main === module) runAsMain("wait-for-job", main);

@@ -1,19 +1,18 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   AML_API_VERSION,
   ARM_SCOPE,
   ArmError,
   DeadlineError,
   LongRunningOperationError,
-  backoffDelay,
   createArmClient,
-  parseRetryAfter,
+  retryAfterMs,
   waitForLongRunningOperation,
   withApiVersion,
   workspacePath,
   type ArmClientOptions,
-} from "../jobs/lib/arm";
-import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
+} from "../lib/arm";
+import { fakeClock, longestJitter, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
 const WS = { subscriptionId: "00000000-1111-2222-3333-444444444444", resourceGroup: "rg-ml", workspace: "ws-ml" };
 const WS_PATH = workspacePath(WS);
@@ -27,12 +26,10 @@ function client(extra: Partial<ArmClientOptions> = {}) {
   return createArmClient({
     baseUrl: fake.baseUrl,
     credential: cred,
-    sleep: clock.sleep,
     now: clock.now,
     maxRetries: 4,
     backoffBaseMs: 100,
     maxBackoffMs: 5000,
-    random: () => 1,
     onRetry: (l) => retries.push(l),
     ...extra,
   });
@@ -41,6 +38,7 @@ function client(extra: Partial<ArmClientOptions> = {}) {
 beforeEach(async () => {
   fake = await startFakeArm();
   clock = fakeClock();
+  longestJitter();
   cred = fakeCredential({ now: clock.now });
   retries = [];
 });
@@ -60,22 +58,17 @@ describe("paths", () => {
   });
 });
 
-describe("parseRetryAfter / backoffDelay", () => {
-  it("parses seconds and HTTP dates, rejects garbage", () => {
+describe("retryAfterMs (the cap and the poll waits; the library does its own retries)", () => {
+  it("reads retry-after-ms, x-ms-retry-after-ms, then Retry-After in seconds or as an HTTP date", () => {
     const now = Date.parse("2026-01-01T00:00:00Z");
-    expect(parseRetryAfter("7", now)).toBe(7000);
-    expect(parseRetryAfter("1.5", now)).toBe(1500);
-    expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:20 GMT", now)).toBe(20_000);
-    expect(parseRetryAfter("Wed, 31 Dec 2025 23:00:00 GMT", now)).toBe(0);
-    expect(parseRetryAfter("soon", now)).toBeUndefined();
-    expect(parseRetryAfter(undefined, now)).toBeUndefined();
-  });
-  it("grows exponentially, jitters within [d/2, d] and respects the cap", () => {
-    expect(backoffDelay(0, 100, 5000, 1)).toBe(100);
-    expect(backoffDelay(3, 100, 5000, 1)).toBe(800);
-    expect(backoffDelay(3, 100, 5000, 0)).toBe(400);
-    expect(backoffDelay(10, 100, 5000, 1)).toBe(5000);
-    expect(backoffDelay(10, 100, 5000, 0)).toBe(2500);
+    expect(retryAfterMs({ "retry-after": "7" }, now)).toBe(7000);
+    expect(retryAfterMs({ "retry-after": "1.5" }, now)).toBe(1500);
+    expect(retryAfterMs({ "retry-after": "Thu, 01 Jan 2026 00:00:20 GMT" }, now)).toBe(20_000);
+    expect(retryAfterMs({ "retry-after": "Wed, 31 Dec 2025 23:00:00 GMT" }, now)).toBe(0);
+    expect(retryAfterMs({ "retry-after-ms": "250", "retry-after": "9" }, now)).toBe(250);
+    expect(retryAfterMs({ "x-ms-retry-after-ms": "40" }, now)).toBe(40);
+    expect(retryAfterMs({ "retry-after": "soon" }, now)).toBeUndefined();
+    expect(retryAfterMs({}, now)).toBeUndefined();
   });
 });
 
@@ -123,11 +116,11 @@ describe("createArmClient", () => {
   });
 
   it("refreshes a token that is about to expire", async () => {
-    cred = fakeCredential({ now: clock.now, expiresInMs: 10 * 60_000 });
+    // core-rest-pipeline's token cycler refreshes within 2 minutes of expiry (real clock).
+    cred = fakeCredential({ now: Date.now, expiresInMs: 90_000 });
     fake.route("GET", "/x", { status: 200, body: {} });
     const c = client();
     await c.get("/x");
-    clock.advance(6 * 60_000); // within 5 minutes of expiry
     await c.get("/x");
     expect(cred.calls).toBe(2);
   });
@@ -144,10 +137,13 @@ describe("createArmClient", () => {
   });
 
   it("honours Retry-After as an HTTP date", async () => {
-    const when = new Date(clock.now() + 4000).toUTCString();
+    // The date form is read against the real clock (the library's); the header has whole seconds.
+    const when = new Date(Date.now() + 4000).toUTCString();
     fake.route("GET", "/x", [{ status: 503, headers: { "retry-after": when } }, { status: 200, body: {} }]);
     await client().get("/x");
-    expect(clock.sleeps).toEqual([4000]);
+    expect(clock.sleeps).toHaveLength(1);
+    expect(clock.sleeps[0]).toBeGreaterThan(2900);
+    expect(clock.sleeps[0]).toBeLessThanOrEqual(4000);
   });
 
   it("caps Retry-After by maxBackoffMs", async () => {
@@ -171,7 +167,8 @@ describe("createArmClient", () => {
 
   it("uses jitter (random 0 halves the delay)", async () => {
     fake.route("GET", "/x", [{ status: 500 }, { status: 500 }, { status: 200, body: {} }]);
-    await client({ random: () => 0 }).get("/x");
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    await client().get("/x");
     expect(clock.sleeps).toEqual([50, 100]);
   });
 

@@ -12,9 +12,9 @@ import { autoscaleProfile, DEPLOYMENT_METRIC_NAMESPACE, defaultRules, describeAu
 import { parseConfig, rawProjectConfig, type RawConfig } from "../infra/config";
 import { costInputOf, estimateCost, formatCostReport, loadPriceTable } from "../infra/cost";
 import { RECORDED_VM_SIZES } from "../infra/vm-sizes";
-import { preflightInput, requiredQuota } from "../jobs/lib/preflight";
-import type { ProgramRun } from "../jobs/lib/mock-runtime";
-import { unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { preflightInput, requiredQuota } from "../lib/preflight";
+import type { ProgramRun } from "../lib/mock-runtime";
+import { unwrapSecrets } from "../lib/mock-runtime";
 import { expectRefused } from "./helpers/config";
 import { byName, ofType, runStack, stackConfig } from "./helpers/stack";
 

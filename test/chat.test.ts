@@ -18,7 +18,7 @@ import {
   resolveEndpoint,
   type ChatMessage,
   type PulumiRunner,
-} from "../jobs/chat";
+} from "../cli/chat";
 
 const KEY = "k3y-SUPER-secret-0123456789abcdef";
 
@@ -118,11 +118,12 @@ describe("parseArgs", () => {
 
   it.each([
     [["--shape", "completion"], /--shape must be "chat" or "prompt-list"/],
-    [["--temperature", "-1"], /--temperature must be a number >= 0/],
+    [["--temperature=-1"], /--temperature must be a number >= 0/],
+    [["--temperature", "-1"], /--temperature needs a value \(<n>\); a value starting with '-' is written --temperature=<value>, e.g. --temperature=-1/],
     [["--temperature", "hot"], /--temperature/],
     [["--max-new-tokens", "1.5"], /integer >= 1/],
     [["--timeout", "0"], /seconds > 0/],
-    [["--retries", "-2"], /integer >= 0/],
+    [["--retries=-2"], /integer >= 0/],
     [["--retries"], /--retries needs a value/],
     [["--verbose"], /unknown option --verbose/],
   ])("rejects %j", (argv, message) => {
@@ -570,10 +571,10 @@ describe("main (in process), interactive default shape", () => {
   });
 });
 
-describe("end to end: npx tsx jobs/chat.ts", () => {
+describe("end to end: npx tsx cli/chat.ts", () => {
   function run(args: string[], env: Record<string, string>) {
     return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn("npx", ["tsx", "jobs/chat.ts", ...args], {
+      const child = spawn("npx", ["tsx", "cli/chat.ts", ...args], {
         cwd: join(__dirname, ".."),
         env: { ...process.env, ENDPOINT_URI: "", ENDPOINT_KEY: "", PATH: process.env.PATH ?? "", ...env },
         stdio: ["ignore", "pipe", "pipe"],

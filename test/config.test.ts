@@ -129,6 +129,8 @@ describe("validateDataFiles: a split must fill one packed sequence", () => {
       ...base,
       data: json({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }),
       hyperparameters: json({ maxSeqLength }),
+      // A 128k-context model, so long sequences pass the context check and reach the data check.
+      baseModel: "microsoft/Phi-3-mini-128k-instruct",
     }).config;
 
   it("passes the example data at 512 tokens", () => {

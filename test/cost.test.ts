@@ -9,6 +9,7 @@ import {
   loadPriceTable,
   type CostInput,
 } from "../infra/cost";
+import { prng } from "./helpers/prng";
 
 const A100 = "Standard_NC24ads_A100_v4";
 const V100 = "Standard_NC6s_v3";
@@ -37,17 +38,8 @@ function input(overrides: Partial<CostInput> = {}): CostInput {
   };
 }
 
-/** Deterministic PRNG (mulberry32) so the property loop is reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so the property loop is reproducible. */
+const rng = prng;
 
 describe("price table", () => {
   const table = loadPriceTable();

@@ -1,4 +1,4 @@
-/** jobs/doctor.ts: pure parts, and every check against a fake ARM server on 127.0.0.1. */
+/** cli/doctor.ts: pure parts, and every check against a fake ARM server on 127.0.0.1. */
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig, type StackConfig } from "../infra/config";
@@ -13,7 +13,7 @@ import {
   type Check,
   type DoctorResult,
   type VmSize,
-} from "../jobs/doctor";
+} from "../cli/doctor";
 import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
 const SUB = "11111111-2222-3333-4444-555555555555";
@@ -90,7 +90,6 @@ function run(cfg: StackConfig = config(), extra: { subscriptionId?: string; env?
       baseUrl: fake.baseUrl,
       env: extra.env ?? {},
       log: (l) => logs.push(l),
-      sleep: clock.sleep,
       backoffBaseMs: 1,
       maxRetries: 3,
     },
@@ -124,7 +123,7 @@ describe("parseDoctorArgs", () => {
     expect(parseDoctorArgs(["--stack=ci"]).stack).toBe("ci");
   });
   it("rejects unknown arguments, missing values, bad stack names and non-GUID subscriptions", () => {
-    expect(() => parseDoctorArgs(["--bogus"])).toThrow(/unknown argument '--bogus'.*Usage/);
+    expect(() => parseDoctorArgs(["--bogus"])).toThrow(/unknown option --bogus/);
     expect(() => parseDoctorArgs(["--stack"])).toThrow(/--stack needs a value/);
     expect(() => parseDoctorArgs(["--stack", "--json"])).toThrow(/--stack needs a value/);
     expect(() => parseDoctorArgs(["--stack", "a/b"])).toThrow(/not a valid stack name/);
@@ -506,12 +505,12 @@ describe("main", () => {
     expect(fake.requests).toHaveLength(0);
   });
 
-  it("an invalid stack config exits 2 with parseConfig's message; a missing stack file too", async () => {
-    expect(await main(["--stack", "bad", "--subscription", SUB], opts({ root: FIXTURES }))).toBe(2);
+  it("an invalid stack config exits 1 (config) with parseConfig's message; a missing stack file 2 (usage)", async () => {
+    expect(await main(["--stack", "bad", "--subscription", SUB], opts({ root: FIXTURES }))).toBe(1);
     expect(err.join("\n")).toContain("Invalid stack configuration");
     expect(err.join("\n")).toContain("phi3-finetune:trainingCluster.maxNodes");
     expect(await main(["--stack", "missing"], opts({ root: FIXTURES }))).toBe(2);
-    expect(err.join("\n")).toContain("Pulumi.missing.yaml: not found");
+    expect(err.join("\n")).toContain("Pulumi.missing.yaml not found");
     expect(fake.requests).toHaveLength(0);
   });
 

@@ -9,7 +9,7 @@ import {
   TIMEOUT_SHARE,
   vcpusOf,
 } from "../infra/generation";
-import { unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { unwrapSecrets } from "../lib/mock-runtime";
 import { byName, runStack } from "./helpers/stack";
 
 describe("chat defaults sized for the serving hardware", () => {

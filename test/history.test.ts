@@ -14,7 +14,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { ProgramRun, Registration } from "../jobs/lib/mock-runtime";
+import type { ProgramRun, Registration } from "../lib/mock-runtime";
 import { byName, projectCopy, runStack } from "./helpers/stack";
 
 const ML = "azure-native:machinelearningservices";

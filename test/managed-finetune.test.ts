@@ -11,7 +11,7 @@ import type * as inputs from "@pulumi/azure-native/types/input";
 import { parseConfig, rawProjectConfig, type RawConfig } from "../infra/config";
 import { MANAGED_COMPONENT, PREP_FILES, REGISTRY_MODELS, managedLiteralInputs, managedPipelineJob } from "../infra/managed-finetune";
 import { planTraining } from "../infra/training";
-import { type ProgramRun, type Registration, unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { type ProgramRun, type Registration, unwrapSecrets } from "../lib/mock-runtime";
 import { expectRefused } from "./helpers/config";
 import { byName, commandEnv, ofType, projectCopy, ROOT, runStack, stackConfig } from "./helpers/stack";
 

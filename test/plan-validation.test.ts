@@ -101,7 +101,7 @@ describe("wrong configs are rejected at plan time with the key named", () => {
       "config:\n  azure-native:location: eastus3\n  phi3-finetune:serving:\n    deployments:\n      - name: blue\n        model: {name: phi3-finetuned, version: '1'}\n        instanceType: Standard_NC4as_T4v3\n",
     );
     try {
-      const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), ["jobs/plan.ts", "--stack", "test-wrongnames"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+      const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), ["cli/plan.ts", "--stack", "test-wrongnames"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
       expect(r.status).toBe(1);
       expect(r.stdout).toBe("");
       expect(r.stderr).toContain("azure-native:location: is not an Azure region; did you mean eastus2");

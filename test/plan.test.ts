@@ -1,5 +1,5 @@
 /**
- * The offline plan end to end (`tsx jobs/plan.ts`, as `npm run plan` runs it) on the real
+ * The offline plan end to end (`tsx cli/plan.ts`, as `npm run plan` runs it) on the real
  * stack files, plus the failure paths: bad config and bad data exit 1 with a clear message
  * and no stack trace.
  */
@@ -12,7 +12,7 @@ import { ROOT } from "./helpers/stack";
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 function plan(...args: string[]) {
-  const r = spawnSync(TSX, ["jobs/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(TSX, ["cli/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -96,8 +96,8 @@ describe("other stacks", () => {
   it("local-data: data assets from the user's JSONL instead of the preparation job", () => {
     const r = plan("--stack", "local-data");
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/phi3-training-train-data\s+DataVersion\s+[0-9a-f]{12}/);
-    expect(r.stdout).toMatch(/phi3-training-test-data\s+DataVersion\s+[0-9a-f]{12}/);
+    expect(r.stdout).toMatch(/phi3-training-train-data\s+machinelearningservices:DataVersion\s+[0-9a-f]{12}/);
+    expect(r.stdout).toMatch(/phi3-training-test-data\s+machinelearningservices:DataVersion\s+[0-9a-f]{12}/);
     // The long-form datastore URI the SDK writes, in workspaceblobstore under LocalUpload/<hash>/.
     expect(r.stdout).toMatch(/uri_file azureml:\/\/subscriptions\/[0-9a-f-]{36}\/resourcegroups\/rg-phi3loc-localdata\/workspaces\/mlw-phi3loc-[0-9a-f]{6}\/datastores\/workspaceblobstore\/paths\/LocalUpload\/[0-9a-f]{32}\/train\.jsonl/);
     expect(r.stdout).not.toMatch(/submits command job phi3loc-prep-/);
@@ -107,11 +107,11 @@ describe("other stacks", () => {
   it("bluegreen: two deployments and a 90/10 split", () => {
     const r = plan("--stack", "bluegreen");
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+OnlineDeployment\s+blue-[0-9a-f]{8}/);
-    expect(r.stdout).toMatch(/phi3-serving-deployment-green\s+OnlineDeployment\s+green-[0-9a-f]{8}/);
+    expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+machinelearningservices:OnlineDeployment\s+blue-[0-9a-f]{8}/);
+    expect(r.stdout).toMatch(/phi3-serving-deployment-green\s+machinelearningservices:OnlineDeployment\s+green-[0-9a-f]{8}/);
     expect(r.stdout).toMatch(/traffic=\{"blue-[0-9a-f]{8}":90,"green-[0-9a-f]{8}":10\}/);
     // From scratch: both serve the version this stack trains (nothing else exists on a fresh subscription).
-    expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+OnlineDeployment\s+blue-[0-9a-f]{8}\n\s+Standard_NC4as_T4_v3 x1, model=phi3-finetuned\/versions\/\d+,/);
+    expect(r.stdout).toMatch(/phi3-serving-deployment-blue\s+machinelearningservices:OnlineDeployment\s+blue-[0-9a-f]{8}\n\s+Standard_NC4as_T4_v3 x1, model=phi3-finetuned\/versions\/\d+,/);
     expect(r.stdout).not.toMatch(/model=phi3-finetuned\/versions\/1,/);
     expect(r.stdout).not.toContain("Warnings:");
   });
@@ -152,8 +152,8 @@ describe("failures", () => {
 
   it("missing stack file and bad arguments", () => {
     const missing = plan("--stack", "nope");
-    expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain("Pulumi.nope.yaml: not found");
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("Pulumi.nope.yaml not found");
     const usage = plan("--bogus");
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("Usage: npm run plan");

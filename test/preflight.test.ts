@@ -8,7 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { azureNames } from "../infra/naming";
 import { RECORDED_VM_SIZES, RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
-import type { ProgramRun, Registration } from "../jobs/lib/mock-runtime";
+import type { ProgramRun, Registration } from "../lib/mock-runtime";
 import { runPreflightFromEnv } from "../jobs/preflight";
 import { fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm } from "./helpers/fake-arm";
 import { byName, commandEnv, runStack } from "./helpers/stack";

@@ -9,9 +9,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
-import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
 import { deployerPrincipalType, SECURITY_DEFAULTS } from "../infra/security";
-import { buildPlan, formatPlan } from "../jobs/plan";
+import { buildPlan, formatPlan } from "../cli/plan";
 import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
 const plain = (r: Registration) => unwrapSecrets(r.inputs);
@@ -314,7 +314,7 @@ describe("deployer principal type", () => {
 
 describe("the private example's offline plan", () => {
   const TSX = path.join(ROOT, "node_modules/.bin/tsx");
-  const plan = (...args: string[]) => spawnSync(TSX, ["jobs/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  const plan = (...args: string[]) => spawnSync(TSX, ["cli/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
 
   it("plans, and its cost estimate includes the private endpoints, the firewalls and the Premium registry", () => {
     const text = plan("--stack", "private");

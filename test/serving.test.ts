@@ -5,7 +5,7 @@
  * the deployments and is updated before the old one is deleted).
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { ProgramRun, unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { ProgramRun, unwrapSecrets } from "../lib/mock-runtime";
 import { byName, commandEnv, ofType, runStack } from "./helpers/stack";
 
 const DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment";

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ArmError, DeadlineError, LongRunningOperationError, createArmClient, workspacePath } from "../jobs/lib/arm";
+import { ArmError, DeadlineError, LongRunningOperationError, createArmClient, workspacePath } from "../lib/arm";
 import {
   EXIT_CONFIG,
   EXIT_DEADLINE,
@@ -19,7 +19,7 @@ import {
   type TrafficMap,
   type TrafficOptions,
 } from "../jobs/set-traffic";
-import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type RecordedRequest } from "./helpers/fake-arm";
+import { fakeClock, longestJitter, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type RecordedRequest } from "./helpers/fake-arm";
 
 const WS = { subscriptionId: "sub-1", resourceGroup: "rg-1", workspace: "ws-1" };
 const EP = "phi3-ep-x1";
@@ -155,10 +155,8 @@ function deps() {
     baseUrl: fake.baseUrl,
     credential: cred,
     now: clock.now,
-    sleep: clock.sleep,
     backoffBaseMs: 10,
     maxBackoffMs: 1000,
-    random: () => 1,
   });
   return { client, log: (l: string) => lines.push(l), now: clock.now, sleep: clock.sleep };
 }
@@ -169,6 +167,7 @@ const deploymentGets = (d: string): RecordedRequest[] => fake.requestsTo("GET", 
 beforeEach(async () => {
   fake = await startFakeArm();
   clock = fakeClock();
+  longestJitter();
   t0 = clock.now();
   cred = fakeCredential({ now: clock.now });
   lines = [];
@@ -484,9 +483,9 @@ describe("runSetTrafficFromEnv", () => {
     expect(await runSetTrafficFromEnv("apply", env({ TRAFFIC_DEADLINE_SECONDS: "60" }), rdeps())).toBe(EXIT_DEADLINE);
   });
 
-  it("401 exits 1 without printing the token", async () => {
+  it("401 exits 4 (the one exit code for Azure and credential errors) without printing the token", async () => {
     fake.route("GET", /deployments/, { status: 401, body: { error: { code: "InvalidAuthenticationToken", message: "bad" } } });
-    expect(await runSetTrafficFromEnv("apply", env(), rdeps())).toBe(EXIT_FAILED);
+    expect(await runSetTrafficFromEnv("apply", env(), rdeps())).toBe(4);
     const out = lines.join("\n");
     expect(out).toMatch(/HTTP 401 InvalidAuthenticationToken/);
     expect(out).not.toContain(cred.token);

@@ -10,7 +10,7 @@ import { configProblems } from "./helpers/config";
 import { ConfigError, parseConfig, type RawConfig } from "../infra/config";
 import { BINDING, commandLine, HF_REPO_ID, shellQuote, splitShellWords } from "../infra/shell";
 import { fineTuneArguments, fineTuneCommand, prepArguments, prepCommand } from "../infra/training";
-import { readStackConfig } from "../jobs/lib/mock-runtime";
+import { readStackConfig } from "../lib/mock-runtime";
 import { rawProjectConfig } from "../infra/config";
 import { commandEnv, ofType, ROOT, runStack } from "./helpers/stack";
 

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BUILT_IN_ROLES, roleAssignmentName } from "../infra/identity";
-import { MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, isSecretValue, unwrapSecrets } from "../jobs/lib/mock-runtime";
+import { MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, isSecretValue, unwrapSecrets } from "../lib/mock-runtime";
 import { byName, commandEnv, ofType, ROOT, runStack } from "./helpers/stack";
 
 const ML = "azure-native:machinelearningservices";

@@ -1,6 +1,6 @@
 /** jobs/submit-job.ts against a fake ARM server on 127.0.0.1. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { workspacePath } from "../jobs/lib/arm";
+import { workspacePath } from "../lib/arm";
 import { parseJobBody, runSubmitJobFromEnv } from "../jobs/submit-job";
 import { EXIT_ARM, EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK } from "../jobs/wait-for-job";
 import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock } from "./helpers/fake-arm";

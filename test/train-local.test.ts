@@ -91,7 +91,7 @@ describe("train:local data checks (the plan's)", () => {
     const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
     try {
       expect(await main(["--train-file", "a", "--eval-file", "b", "--output", "o", "--stack", "nope"])).toBe(2);
-      expect(err.mock.calls.map((c) => String(c[0])).join("")).toContain("Pulumi.nope.yaml: not found");
+      expect(err.mock.calls.map((c) => String(c[0])).join("")).toContain("Pulumi.nope.yaml not found");
     } finally {
       err.mockRestore();
     }

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ArmError, createArmClient, workspacePath } from "../jobs/lib/arm";
+import { ArmError, createArmClient, workspacePath } from "../lib/arm";
 import {
   EXIT_ARM,
   EXIT_CONFIG,
@@ -14,7 +14,7 @@ import {
   studioUrl,
   waitForJob,
 } from "../jobs/wait-for-job";
-import { fakeClock, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type FakeResponse } from "./helpers/fake-arm";
+import { fakeClock, longestJitter, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type FakeResponse } from "./helpers/fake-arm";
 
 const COORDS = { subscriptionId: "sub-1", resourceGroup: "rg-1", workspace: "ws-1", jobName: "ft-phi3-abc123" };
 const JOB_PATH = `${workspacePath(COORDS)}/jobs/${COORDS.jobName}`;
@@ -40,12 +40,10 @@ function run(opts: { pollIntervalMs?: number; deadlineMs?: number; notFoundGrace
   const client = createArmClient({
     baseUrl: fake.baseUrl,
     credential: cred,
-    sleep: clock.sleep,
     now: clock.now,
     maxRetries: opts.maxRetries ?? 3,
     backoffBaseMs: 100,
     maxBackoffMs: 10_000,
-    random: () => 1,
     onRetry: (l) => lines.push(l),
   });
   return waitForJob(
@@ -62,6 +60,7 @@ function run(opts: { pollIntervalMs?: number; deadlineMs?: number; notFoundGrace
 beforeEach(async () => {
   fake = await startFakeArm();
   clock = fakeClock();
+  longestJitter();
   cred = fakeCredential({ now: clock.now });
   lines = [];
 });

@@ -1,10 +1,22 @@
 /**
- * A tiny fake Azure Resource Manager for tests: an HTTP server on 127.0.0.1 (random port)
- * that records every request and answers from scripted routes.
+ * A tiny fake Azure Resource Manager for tests: an HTTPS server on 127.0.0.1 (random port)
+ * that records every request and answers from scripted routes. It serves the test-only
+ * loopback certificate of test/fixtures/tls/, which vitest.config.mts hands to every test
+ * process through NODE_EXTRA_CA_CERTS: the bearer-token policy of @azure/core-rest-pipeline
+ * sends tokens over TLS only, so the fake speaks TLS like ARM does.
  */
-import http from "node:http";
+import { readFileSync } from "node:fs";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { onTestFinished, vi } from "vitest";
 import type { AccessToken, TokenCredential } from "@azure/identity";
+
+/** Test-only TLS key and certificate for 127.0.0.1 / localhost (they protect nothing). */
+export const LOOPBACK_TLS = {
+  key: readFileSync(path.join(__dirname, "../fixtures/tls/loopback.key")),
+  cert: readFileSync(path.join(__dirname, "../fixtures/tls/loopback.crt")),
+};
 
 /** A request the fake server received. */
 export interface RecordedRequest {
@@ -19,12 +31,18 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-/** A scripted answer. `destroy: true` closes the socket without answering (network error). */
+/**
+ * A scripted answer. `destroy: true` closes the socket without answering (network error);
+ * `hang: true` accepts the request and never answers; `trickle: true` sends the headers and
+ * then one byte of body every 200 ms, never finishing.
+ */
 export interface FakeResponse {
   status?: number;
   body?: unknown;
   headers?: Record<string, string>;
   destroy?: boolean;
+  hang?: boolean;
+  trickle?: boolean;
 }
 
 /** Computes an answer from the request (may read/modify test state). */
@@ -67,7 +85,7 @@ export async function startFakeArm(): Promise<FakeArm> {
   // eslint-disable-next-line prefer-const
   let fake: FakeArm;
 
-  const server = http.createServer((req, res) => {
+  const server = https.createServer(LOOPBACK_TLS, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -108,9 +126,19 @@ export async function startFakeArm(): Promise<FakeArm> {
           req.socket.destroy();
           return;
         }
+        if (answer.hang) return;
+        if (answer.trickle) {
+          res.writeHead(answer.status ?? 200, { "content-type": "application/json", ...(answer.headers ?? {}) });
+          const timer = setInterval(() => (res.destroyed ? clearInterval(timer) : res.write(" ")), 200);
+          res.on("close", () => clearInterval(timer));
+          return;
+        }
         const payload = answer.body === undefined ? "" : typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
+        // ARM answers every 401 with a Bearer challenge; clients refresh their token on it.
+        const challenge = answer.status === 401 ? { "www-authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"' } : {};
         res.writeHead(answer.status ?? 200, {
           "content-type": "application/json",
+          ...challenge,
           ...(answer.headers ?? {}),
         });
         res.end(payload);
@@ -122,7 +150,7 @@ export async function startFakeArm(): Promise<FakeArm> {
   const port = (server.address() as AddressInfo).port;
 
   fake = {
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl: `https://127.0.0.1:${port}`,
     requests,
     unmatched,
     route(method, path, responses) {
@@ -189,7 +217,14 @@ export function fakeCredential(opts: { token?: string; expiresInMs?: number; fai
   return cred;
 }
 
-/** A controllable clock: `sleep` advances `now` instantly and records the delays. */
+/**
+ * A controllable clock: `sleep` advances `now` instantly and records the delays. While the
+ * test runs it also stands in for the global `setTimeout` given a delay, which is how
+ * @azure/core-rest-pipeline's retry policy and @azure/core-lro wait: such a timer fires on the
+ * next turn of the event loop, advances `now` by its delay and is recorded in `sleeps` like
+ * the program's own waits, so a test sees every wait the libraries take (Node's own timers,
+ * `AbortSignal.timeout` and node:timers/promises are not affected). Restored when the test ends.
+ */
 export interface FakeClock {
   now: () => number;
   sleep: (ms: number) => Promise<void>;
@@ -197,8 +232,8 @@ export interface FakeClock {
   advance(ms: number): void;
 }
 
-/** Creates a {@link FakeClock} starting at `start` (epoch ms). */
-export function fakeClock(start = Date.parse("2026-01-01T00:00:00Z")): FakeClock {
+/** Creates a {@link FakeClock} starting at `start` (epoch ms, default the real time now). */
+export function fakeClock(start = Date.now()): FakeClock {
   let t = start;
   const clock: FakeClock = {
     now: () => t,
@@ -212,6 +247,17 @@ export function fakeClock(start = Date.parse("2026-01-01T00:00:00Z")): FakeClock
       t += ms;
     },
   };
+  const realSetTimeout = globalThis.setTimeout;
+  const fake = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    if (typeof ms !== "number" || !(ms >= 0)) return realSetTimeout(fn, ms, ...args);
+    clock.sleeps.push(ms);
+    t += ms;
+    return realSetTimeout(fn, 0, ...args);
+  }) as typeof setTimeout;
+  globalThis.setTimeout = fake;
+  onTestFinished(() => {
+    if (globalThis.setTimeout === fake) globalThis.setTimeout = realSetTimeout;
+  });
   return clock;
 }
 
@@ -248,4 +294,14 @@ export function routeHealthySubscription(fake: FakeArm, s: HealthySubscription):
   }
   fake.route("GET", new RegExp(`^/subscriptions/${sub}/providers/Microsoft\\.KeyVault/locations/${s.location}/deletedVaults/`), notFound);
   fake.route("GET", new RegExp(`^/subscriptions/${sub}/resourceGroups/[^/]+/providers/`), notFound);
+}
+
+/**
+ * Makes the jitter of @azure/core-rest-pipeline's exponential retry pick its longest delay
+ * (`Math.random` just under 1) for the current test, so a test can assert exact waits:
+ * retry n then waits `min(max, base * 2^n)`.
+ */
+export function longestJitter(): void {
+  const spy = vi.spyOn(Math, "random").mockReturnValue(0.999999);
+  onTestFinished(() => spy.mockRestore());
 }

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { vi } from "vitest";
-import { ProgramRun, readStackConfig, Registration, runProgram } from "../../jobs/lib/mock-runtime";
+import { ProgramRun, readStackConfig, Registration, runProgram } from "../../lib/mock-runtime";
 
 export const ROOT = path.resolve(__dirname, "../..");
 

@@ -379,7 +379,7 @@ class ServingConfigTest(unittest.TestCase):
         import call_endpoint
 
         self.assertEqual(call_endpoint.CONVERSATION_TURN_SEPARATOR, fine_tune.CONVERSATION_TURN_SEPARATOR)
-        with open(os.path.join(helpers.REPO_ROOT, "jobs", "chat.ts"), encoding="utf-8") as handle:
+        with open(os.path.join(helpers.REPO_ROOT, "cli", "chat.ts"), encoding="utf-8") as handle:
             ts = re.search(r'export const CONVERSATION_TURN_SEPARATOR = "([^"]*)";', handle.read()).group(1)
         self.assertEqual(ts.replace("\\n", "\n"), fine_tune.CONVERSATION_TURN_SEPARATOR)
 

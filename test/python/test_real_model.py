@@ -44,9 +44,9 @@ def free_port():
 
 
 def chat_ts_payload(shape, messages, temperature, max_new_tokens):
-    """The exact body `npm run chat` sends (jobs/chat.ts buildPayload, run by Node)."""
+    """The exact body `npm run chat` sends (cli/chat.ts buildPayload, run by Node)."""
     script = (
-        "import { buildPayload } from './jobs/chat';"
+        "import { buildPayload } from './cli/chat';"
         f"console.log(JSON.stringify(buildPayload({json.dumps(shape)}, {json.dumps(messages)}, "
         f"{{ temperature: {temperature}, maxNewTokens: {max_new_tokens} }})));"
     )

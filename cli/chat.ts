@@ -23,6 +23,18 @@ import { execFile } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
+import {
+  createDefaultHttpClient,
+  createEmptyPipeline,
+  createHttpHeaders,
+  createPipelineRequest,
+  throttlingRetryPolicy,
+  type HttpClient,
+  type PipelinePolicy,
+} from "@azure/core-rest-pipeline";
+import { retryAfterMs } from "../lib/arm";
+import { STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, type CommandSpec } from "../lib/cli";
+import { maskSecrets } from "../lib/secrets";
 
 /** Payload shape understood by the endpoint (see module header). */
 export type Shape = "chat" | "prompt-list";
@@ -33,7 +45,7 @@ export interface ChatMessage {
   content: string;
 }
 
-/** Parsed command line of `jobs/chat.ts`. */
+/** Parsed command line of `cli/chat.ts`. */
 export interface ChatArgs {
   /** The question (positional arguments joined by spaces), if any. */
   question?: string;
@@ -107,10 +119,7 @@ export function conversationPrompt(messages: readonly ChatMessage[]): string {
  */
 export type PulumiRunner = (args: string[]) => Promise<string | null>;
 
-/** Error for a bad command line (exit code 2). */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+export { UsageError } from "../lib/cli";
 
 /** Error for a missing or unusable endpoint configuration (exit code 1). */
 export class ConfigError extends Error {
@@ -129,27 +138,29 @@ export class EndpointError extends Error {
   }
 }
 
+/** The command line of chat (lib/cli.ts style). */
+export const CHAT_COMMAND: CommandSpec = {
+  name: "chat",
+  usage: "npm run chat --",
+  summary:
+    "Asks the deployed Azure ML online endpoint a question and prints the answer.\n" +
+    "Without a question: interactive mode when stdin is a terminal, else the question is read\n" +
+    "from stdin. Endpoint from ENDPOINT_URI / ENDPOINT_KEY, else from the Pulumi stack outputs\n" +
+    "scoringUri / endpointKey.",
+  options: {
+    interactive: { type: "boolean", short: "i", description: 'conversation loop (type "exit" or press Ctrl-D to quit)' },
+    stack: { ...STACK_OPTION, description: "Pulumi stack to read outputs from (default: the selected stack)" },
+    temperature: { type: "string", value: "<n>", description: "sampling temperature, >= 0 (default 0.7; 0 = greedy)" },
+    "max-new-tokens": { type: "string", value: "<n>", description: "maximum generated tokens (default: the stack output chatDefaults, sized for the serving hardware, else 128)" },
+    shape: { type: "string", value: "chat|prompt-list", description: "payload shape (default prompt-list: the signature finetuning_dir/fine_tune.py logs; chat for catalog models)" },
+    timeout: { type: "string", value: "<seconds>", description: "per-request timeout (default: chatDefaults, else 90)" },
+    retries: { type: "string", value: "<n>", description: "retries on HTTP 429/503 (default 4)" },
+  },
+  positionals: { value: '["question"]', max: Infinity, description: "the question (words are joined by spaces)" },
+};
+
 /** Usage text printed by `--help` and after a usage error. */
-export const USAGE = `Usage: npm run chat -- [options] ["question"]
-
-Asks the deployed Azure ML online endpoint a question and prints the answer.
-Without a question: interactive mode when stdin is a terminal, else the question is read
-from stdin. Endpoint from ENDPOINT_URI / ENDPOINT_KEY, else from the Pulumi stack outputs
-scoringUri / endpointKey.
-
-Options:
-  -i, --interactive         conversation loop (type "exit" or press Ctrl-D to quit)
-  --stack <name>            Pulumi stack to read outputs from (default: selected stack)
-  --temperature <n>         sampling temperature, >= 0 (default 0.7; 0 = greedy)
-  --max-new-tokens <n>      maximum generated tokens (default: the stack output
-                            chatDefaults, sized for the serving hardware, else 128)
-  --shape chat|prompt-list  payload shape (default prompt-list: the signature that
-                            finetuning_dir/fine_tune.py logs; chat for catalog models)
-  --timeout <seconds>       per-request timeout (default: chatDefaults, else 90)
-  --retries <n>             retries on HTTP 429/503 (default 4)
-  -h, --help                this help`;
-
-const VALUE_OPTIONS = new Set(["--stack", "--temperature", "--max-new-tokens", "--shape", "--timeout", "--retries"]);
+export const USAGE = helpText(CHAT_COMMAND);
 
 function numberOption(name: string, raw: string, check: (n: number) => boolean, what: string): number {
   const n = raw.trim() === "" ? NaN : Number(raw);
@@ -160,7 +171,8 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
 }
 
 /**
- * Parses the command line (without `node` and the script path).
+ * Parses the command line (without `node` and the script path) with `node:util`'s
+ * `parseArgs` (lib/cli.ts).
  *
  * Accepts `--opt value` and `--opt=value`; `--` ends options; other arguments are joined by
  * spaces into the question. Defaults: temperature 0.7, shape `prompt-list`, retries 4;
@@ -168,72 +180,25 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
  * {@link BUILT_IN_DEFAULTS} apply later).
  *
  * @param argv e.g. `process.argv.slice(2)`.
- * @throws {UsageError} on an unknown option, a missing value, or an out-of-range value
- *   (temperature < 0, max-new-tokens / retries not integers, timeout <= 0, unknown shape).
+ * @throws {UsageError} on an unknown option (with "did you mean"), a missing value, or an
+ *   out-of-range value (temperature < 0, max-new-tokens / retries not integers, timeout <= 0,
+ *   unknown shape).
  */
 export function parseArgs(argv: readonly string[]): ChatArgs {
-  const out: ChatArgs = {
-    interactive: false,
-    help: false,
-    temperature: 0.7,
-    shape: "prompt-list",
-    retries: 4,
-  };
-  const words: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--") {
-      words.push(...argv.slice(i + 1));
-      break;
-    }
-    if (arg === "-i" || arg === "--interactive") {
-      out.interactive = true;
-      continue;
-    }
-    if (arg === "-h" || arg === "--help") {
-      out.help = true;
-      continue;
-    }
-    if (!arg.startsWith("-") || arg === "-") {
-      words.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    if (!VALUE_OPTIONS.has(name)) throw new UsageError(`unknown option ${name}`);
-    let value: string;
-    if (eq !== -1) {
-      value = arg.slice(eq + 1);
-    } else {
-      if (i + 1 >= argv.length) throw new UsageError(`${name} needs a value`);
-      value = argv[++i];
-    }
-    switch (name) {
-      case "--stack":
-        if (value.trim() === "") throw new UsageError("--stack needs a stack name");
-        out.stack = value;
-        break;
-      case "--temperature":
-        out.temperature = numberOption(name, value, (n) => n >= 0, "a number >= 0");
-        break;
-      case "--max-new-tokens":
-        out.maxNewTokens = numberOption(name, value, (n) => Number.isInteger(n) && n >= 1, "an integer >= 1");
-        break;
-      case "--timeout":
-        out.timeoutSec = numberOption(name, value, (n) => n > 0, "a number of seconds > 0");
-        break;
-      case "--retries":
-        out.retries = numberOption(name, value, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
-        break;
-      case "--shape":
-        if (value !== "chat" && value !== "prompt-list") {
-          throw new UsageError(`--shape must be "chat" or "prompt-list", got ${JSON.stringify(value)}`);
-        }
-        out.shape = value;
-        break;
-    }
+  const { values, positionals, help } = parseCommandLine(CHAT_COMMAND, argv);
+  const out: ChatArgs = { interactive: values.interactive === true, help, temperature: 0.7, shape: "prompt-list", retries: 4 };
+  const str = (k: string) => values[k] as string | undefined;
+  if (str("stack") !== undefined) out.stack = checkStackName(str("stack")!);
+  if (str("temperature") !== undefined) out.temperature = numberOption("--temperature", str("temperature")!, (n) => n >= 0, "a number >= 0");
+  if (str("max-new-tokens") !== undefined) out.maxNewTokens = numberOption("--max-new-tokens", str("max-new-tokens")!, (n) => Number.isInteger(n) && n >= 1, "an integer >= 1");
+  if (str("timeout") !== undefined) out.timeoutSec = numberOption("--timeout", str("timeout")!, (n) => n > 0, "a number of seconds > 0");
+  if (str("retries") !== undefined) out.retries = numberOption("--retries", str("retries")!, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
+  const shape = str("shape");
+  if (shape !== undefined) {
+    if (shape !== "chat" && shape !== "prompt-list") throw new UsageError(`--shape must be "chat" or "prompt-list", got ${JSON.stringify(shape)}`);
+    out.shape = shape;
   }
-  const question = words.join(" ").trim();
+  const question = positionals.join(" ").trim();
   if (question !== "") out.question = question;
   return out;
 }
@@ -342,17 +307,14 @@ export function parseAnswer(shape: Shape, body: string): string {
 }
 
 /**
- * Replaces every occurrence of `secret` (raw and URL-encoded) in `text` with `***`.
+ * Replaces `secret` in `text` with `***` in every form a server may echo it (plain,
+ * URL-encoded, base64, JSON-escaped: lib/secrets.ts).
  *
  * @param text any text that might contain the secret (error message, body, URL).
  * @param secret the value to hide; nothing is replaced when it is empty/undefined.
  */
 export function maskSecret(text: string, secret: string | undefined): string {
-  if (!secret) return text;
-  let out = text.split(secret).join("***");
-  const encoded = encodeURIComponent(secret);
-  if (encoded !== secret) out = out.split(encoded).join("***");
-  return out;
+  return maskSecrets(text, [secret]);
 }
 
 /**
@@ -370,21 +332,12 @@ export function displayUrl(uri: string): string {
   }
 }
 
-/** Parses Retry-After (delta-seconds or HTTP-date) into milliseconds, or undefined. */
-function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (header === null || header.trim() === "") return undefined;
-  const trimmed = header.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
-  const date = Date.parse(trimmed);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Hosts plain HTTP is accepted for: the local scoring server (`npm run serve:local`) and tests. */
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
 /** Arguments of {@link askEndpoint}. */
 export interface AskOptions {
-  /** Scoring URI (http or https). */
+  /** Scoring URI (https; http only on 127.0.0.1 / localhost). */
   uri: string;
   /** Endpoint key, sent as `Authorization: Bearer <key>`. */
   key: string;
@@ -398,8 +351,8 @@ export interface AskOptions {
   backoffBaseMs: number;
   /** Upper bound for any single wait, Retry-After included, in ms (default 60000). */
   maxBackoffMs?: number;
-  /** fetch implementation (default: global fetch). */
-  fetchImpl?: typeof fetch;
+  /** Transport (default: core-rest-pipeline's Node client). */
+  httpClient?: HttpClient;
   /** Called before each wait, e.g. to tell the user; `attempt` is 1-based. */
   onRetry?: (info: { attempt: number; status: number; waitMs: number }) => void;
 }
@@ -408,85 +361,129 @@ export interface AskOptions {
  * POSTs `payload` as JSON to the scoring URI with `Authorization: Bearer <key>` and
  * resolves to the response body text of the first 2xx answer.
  *
- * HTTP 429 and 503 are retried up to `retries` times with exponential backoff
- * (`backoffBaseMs * 2^n`), honouring a `Retry-After` header (seconds or HTTP-date), each
- * wait capped at `maxBackoffMs`. Error messages never contain the key and show the URL
- * without query string.
+ * Sent through an `@azure/core-rest-pipeline` pipeline: its `throttlingRetryPolicy` retries
+ * HTTP 429 and 503 up to `retries` times, waiting what `Retry-After` says. What the library
+ * does not do is done by the attempt policy below: managed online endpoints often answer
+ * 429/503 without `Retry-After` (the policy then supplies `backoffBaseMs * 2^n`), every wait is
+ * capped at `maxBackoffMs`, each attempt (headers and body) is bounded by `timeoutMs`, and
+ * the user hears of each retry. Other statuses are not retried (a scoring call is not
+ * idempotent in cost). Error messages never contain the key in any form
+ * (lib/secrets.ts) and show the URL without credentials or query string.
  *
  * @throws {EndpointError} `auth` on 401/403 (key rejected); `busy` when 429/503 persist
  *   after all retries; `http` on other non-2xx (status and first 300 chars of the body);
  *   `timeout` when an attempt exceeds `timeoutMs`; `network` when the server cannot be
- *   reached.
+ *   reached; `response` for an http:// URI that is not on this machine.
  */
 export async function askEndpoint(opts: AskOptions): Promise<string> {
   const { uri, key, payload, timeoutMs, retries, backoffBaseMs } = opts;
   const maxBackoffMs = opts.maxBackoffMs ?? 60_000;
-  const doFetch = opts.fetchImpl ?? fetch;
   const where = displayUrl(uri);
   const seconds = `${Number((timeoutMs / 1000).toFixed(3))} s`;
-  const body = JSON.stringify(payload);
+  const hide = (text: string) => maskSecrets(text.split(uri).join(where), [key, safeUrlSecret(uri)]);
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new EndpointError(`could not reach ${where}: not a URL`, "network");
+  }
+  const insecure = url.protocol === "http:";
+  if (insecure && !LOOPBACK_HOSTS.has(url.hostname)) {
+    throw new EndpointError(`refusing to send the key over plain HTTP to ${where}: use the https scoring URI (http only for 127.0.0.1 / localhost)`, "response");
+  }
 
-  for (let attempt = 0; ; attempt++) {
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, timeoutMs);
-    let status: number;
-    let text: string;
-    let retryAfter: string | null;
-    try {
-      const res = await doFetch(uri, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", Accept: "application/json" },
-        body,
-        signal: controller.signal,
-      });
-      status = res.status;
-      retryAfter = res.headers.get("retry-after");
-      text = await res.text();
-    } catch (e) {
-      if (timedOut) {
-        throw new EndpointError(
-          `no answer from ${where} within ${seconds} (timeout). A cold or busy endpoint can be slow: retry, or raise --timeout.`,
-          "timeout",
-        );
+  let attempt = 0;
+  let timedOut = false;
+  const attemptPolicy: PipelinePolicy = {
+    name: "phi3ChatAttemptPolicy",
+    async sendRequest(request, next) {
+      const outer = request.abortSignal as AbortSignal | undefined;
+      const timer = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
+      request.abortSignal = outer ? AbortSignal.any([outer, timer]) : timer;
+      try {
+        const response = await next(request);
+        if ((response.status === 429 || response.status === 503) && attempt < retries) {
+          const asked = retryAfterMs(Object.fromEntries([...response.headers].map(([k, v]) => [k.toLowerCase(), v])), Date.now());
+          const waitMs = Math.min(maxBackoffMs, asked ?? backoffBaseMs * 2 ** attempt);
+          // The library's throttling policy reads retry-after-ms first: it waits exactly this.
+          response.headers.set("retry-after-ms", String(waitMs));
+          opts.onRetry?.({ attempt: attempt + 1, status: response.status, waitMs });
+        }
+        attempt++;
+        return response;
+      } catch (e) {
+        if (timer.aborted) timedOut = true;
+        throw e;
+      } finally {
+        request.abortSignal = outer;
       }
-      const err = e as Error & { cause?: { message?: string; code?: string } };
-      const cause = err.cause?.code ?? err.cause?.message ?? "";
-      const raw = `${err.message}${cause ? ` (${cause})` : ""}`;
-      const detail = maskSecret(raw.split(uri).join(where), key);
-      throw new EndpointError(`could not reach ${where}: ${detail}`, "network");
-    } finally {
-      clearTimeout(timer);
-    }
+    },
+  };
+  const keyPolicy: PipelinePolicy = {
+    name: "phi3EndpointKeyPolicy",
+    sendRequest(request, next) {
+      request.headers.set("authorization", `Bearer ${key}`);
+      return next(request);
+    },
+  };
+  const pipeline = createEmptyPipeline();
+  pipeline.addPolicy(throttlingRetryPolicy({ maxRetries: retries }), { phase: "Retry" });
+  pipeline.addPolicy(attemptPolicy, { phase: "Retry", afterPolicies: ["throttlingRetryPolicy"] });
+  pipeline.addPolicy(keyPolicy, { phase: "Sign" });
 
-    if (status >= 200 && status < 300) return text;
-    const shown = maskSecret(snippet(text), key);
-    if (status === 401 || status === 403) {
+  let status: number;
+  let text: string;
+  try {
+    const request = createPipelineRequest({
+      url: uri,
+      method: "POST",
+      headers: createHttpHeaders({ "content-type": "application/json", accept: "application/json" }),
+      body: JSON.stringify(payload),
+      allowInsecureConnection: insecure,
+    });
+    const res = await pipeline.sendRequest(opts.httpClient ?? createDefaultHttpClient(), request);
+    status = res.status;
+    text = res.bodyAsText ?? "";
+  } catch (e) {
+    if (timedOut) {
       throw new EndpointError(
-        `the endpoint rejected the key (HTTP ${status}). Check it with ` +
-          "`pulumi stack output endpointKey --show-secrets` (or ENDPOINT_KEY), or regenerate the " +
-          "endpoint keys (`az ml online-endpoint regenerate-keys`) and run `pulumi up` again.",
-        "auth",
-        status,
+        `no answer from ${where} within ${seconds} (timeout). A cold or busy endpoint can be slow: retry, or raise --timeout.`,
+        "timeout",
       );
     }
-    if (status === 429 || status === 503) {
-      if (attempt >= retries) {
-        throw new EndpointError(
-          `the endpoint is still busy after ${attempt + 1} attempt${attempt === 0 ? "" : "s"}: HTTP ${status} from ${where}: ${shown}`,
-          "busy",
-          status,
-        );
-      }
-      const waitMs = Math.min(maxBackoffMs, retryAfterMs(retryAfter) ?? backoffBaseMs * 2 ** attempt);
-      opts.onRetry?.({ attempt: attempt + 1, status, waitMs });
-      await sleep(waitMs);
-      continue;
-    }
-    throw new EndpointError(`HTTP ${status} from ${where}: ${shown}`, "http", status);
+    const err = e as Error & { code?: string; cause?: { message?: string; code?: string } };
+    const cause = err.code ?? err.cause?.code ?? err.cause?.message ?? "";
+    throw new EndpointError(`could not reach ${where}: ${hide(`${err.message}${cause ? ` (${cause})` : ""}`)}`, "network");
+  }
+
+  if (status >= 200 && status < 300) return text;
+  const shown = hide(snippet(text));
+  if (status === 401 || status === 403) {
+    throw new EndpointError(
+      `the endpoint rejected the key (HTTP ${status}). Check it with ` +
+        "`pulumi stack output endpointKey --show-secrets` (or ENDPOINT_KEY), or regenerate the " +
+        "endpoint keys (`az ml online-endpoint regenerate-keys`) and run `pulumi up` again.",
+      "auth",
+      status,
+    );
+  }
+  if (status === 429 || status === 503) {
+    throw new EndpointError(
+      `the endpoint is still busy after ${attempt} attempt${attempt === 1 ? "" : "s"}: HTTP ${status} from ${where}: ${shown}`,
+      "busy",
+      status,
+    );
+  }
+  throw new EndpointError(`HTTP ${status} from ${where}: ${shown}`, "http", status);
+}
+
+/** The user info and query of a URL (where credentials may hide), for masking. */
+function safeUrlSecret(uri: string): string | undefined {
+  try {
+    const u = new URL(uri);
+    return [u.password, u.search.slice(1)].filter((x) => x.length >= 6).join("") || undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -635,7 +632,8 @@ export interface MainIO {
   stderr: OutStream;
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   runPulumi?: PulumiRunner;
-  fetchImpl?: typeof fetch;
+  /** Transport for the endpoint calls (tests). */
+  httpClient?: HttpClient;
   /** Base of the retry backoff in ms (default 1000). */
   backoffBaseMs?: number;
 }
@@ -674,7 +672,8 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
  * @param argv arguments without node and script path (default `process.argv.slice(2)`).
  * @param env environment (default `process.env`).
  * @param io streams and injectable dependencies (default the process streams).
- * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error. Never throws.
+ * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error, 3 no answer within the
+ *   timeout. Never throws.
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
@@ -687,7 +686,7 @@ export async function main(
   try {
     args = parseArgs(argv);
   } catch (e) {
-    say(`chat: ${(e as Error).message}\n\n${USAGE}`);
+    say(`chat: ${(e as Error).message}\nUsage: ${CHAT_COMMAND.usage} [options] ["question"]   (--help for the options)`);
     return 2;
   }
   if (args.help) {
@@ -719,7 +718,7 @@ export async function main(
         timeoutMs: timeoutSec * 1000,
         retries: args.retries,
         backoffBaseMs: io.backoffBaseMs ?? 1000,
-        fetchImpl: io.fetchImpl,
+        httpClient: io.httpClient,
         onRetry: ({ attempt, status, waitMs }) => {
           const clear = io.stderr.isTTY ? "\r\x1b[K" : "";
           say(`${clear}endpoint busy (HTTP ${status}), retry ${attempt}/${args.retries} in ${(waitMs / 1000).toFixed(1)} s`);
@@ -734,7 +733,8 @@ export async function main(
   };
   const failure = (e: unknown): number => {
     say(`chat: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
+    // lib/cli.ts exit codes: no answer in time is the deadline (3); anything else a failure (1).
+    return e instanceof EndpointError && e.kind === "timeout" ? 3 : 1;
   };
 
   let question = args.question;
@@ -743,7 +743,7 @@ export async function main(
     if (question === undefined) {
       question = (await readAll(io.stdin)).trim();
       if (question === "") {
-        say(`chat: no question given (argument or stdin)\n\n${USAGE}`);
+        say(`chat: no question given (argument or stdin)\nUsage: ${CHAT_COMMAND.usage} [options] ["question"]   (--help for the options)`);
         return 2;
       }
     }

@@ -3,7 +3,7 @@
  * from their inputs. The grantee and the reason come from the assignment's description, which
  * `grantRoles` (infra/identity.ts) writes as `phi3-finetune: <grantee>: <role>: <why>`.
  */
-import { BUILT_IN_ROLES } from "../../infra/identity";
+import { BUILT_IN_ROLES } from "../infra/identity";
 import { Registration, unwrapSecrets } from "./mock-runtime";
 
 /** One role assignment as the plan prints it. */

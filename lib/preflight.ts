@@ -1,6 +1,6 @@
 /**
  * The preflight: checks of the subscription a stack deploys to, shared by `npm run doctor`
- * (jobs/doctor.ts, run by a person) and the first step of `pulumi up` (jobs/preflight.ts, run
+ * (cli/doctor.ts, run by a person) and the first step of `pulumi up` (jobs/preflight.ts, run
  * by `@pulumi/command` before anything costly is created; infra/preflight.ts declares it).
  *
  * With a credential from `@azure/identity` and plain ARM REST (REST versions in
@@ -18,18 +18,18 @@
  * Each problem is a FAIL (blocks) or WARN check with the remedy named. Never prints a token.
  */
 import type { TokenCredential } from "@azure/identity";
-import type { StackConfig } from "../../infra/config";
-import { azureNames, type AzureNames } from "../../infra/naming";
-import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../../infra/vm-sizes";
+import { azureNames, type AzureNames } from "../infra/naming";
+import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import {
   AML_API_VERSION,
   ArmError,
+  isArmNotFound,
   DEFAULT_ARM_ENDPOINT,
   createArmClient,
   withApiVersion,
   type ArmClient,
-  type FetchLike,
 } from "./arm";
+import type { HttpClient } from "@azure/core-rest-pipeline";
 
 /** API versions of every call the doctor makes. */
 export const API_VERSIONS = {
@@ -93,59 +93,8 @@ export interface VmSize {
   supportedComputeTypes?: string[];
 }
 
-type ClusterLike = { name?: string; vmSize: string; maxNodes: number; vmPriority?: "Dedicated" | "LowPriority" };
-
-/** The parts of the stack config quota depends on (a {@link StackConfig} fits). */
-export interface QuotaInput {
-  trainingCluster: ClusterLike;
-  data?: { source: string; prepCluster?: ClusterLike };
-  /** `maxInstances`: an autoscaled deployment's ceiling (`autoscale.maxInstances`), which the quota must cover. */
-  serving: { deployments: { name: string; instanceType: string; instanceCount: number; maxInstances?: number }[] };
-}
-
-/** A deployment's model: the trained one, or a pinned version of the stack's workspace. */
-type ModelRef = "trained" | { name: string; version: string; existing?: boolean };
-
-/**
- * What the preflight checks, taken from the stack config by {@link preflightInput} (a
- * {@link StackConfig} fits too). `pulumi up` hands it to jobs/preflight.ts as JSON, so the step
- * runs again exactly when one of these values changes.
- */
-export interface PreflightInput extends QuotaInput {
-  /** `azure-native:location`. */
-  location: string;
-  namePrefix: string;
-  /** Generation of the globally unique names (config `nameGeneration`). */
-  nameGeneration: number;
-  /** Existing resource group ("" = the stack creates `rg-<prefix>-<stack>`). */
-  resourceGroupName: string;
-  serving: { deployments: { name: string; instanceType: string; instanceCount: number; maxInstances?: number; model: ModelRef }[] };
-  promptFlow: { enabled: boolean };
-}
-
-/** The {@link PreflightInput} of a validated stack config (only the keys the checks read). */
-export function preflightInput(c: StackConfig): PreflightInput {
-  const cluster = (k: ClusterLike): ClusterLike => ({ name: k.name, vmSize: k.vmSize, maxNodes: k.maxNodes, vmPriority: k.vmPriority });
-  return {
-    location: c.location,
-    namePrefix: c.namePrefix,
-    nameGeneration: c.nameGeneration,
-    resourceGroupName: c.resourceGroupName,
-    trainingCluster: cluster(c.trainingCluster),
-    data: c.data.source === "ultrachat" ? { source: c.data.source, prepCluster: cluster(c.data.prepCluster) } : { source: c.data.source },
-    serving: {
-      deployments: c.serving.deployments.map((d) => ({
-        name: d.name,
-        instanceType: d.instanceType,
-        instanceCount: d.instanceCount,
-        // Only when autoscaled, so the input (and so the step) of existing stacks stays the same.
-        ...(d.autoscale ? { maxInstances: d.autoscale.maxInstances } : {}),
-        model: d.model,
-      })),
-    },
-    promptFlow: { enabled: c.promptFlow.enabled },
-  };
-}
+export { preflightInput, type PreflightInput, type QuotaInput } from "./preflight-input";
+import type { ClusterLike, PreflightInput, QuotaInput } from "./preflight-input";
 
 /** One consumer of quota. */
 export interface QuotaPart {
@@ -296,12 +245,17 @@ export interface DoctorDeps {
   credential: TokenCredential;
   /** ARM base URL; default `https://management.azure.com`. */
   baseUrl?: string;
-  fetchImpl?: FetchLike;
+  /** Transport for the ARM client (tests). */
+  httpClient?: HttpClient;
   /** Environment for `AZURE_SUBSCRIPTION_ID` / `ARM_SUBSCRIPTION_ID`; default `process.env`. */
   env?: Record<string, string | undefined>;
   /** Progress and retry lines (never a token). */
   log?: (line: string) => void;
-  sleep?: (ms: number) => Promise<void>;
+  /** Clock in epoch milliseconds (default `Date.now`) and the deadline on it (default {@link DOCTOR_DEADLINE_SECONDS} from now). */
+  now?: () => number;
+  deadlineAt?: number;
+  /** Time getting one token may take (ms). */
+  tokenTimeoutMs?: number;
   maxRetries?: number;
   backoffBaseMs?: number;
   maxBackoffMs?: number;
@@ -319,7 +273,8 @@ export interface SubscriptionInfo {
 /** Result of {@link runDoctor}. */
 export interface DoctorResult {
   checks: Check[];
-  exitCode: 0 | 1;
+  /** 0 passed, 1 a check failed, 3 the deadline passed before every check finished. */
+  exitCode: 0 | 1 | 3;
   subscription?: SubscriptionInfo;
   names?: AzureNames;
   quota?: QuotaNeed[];
@@ -365,11 +320,29 @@ function failFromError(id: string, name: string, e: unknown, action: string, wha
   };
 }
 
-/** GETs a list and follows `nextLink` (same origin only, at most 50 pages). */
+/** Most pages a list may have (Azure ML's vmSizes and usages lists have one or two). */
+const MAX_PAGES = 50;
+
+/**
+ * GETs a list and follows `nextLink` (same origin only). A `nextLink` seen before (a loop) or
+ * more than {@link MAX_PAGES} pages is an error, never a silently repeated or truncated list.
+ */
 async function listAll<T>(client: ArmClient, path: string): Promise<T[]> {
   const items: T[] = [];
+  const seen = new Set<string>();
   let next: string | undefined = path;
-  for (let page = 0; next && page < 50; page++) {
+  for (let page = 0; next; page++) {
+    const key = new URL(next, client.baseUrl).toString();
+    if (seen.has(key) || page >= MAX_PAGES) {
+      throw new ArmError({
+        status: 0,
+        code: "PaginationLoop",
+        armMessage: seen.has(key) ? `nextLink ${key.replace(/\?.*$/, "")} was already read: the list loops` : `more than ${MAX_PAGES} pages`,
+        method: "GET",
+        path,
+      });
+    }
+    seen.add(key);
     const res: { body: { value?: T[]; nextLink?: string } | undefined } = await client.get<{ value?: T[]; nextLink?: string }>(next);
     const body = res.body ?? {};
     if (Array.isArray(body.value)) items.push(...body.value);
@@ -383,7 +356,7 @@ async function getOrUndefined<T>(client: ArmClient, path: string): Promise<T | u
   try {
     return (await client.get<T>(path)).body;
   } catch (e) {
-    if (e instanceof ArmError && e.status === 404) return undefined;
+    if (isArmNotFound(e)) return undefined;
     throw e;
   }
 }
@@ -927,18 +900,44 @@ async function checkPinnedModels(client: ArmClient, sub: string, names: AzureNam
   ).then((checks) => checks.filter((c): c is Check => c !== undefined));
 }
 
+/** Seconds the doctor and the preflight step may take in all (every request runs under it). */
+export const DOCTOR_DEADLINE_SECONDS = 600;
+
 /**
- * Runs every check against the subscription. Never throws for Azure answers: each problem is a
- * FAIL (or WARN) check. `exitCode` is 1 when any check failed.
+ * Runs every check against the subscription, all under one deadline (`deps.deadlineAt`,
+ * default {@link DOCTOR_DEADLINE_SECONDS} from now). Never throws for Azure answers: each
+ * problem is a FAIL (or WARN) check. `exitCode` is 1 when any check failed, 3 when the deadline
+ * passed first (the checks it cut short are FAIL with the reason).
  */
 export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
+  const now = deps.now ?? Date.now;
+  const started = now();
+  const deadlineAt = deps.deadlineAt ?? started + DOCTOR_DEADLINE_SECONDS * 1000;
+  const result = await runChecks(options, { ...deps, now, deadlineAt });
+  if (now() < deadlineAt) return result;
+  const checks: Check[] = [
+    ...result.checks,
+    {
+      id: "deadline",
+      name: "Deadline",
+      status: "FAIL",
+      detail: `the checks did not finish within the ${Math.round((deadlineAt - started) / 1000)} s given; Azure (or the network) did not answer in time`,
+      remedy: "rerun; if it persists, check ARM_ENDPOINT, a proxy in the way, and Azure status",
+    },
+  ];
+  return { ...result, checks, exitCode: 3 };
+}
+
+async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
   const env = deps.env ?? process.env;
   const log = deps.log ?? (() => undefined);
   const client = createArmClient({
     baseUrl: deps.baseUrl ?? DEFAULT_ARM_ENDPOINT,
     credential: deps.credential,
-    fetchImpl: deps.fetchImpl,
-    sleep: deps.sleep,
+    httpClient: deps.httpClient,
+    now: deps.now,
+    deadlineAt: deps.deadlineAt,
+    tokenTimeoutMs: deps.tokenTimeoutMs,
     maxRetries: deps.maxRetries ?? 4,
     backoffBaseMs: deps.backoffBaseMs ?? 1000,
     maxBackoffMs: deps.maxBackoffMs ?? 30_000,

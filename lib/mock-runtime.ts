@@ -2,13 +2,11 @@
  * Runs the Pulumi program in-process under Pulumi's mock runtime (`pulumi.runtime.setMocks`),
  * with a stack's real config, and records every resource registration: type, logical name,
  * parent, inputs and the options that shape a diff (dependencies, ignoreChanges, ...).
- * Used by the offline plan (`jobs/plan.ts`) and by the tests. No Azure, no Pulumi CLI.
+ * Used by the offline plan (`cli/plan.ts`) and by the tests. No Azure, no Pulumi CLI.
+ * Stack files are read by lib/stack-config.ts (re-exported here for the tests).
  */
-import * as fs from "fs";
-import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml } from "yaml";
-import { sha256, uuidV5 } from "../../infra/naming";
+import { sha256, uuidV5 } from "../infra/naming";
 
 /** Subscription the mocks pretend to deploy to (override with a real one to see real names). */
 export const MOCK_SUBSCRIPTION_ID = "00000000-0000-0000-0000-00000000c0de";
@@ -65,38 +63,7 @@ export function unwrapSecrets(v: any, mask?: string): any {
   return v;
 }
 
-/**
- * Stack config as the Pulumi CLI would hand it to the program: `Pulumi.yaml`'s project config
- * defaults, overlaid with `Pulumi.<stack>.yaml`. Keys are fully qualified
- * (`phi3-finetune:namePrefix`, `azure-native:location`); objects become JSON strings.
- * Throws a message naming the file when a file is missing or is not valid YAML.
- */
-export function readStackConfig(root: string, stack: string): { project: string; config: Record<string, string> } {
-  const load = (file: string) => {
-    const p = path.join(root, file);
-    if (!fs.existsSync(p)) throw new Error(`${file}: not found (stacks are Pulumi.<stack>.yaml files in ${root})`);
-    try {
-      return parseYaml(fs.readFileSync(p, "utf8")) ?? {};
-    } catch (e) {
-      throw new Error(`${file}: invalid YAML: ${(e as Error).message}`);
-    }
-  };
-  const projectFile = load("Pulumi.yaml");
-  const project: string = projectFile.name;
-  const config: Record<string, string> = {};
-  const qualify = (k: string) => (k.includes(":") ? k : `${project}:${k}`);
-  const str = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
-  for (const [k, spec] of Object.entries<any>(projectFile.config ?? {})) {
-    if (spec && typeof spec === "object" && "default" in spec) config[qualify(k)] = str(spec.default);
-    else if (spec === null || typeof spec !== "object") config[qualify(k)] = str(spec);
-  }
-  const stackFile = load(`Pulumi.${stack}.yaml`);
-  for (const [k, v] of Object.entries<any>(stackFile.config ?? {})) {
-    if (v && typeof v === "object" && "secure" in v) throw new Error(`Pulumi.${stack}.yaml: ${k} is an encrypted secret; the offline plan cannot decrypt it`);
-    config[qualify(k)] = str(v);
-  }
-  return { project, config };
-}
+export { readStackConfig } from "./stack-config";
 
 const ML = "Microsoft.MachineLearningServices/workspaces";
 
@@ -156,7 +123,7 @@ export function mockArmId(type: string, i: Record<string, any>, sub: string): st
     case "azure-native:monitor:AutoscaleSetting":
       return `${rg}/Microsoft.Insights/autoscalesettings/${i.autoscaleSettingName}`;
     default:
-      throw new Error(`mock runtime: no ARM id rule for ${type}; add one to jobs/lib/mock-runtime.ts`);
+      throw new Error(`mock runtime: no ARM id rule for ${type}; add one to lib/mock-runtime.ts`);
   }
 }
 
@@ -201,7 +168,7 @@ export interface RunOptions {
   stack: string;
   /** Fully qualified config, e.g. from {@link readStackConfig}. */
   config: Record<string, string>;
-  /** Fully qualified keys Pulumi marks secret (what `PULUMI_CONFIG_SECRET_KEYS` carries in a real run). */
+  /** Fully qualified keys Pulumi marks secret (what `PULUMI_CONFIG_SECRET_KEYS` carries in a real run; `secure:` values of a stack file). */
   secretKeys?: string[];
   /** Mock a `pulumi preview` (true) or a `pulumi up` (false). */
   preview: boolean;
@@ -244,7 +211,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
           case "azure-native:machinelearningservices:listOnlineEndpointKeys":
             return { primaryKey: `mock-primary-${sha256(String(args.inputs.endpointName)).slice(0, 24)}`, secondaryKey: "mock-secondary" };
           default:
-            throw new Error(`mock runtime: unmocked invoke ${args.token}; add it to jobs/lib/mock-runtime.ts`);
+            throw new Error(`mock runtime: unmocked invoke ${args.token}; add it to lib/mock-runtime.ts`);
         }
       },
     },

@@ -17,21 +17,39 @@
  *     this stack's, no soft-deleted key vault or workspace holds them, and the workspace names;
  *  6. every pinned model version (`existing: true`) exists in the stack's workspace.
  *
- * The checks live in jobs/lib/preflight.ts: `pulumi up` runs the same ones as its first step
+ * The checks live in lib/preflight.ts: `pulumi up` runs the same ones as its first step
  * (jobs/preflight.ts), before anything costly is created.
  *
  * Prints a table (status PASS/WARN/FAIL, check, detail, remedy for each non-pass) or JSON.
- * Exit codes: 0 no blocking failure (warnings do not block), 1 a check failed, 2 bad usage or
- * invalid stack config. Never prints a token.
+ * Exit codes (lib/cli.ts): 0 no blocking failure (warnings do not block), 1 a check failed or
+ * the stack config is invalid, 2 bad usage (or an ARM_ENDPOINT that is not https). Never prints a token.
  */
 import * as path from "path";
 import type { TokenCredential } from "@azure/identity";
-import { parseConfig, ConfigError, rawProjectConfig, type StackConfig } from "../infra/config";
-import { DEFAULT_ARM_ENDPOINT, defaultCredential, type FetchLike } from "./lib/arm";
-import { readStackConfig } from "./lib/mock-runtime";
-import { formatReport, preflightInput, runDoctor } from "./lib/preflight";
+import { ConfigError, type StackConfig } from "../infra/config";
+import type { HttpClient } from "@azure/core-rest-pipeline";
+import { DEFAULT_ARM_ENDPOINT, armEndpointFromEnv, defaultCredential } from "../lib/arm";
+import { EXIT, JSON_OPTION, STACK_OPTION, SUBSCRIPTION_OPTION, UsageError, checkStackName, checkSubscriptionId, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
+import { loadStackConfig } from "../lib/stack-config";
+import { formatReport, preflightInput, runDoctor } from "../lib/preflight";
 
-export * from "./lib/preflight";
+export * from "../lib/preflight";
+
+/** The command line of the doctor. */
+export const DOCTOR_COMMAND: CommandSpec = {
+  name: "doctor",
+  usage: "npm run doctor --",
+  summary:
+    "The preflight checks of `pulumi up`, against the subscription a stack deploys to: credential,\n" +
+    "resource providers, VM sizes offered and not retired, vCPU quota, global names, pinned models.\n" +
+    "Prints PASS/WARN/FAIL with the remedy for each problem. Credential: as the jobs of `pulumi up`\n" +
+    "(README: Credentials); ARM base URL from ARM_ENDPOINT (default https://management.azure.com).",
+  options: {
+    stack: STACK_OPTION,
+    subscription: { ...SUBSCRIPTION_OPTION, description: "subscription to check (default AZURE_SUBSCRIPTION_ID / ARM_SUBSCRIPTION_ID, else the only one)" },
+    json: JSON_OPTION,
+  },
+};
 
 /** Command-line options. */
 export interface DoctorArgs {
@@ -42,43 +60,21 @@ export interface DoctorArgs {
   help: boolean;
 }
 
-/** Bad command-line usage (exit code 2). */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { UsageError } from "../lib/cli";
 
-export const USAGE = "Usage: npm run doctor -- [--stack <name>] [--subscription <id>] [--json]";
-
-const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** The usage line (as printed after a usage error). */
+export const USAGE = `Usage: ${DOCTOR_COMMAND.usage} [options]`;
 
 /** Parse `--stack`, `--subscription`, `--json`, `--help`. Throws {@link UsageError}. */
 export function parseDoctorArgs(argv: string[]): DoctorArgs {
-  const args: DoctorArgs = { stack: "dev", json: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined || v === "" || v.startsWith("--")) throw new UsageError(`${a} needs a value. ${USAGE}`);
-      return v;
-    };
-    if (a === "--stack" || a === "-s") args.stack = value();
-    else if (a.startsWith("--stack=")) args.stack = a.slice("--stack=".length);
-    else if (a === "--subscription") args.subscriptionId = value();
-    else if (a.startsWith("--subscription=")) args.subscriptionId = a.slice("--subscription=".length);
-    else if (a === "--json") args.json = true;
-    else if (a === "--help" || a === "-h") args.help = true;
-    else throw new UsageError(`unknown argument '${a}'. ${USAGE}`);
-  }
-  if (!/^[A-Za-z0-9._-]+$/.test(args.stack)) throw new UsageError(`--stack '${args.stack}' is not a valid stack name`);
-  if (args.subscriptionId !== undefined && !GUID.test(args.subscriptionId)) {
-    throw new UsageError(`--subscription '${args.subscriptionId}' is not a subscription id (a GUID)`);
-  }
-  return args;
+  const { values, help } = parseCommandLine(DOCTOR_COMMAND, argv);
+  return {
+    stack: checkStackName((values.stack as string | undefined) ?? "dev"),
+    subscriptionId: values.subscription === undefined ? undefined : checkSubscriptionId(values.subscription as string),
+    json: values.json === true,
+    help,
+  };
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -90,14 +86,13 @@ export interface MainOptions {
   root?: string;
   env?: Record<string, string | undefined>;
   credential?: TokenCredential;
-  fetchImpl?: FetchLike;
-  sleep?: (ms: number) => Promise<void>;
+  httpClient?: HttpClient;
   backoffBaseMs?: number;
   out?: (line: string) => void;
   err?: (line: string) => void;
 }
 
-/** Runs the doctor from the command line; resolves with the exit code (0, 1 or 2). */
+/** Runs the doctor from the command line; resolves with the exit code (lib/cli.ts EXIT). */
 export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
   const out = opts.out ?? ((s: string) => process.stdout.write(s + "\n"));
   const err = opts.err ?? ((s: string) => process.stderr.write(s + "\n"));
@@ -105,43 +100,31 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   const root = opts.root ?? path.resolve(__dirname, "..");
 
   let args: DoctorArgs;
+  let config: StackConfig;
+  let baseUrl: string;
   try {
     args = parseDoctorArgs(argv);
+    if (args.help) {
+      out(helpText(DOCTOR_COMMAND));
+      return EXIT.OK;
+    }
+    baseUrl = armEndpointFromEnv(env) ?? DEFAULT_ARM_ENDPOINT;
   } catch (e) {
-    err(`error: ${(e as Error).message}`);
-    return 2;
+    return reportError(DOCTOR_COMMAND, e instanceof UsageError ? e : new UsageError((e as Error).message), err);
   }
-  if (args.help) {
-    out(USAGE);
-    return 0;
-  }
-
-  let config: StackConfig;
   try {
-    const { config: stackConfig } = readStackConfig(root, args.stack);
-    config = parseConfig(rawProjectConfig(stackConfig)).config;
+    config = loadStackConfig(root, args.stack).config;
   } catch (e) {
-    if (e instanceof ConfigError) err(`error: stack '${args.stack}': ${e.message}`);
-    else err(`error: ${(e as Error).message}`);
-    return 2;
-  }
-
-  const baseUrl = env.ARM_ENDPOINT?.trim() || DEFAULT_ARM_ENDPOINT;
-  try {
-    new URL(baseUrl);
-  } catch {
-    err(`error: ARM_ENDPOINT '${baseUrl}' is not a URL`);
-    return 2;
+    return reportError(DOCTOR_COMMAND, e, err, e instanceof ConfigError ? `stack '${args.stack}': ` : "");
   }
 
   const result = await runDoctor(
     { stack: args.stack, config: preflightInput(config), subscriptionId: args.subscriptionId },
     {
-      credential: opts.credential ?? defaultCredential(),
+      credential: opts.credential ?? defaultCredential(env),
       baseUrl,
-      fetchImpl: opts.fetchImpl,
+      httpClient: opts.httpClient,
       env,
-      sleep: opts.sleep,
       backoffBaseMs: opts.backoffBaseMs,
       log: (l) => err(l),
     },
@@ -159,11 +142,5 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e) => {
-      process.stderr.write(`error: ${(e as Error).message}\n`);
-      process.exit(1);
-    },
-  );
+  runAsMain("doctor", () => main(process.argv.slice(2)), "exit");
 }

@@ -1,0 +1,81 @@
+/**
+ * How long (and so how much) one fine-tune run takes, for the plan diff's "starts a new
+ * fine-tune job on Standard_NC24ads_A100_v4 (~N h, ~USD X)". An order of magnitude for a
+ * reviewer, not a quote: every assumption is a named constant below.
+ *
+ * Model: fine_tune.py fully fine-tunes Phi-3-mini (3.8 B parameters) with gradient
+ * checkpointing, so a training token costs about 8 × parameters FLOPs (6 for forward and
+ * backward, 2 more for the recomputed forward). Tokens = rows × tokens per row × epochs,
+ * where rows come from the ultrachat split (or the JSONL files' own token counts). The
+ * GPU's dense bf16 peak (vendor data sheets) is used at {@link MODEL_FLOPS_UTILISATION}; a CPU
+ * cluster gets infra/generation.ts's GFLOP/s per vCPU. Fixed overhead per job: node start,
+ * image pull and model download ({@link JOB_OVERHEAD_HOURS}).
+ */
+import type { StackConfig } from "./config";
+import { CPU_GFLOPS_PER_VCPU, PHI3_MINI_PARAMETERS } from "./generation";
+import { recordedVmSize } from "./vm-sizes";
+
+/** Rows of each ultrachat_200k split (HuggingFaceH4/ultrachat_200k dataset card). */
+export const ULTRACHAT_ROWS: Record<string, number> = { train_sft: 207_865, test_sft: 23_110, train_gen: 256_032, test_gen: 28_304 };
+/** Average tokens of one ultrachat_200k conversation in Phi-3's chat format (assumption). */
+export const ULTRACHAT_TOKENS_PER_ROW = 1_400;
+/** FLOPs per trained token per parameter with gradient checkpointing (6 + 2 recomputed). */
+export const FLOPS_PER_TOKEN_PER_PARAMETER = 8;
+/** Share of the GPU's peak a packed SFT run reaches (assumption; 30-40% is typical for this size). */
+export const MODEL_FLOPS_UTILISATION = 0.35;
+/** Node start, image pull (acft-hf-nlp-gpu is ~15 GB), model download and MLflow save, hours. */
+export const JOB_OVERHEAD_HOURS = 0.5;
+/** Dense bf16 peak TFLOP/s per GPU by the GPU named in the VM size (NVIDIA data sheets). */
+export const GPU_BF16_TFLOPS: Record<string, number> = { A100: 312, H100: 989, A10: 125, T4: 65, V100: 125 };
+
+/** The estimate of one run. */
+export interface TrainingRunEstimate {
+  /** Tokens trained (all epochs). */
+  tokens: number;
+  /** Hours on the cluster, overhead included, rounded to 0.1. */
+  hours: number;
+  /** What the rate assumes, e.g. `1 × A100 at 35% of 312 TFLOP/s`. */
+  basis: string;
+}
+
+function rowsOf(split: string): number | undefined {
+  const m = /^(\w+)\[:(\d+)(%?)\]$/.exec(split);
+  if (!m) return undefined;
+  const total = ULTRACHAT_ROWS[m[1]];
+  if (m[3] === "%") return total === undefined ? undefined : Math.floor((total * Number(m[2])) / 100);
+  return Number(m[2]);
+}
+
+/**
+ * Estimates one fine-tune run of the stack's config.
+ *
+ * @param c - validated stack config.
+ * @param jsonlTrainTokens - token estimate of the training file (data.source `jsonl`), if known.
+ * @returns the estimate, or `undefined` when the data size or the VM size is unknown.
+ */
+export function estimateFineTune(c: StackConfig, jsonlTrainTokens?: number): TrainingRunEstimate | undefined {
+  let perEpoch: number | undefined;
+  if (c.data.source === "ultrachat") {
+    const rows = rowsOf(c.data.split);
+    if (rows !== undefined) perEpoch = Math.round(rows * (1 - c.data.testSize)) * ULTRACHAT_TOKENS_PER_ROW;
+  } else {
+    perEpoch = jsonlTrainTokens;
+  }
+  if (perEpoch === undefined) return undefined;
+  const tokens = perEpoch * c.hyperparameters.epochs;
+  const size = recordedVmSize(c.trainingCluster.vmSize);
+  const gpu = Object.keys(GPU_BF16_TFLOPS).find((g) => new RegExp(`_${g}(_|$)`, "i").test(c.trainingCluster.vmSize));
+  let flopsPerSecond: number;
+  let basis: string;
+  if (gpu && size && size.gpus > 0) {
+    flopsPerSecond = size.gpus * GPU_BF16_TFLOPS[gpu] * 1e12 * MODEL_FLOPS_UTILISATION;
+    basis = `${size.gpus} × ${gpu} at ${Math.round(MODEL_FLOPS_UTILISATION * 100)}% of ${GPU_BF16_TFLOPS[gpu]} TFLOP/s`;
+  } else if (size) {
+    flopsPerSecond = size.vCPUs * CPU_GFLOPS_PER_VCPU * 1e9;
+    basis = `${size.vCPUs} vCPUs at ${CPU_GFLOPS_PER_VCPU} GFLOP/s each`;
+  } else {
+    return undefined;
+  }
+  const seconds = (tokens * FLOPS_PER_TOKEN_PER_PARAMETER * PHI3_MINI_PARAMETERS) / flopsPerSecond;
+  return { tokens, hours: Math.round((seconds / 3600 + JOB_OVERHEAD_HOURS) * 10) / 10, basis };
+}

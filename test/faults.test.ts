@@ -1,0 +1,394 @@
+/**
+ * The fault table: every program `pulumi up` runs (jobs/) and the chat client, against servers
+ * on 127.0.0.1 that misbehave the ways networks and Azure do: throttling, 5xx bursts, resets,
+ * answers that are not JSON (a proxy's page), lost PUT answers, a job of the same name with
+ * another body, pagination that loops, and servers that accept a request and never answer or
+ * trickle bytes forever (run on the real clock with a short deadline). Each row asserts the
+ * exit code, the message and the number of PUTs; every row's whole output is swept for the
+ * bearer token and the endpoint key in every form a server may echo them (plain, URL-encoded,
+ * base64, JSON-escaped) and finds none.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { describe, expect, it } from "vitest";
+import { main as chatMain } from "../cli/chat";
+import { parseConfig, rawProjectConfig } from "../infra/config";
+import { RECORDED_VM_SIZES, RETIRED_SIZES } from "../infra/vm-sizes";
+import { runPreflightFromEnv } from "../jobs/preflight";
+import { runSetTrafficFromEnv } from "../jobs/set-traffic";
+import { runSubmitJobFromEnv } from "../jobs/submit-job";
+import { runWaitForJobFromEnv } from "../jobs/wait-for-job";
+import { workspacePath, type ScriptDeps } from "../lib/arm";
+import { preflightInput } from "../lib/preflight-input";
+import { containsSecret } from "../lib/secrets";
+import { readStackConfig } from "../lib/stack-config";
+import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeResponse } from "./helpers/fake-arm";
+import { ROOT } from "./helpers/stack";
+
+const TOKEN = "eyJ0eXAiOiJKV1QifQ.fault-table-token-7f3a9c.c2lnbmF0dXJl";
+const KEY = "chat-endpoint-key-5b2e8d4c1a9f0e7d6c3b";
+const SUB = "11111111-2222-3333-4444-555555555555";
+const WS = { subscriptionId: SUB, resourceGroup: "rg-1", workspace: "ws-1" };
+const WS_PATH = workspacePath(WS);
+const JOB = "phi3ft-ft-0123456789abcdef";
+const JOB_PATH = `${WS_PATH}/jobs/${JOB}`;
+const EP = "phi3ft-abc123";
+const EP_PATH = `${WS_PATH}/onlineEndpoints/${EP}`;
+const DEP = "blue-1a2b3c4d";
+const DEP_PATH = `${EP_PATH}/deployments/${DEP}`;
+const BODY = { properties: { jobType: "Command", command: "python fine_tune.py --epochs 3", computeId: `${WS_PATH}/computes/a100-train`, displayName: "fine-tune" } };
+/** Real-clock rows: the program's deadline, and how far past it it may end. */
+const DEADLINE_S = 1.5;
+const SLACK_MS = 10_000;
+
+/** Every form a server may echo a secret in. */
+function echo(secret: string): string {
+  return `plain=${secret} url=${encodeURIComponent(secret)} b64=${Buffer.from(`Bearer ${secret}`).toString("base64")} json=${JSON.stringify(JSON.stringify({ k: secret }))}`;
+}
+const tokenEcho = (status: number, code = "Echo"): FakeResponse => ({ status, body: { error: { code, message: `rejected: ${echo(TOKEN)}` } } });
+
+const notFound: FakeResponse = { status: 404, body: { error: { code: "ResourceNotFound", message: "not found" } } };
+const html = (status: number): FakeResponse => ({ status, headers: { "content-type": "text/html" }, body: "<html><body>Proxy login required</body></html>" });
+const job = (status: string, props: Record<string, unknown> = {}): FakeResponse => ({ status: 200, body: { name: JOB, properties: { ...BODY.properties, status, ...props } } });
+const endpoint = (traffic: Record<string, number>, state = "Succeeded"): FakeResponse => ({
+  status: 200,
+  body: { id: EP_PATH, name: EP, type: "Microsoft.MachineLearningServices/workspaces/onlineEndpoints", location: "eastus2", properties: { authMode: "Key", traffic, mirrorTraffic: {}, provisioningState: state, scoringUri: "https://x/score" } },
+});
+const deployment = (state: string): FakeResponse => ({ status: 200, body: { name: DEP, properties: { provisioningState: state } } });
+
+type Program = "submit-job" | "wait-for-job" | "set-traffic apply" | "set-traffic release" | "preflight" | "chat";
+
+interface Row {
+  program: Program;
+  name: string;
+  routes: (fake: FakeArm) => void;
+  env?: Record<string, string | undefined>;
+  /** Runs on the real clock (servers that hang or trickle), with a deadline of {@link DEADLINE_S}. */
+  realTime?: boolean;
+  credential?: ScriptDeps["credential"];
+  code: number;
+  message: RegExp;
+  puts?: number;
+}
+
+function baseEnv(program: Program, fake: FakeArm): Record<string, string> {
+  const ws = { AZURE_SUBSCRIPTION_ID: SUB, AZURE_RESOURCE_GROUP: WS.resourceGroup, AZUREML_WORKSPACE: WS.workspace, ARM_ENDPOINT: fake.baseUrl };
+  switch (program) {
+    case "submit-job":
+      return { ...ws, AZUREML_JOB_NAME: JOB, AZUREML_JOB_BODY: JSON.stringify(BODY), WAIT_POLL_SECONDS: "30" };
+    case "wait-for-job":
+      return { ...ws, AZUREML_JOB_NAME: JOB, WAIT_POLL_SECONDS: "30" };
+    case "set-traffic apply":
+      return { ...ws, AZUREML_ENDPOINT: EP, TRAFFIC: JSON.stringify({ [DEP]: 100 }), TRAFFIC_POLL_SECONDS: "15" };
+    case "set-traffic release":
+      return { ...ws, AZUREML_ENDPOINT: EP, MANAGED_DEPLOYMENTS: JSON.stringify([DEP]), TRAFFIC_POLL_SECONDS: "15" };
+    case "preflight": {
+      const cfg = parseConfig(rawProjectConfig(readStackConfig(ROOT, "bluegreen").config)).config;
+      return { AZURE_SUBSCRIPTION_ID: SUB, PULUMI_STACK: "bluegreen", PREFLIGHT_INPUT: JSON.stringify(preflightInput(cfg)), ARM_ENDPOINT: fake.baseUrl };
+    }
+    case "chat":
+      return {};
+  }
+}
+
+const DEADLINE_VAR: Record<Program, string> = {
+  "submit-job": "WAIT_DEADLINE_SECONDS",
+  "wait-for-job": "WAIT_DEADLINE_SECONDS",
+  "set-traffic apply": "TRAFFIC_DEADLINE_SECONDS",
+  "set-traffic release": "TRAFFIC_DEADLINE_SECONDS",
+  preflight: "PREFLIGHT_DEADLINE_SECONDS",
+  chat: "",
+};
+
+const OFFERED = RECORDED_VM_SIZES.filter((s) => !RETIRED_SIZES[s.name]).map((s) => ({ ...s, lowPriorityCapable: true, supportedComputeTypes: ["AmlCompute"] }));
+const USAGES = [...new Set(RECORDED_VM_SIZES.map((s) => s.family))].map((family) => ({ currentValue: 0, limit: 200, name: { value: family, localizedValue: family } }));
+const ML_LOC = `/subscriptions/${SUB}/providers/Microsoft.MachineLearningServices/locations/eastus2`;
+const healthy = (f: FakeArm) => routeHealthySubscription(f, { subscriptionId: SUB, tenantId: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", location: "eastus2", vmSizes: OFFERED, usages: USAGES });
+
+/** A job that is absent until PUT, then runs and completes. */
+function submittable(f: FakeArm, put: FakeResponse[] = [{ status: 201, body: { name: JOB, properties: { ...BODY.properties, status: "NotStarted" } } }], landsOnPut = true) {
+  let created = false;
+  let puts = 0;
+  f.route("GET", JOB_PATH, () => (created ? job("Completed") : notFound));
+  f.route("PUT", JOB_PATH, () => {
+    if (landsOnPut) created = true;
+    return put[Math.min(puts++, put.length - 1)];
+  });
+}
+
+/** An endpoint PUT that runs as a long-running operation and then reports the new split (after `conflicts` 409s). */
+function trafficUpdatable(f: FakeArm, before: Record<string, number>, opStatus: FakeResponse[] = [{ status: 200, body: { status: "Succeeded" } }], conflicts = 0) {
+  let traffic = before;
+  f.route("GET", EP_PATH, () => endpoint(traffic));
+  f.route("PUT", EP_PATH, (req, fk) => {
+    if (conflicts-- > 0) return { status: 409, body: { error: { code: "Conflict", message: "operation in progress" } } };
+    traffic = ((req.body as { properties: { traffic: Record<string, number> } }).properties.traffic) ?? {};
+    return { status: 201, body: req.body, headers: { "azure-asyncoperation": `${fk.baseUrl}/ops/1?api-version=2025-12-01` } };
+  });
+  f.route("GET", "/ops/1", opStatus);
+}
+
+const hang: FakeResponse = { hang: true };
+const trickle: FakeResponse = { status: 200, trickle: true };
+const never: ScriptDeps["credential"] = { getToken: () => new Promise(() => undefined) };
+
+const ROWS: Row[] = [
+  // ------------------------------------------------------------------ wait-for-job
+  { program: "wait-for-job", name: "running then completed", routes: (f) => f.route("GET", JOB_PATH, [job("Running"), job("Completed")]), code: 0, message: /Completed after/ },
+  { program: "wait-for-job", name: "job failed, its error shown", routes: (f) => f.route("GET", JOB_PATH, [job("Running"), job("Failed", { error: { code: "UserError", message: "CUDA out of memory" } })]), code: 1, message: /CUDA out of memory/ },
+  { program: "wait-for-job", name: "canceled", routes: (f) => f.route("GET", JOB_PATH, job("Canceled")), code: 1, message: /ended Canceled/ },
+  { program: "wait-for-job", name: "NotResponding", routes: (f) => f.route("GET", JOB_PATH, job("NotResponding")), code: 1, message: /ended NotResponding/ },
+  { program: "wait-for-job", name: "429 with Retry-After", routes: (f) => f.route("GET", JOB_PATH, [{ status: 429, headers: { "retry-after": "7" } }, job("Completed")]), code: 0, message: /HTTP 429; retry 1\/2 in 7000 ms/ },
+  { program: "wait-for-job", name: "5xx burst", routes: (f) => f.route("GET", JOB_PATH, [{ status: 500 }, { status: 502 }, job("Completed")]), code: 0, message: /Completed/ },
+  { program: "wait-for-job", name: "connection resets", routes: (f) => f.route("GET", JOB_PATH, [{ destroy: true }, { destroy: true }, job("Completed")]), code: 0, message: /network error/ },
+  { program: "wait-for-job", name: "outage longer than the retries", routes: (f) => f.route("GET", JOB_PATH, [job("Running"), ...Array(5).fill({ status: 503 }), job("Completed")]), code: 0, message: /still waiting/ },
+  { program: "wait-for-job", name: "ARM 404 during replication, then found", routes: (f) => f.route("GET", JOB_PATH, [notFound, job("Completed")]), code: 0, message: /not found yet/ },
+  { program: "wait-for-job", name: "ARM 404 past the grace period", routes: (f) => f.route("GET", JOB_PATH, notFound), code: 4, message: /HTTP 404 ResourceNotFound/ },
+  { program: "wait-for-job", name: "a proxy's HTML 404 is not 'not found yet'", routes: (f) => f.route("GET", JOB_PATH, html(404)), code: 4, message: /not JSON/ },
+  { program: "wait-for-job", name: "a proxy's HTML 200 is not a job state", routes: (f) => f.route("GET", JOB_PATH, html(200)), code: 4, message: /NotJson: the answer is not JSON \(text\/html/ },
+  { program: "wait-for-job", name: "401 echoing the token", routes: (f) => f.route("GET", JOB_PATH, tokenEcho(401, "InvalidAuthenticationToken")), code: 4, message: /HTTP 401 InvalidAuthenticationToken/ },
+  { program: "wait-for-job", name: "403", routes: (f) => f.route("GET", JOB_PATH, { status: 403, body: { error: { code: "AuthorizationFailed", message: "no read" } } }), code: 4, message: /lacks permission/ },
+  { program: "wait-for-job", name: "500 echoing the token until retries run out", routes: (f) => f.route("GET", JOB_PATH, [job("Running"), tokenEcho(500), tokenEcho(500), tokenEcho(500), job("Completed")]), code: 0, message: /Completed/ },
+  { program: "wait-for-job", name: "deadline while running (last status shown)", routes: (f) => f.route("GET", JOB_PATH, job("Running")), env: { WAIT_DEADLINE_SECONDS: "600" }, code: 3, message: /last status Running/ },
+  { program: "wait-for-job", name: "credential fails", routes: (f) => f.route("GET", JOB_PATH, job("Completed")), credential: fakeCredential({ fail: true }), code: 4, message: /CredentialUnavailable/ },
+  { program: "wait-for-job", name: "missing environment", routes: () => undefined, env: { AZUREML_JOB_NAME: undefined }, code: 2, message: /missing environment variable\(s\): AZUREML_JOB_NAME/ },
+  { program: "wait-for-job", name: "a deadline of 0 s", routes: () => undefined, env: { WAIT_DEADLINE_SECONDS: "0" }, code: 2, message: /WAIT_DEADLINE_SECONDS must be a positive number/ },
+  { program: "wait-for-job", name: "an http:// ARM endpoint", routes: () => undefined, env: { ARM_ENDPOINT: "http://127.0.0.1:9" }, code: 2, message: /must be an https URL/ },
+  { program: "wait-for-job", name: "server accepts and never answers", realTime: true, routes: (f) => f.route("GET", JOB_PATH, hang), code: 3, message: /Gave up waiting .* last status unknown/ },
+  { program: "wait-for-job", name: "server trickles bytes forever", realTime: true, routes: (f) => f.route("GET", JOB_PATH, trickle), code: 3, message: /Gave up waiting/ },
+  { program: "wait-for-job", name: "answers, then hangs (last status kept)", realTime: true, routes: (f) => f.route("GET", JOB_PATH, [job("Running"), hang]), env: { WAIT_POLL_SECONDS: "0.2" }, code: 3, message: /last status Running/ },
+  { program: "wait-for-job", name: "the token endpoint hangs", realTime: true, routes: (f) => f.route("GET", JOB_PATH, job("Completed")), credential: never, code: 3, message: /Gave up waiting/ },
+
+  // ------------------------------------------------------------------ submit-job
+  { program: "submit-job", name: "new job: one PUT, then completed", routes: (f) => submittable(f), code: 0, message: /Submitted job/, puts: 1 },
+  { program: "submit-job", name: "the same job exists: no PUT", routes: (f) => f.route("GET", JOB_PATH, job("Completed")), code: 0, message: /already exists \(status Completed\) with the same body/, puts: 0 },
+  { program: "submit-job", name: "the same job with other case in its ARM ids", routes: (f) => f.route("GET", JOB_PATH, job("Completed", { computeId: BODY.properties.computeId.toUpperCase() })), code: 0, message: /with the same body/, puts: 0 },
+  { program: "submit-job", name: "another job under the name: refused, no PUT", routes: (f) => f.route("GET", JOB_PATH, job("Completed", { command: "python other.py" })), code: 1, message: /another body \(differs in command\).*training\.attempt/, puts: 0 },
+  { program: "submit-job", name: "only mutable fields differ (display name, tags)", routes: (f) => f.route("GET", JOB_PATH, job("Completed", { displayName: "renamed", tags: { a: "b" } })), code: 0, message: /with the same body/, puts: 0 },
+  { program: "submit-job", name: "PUT lands, connection resets, retry answered 409: confirmed by GET", routes: (f) => submittable(f, [{ destroy: true }, { status: 409, body: { error: { code: "Conflict", message: "job exists" } } }]), code: 0, message: /confirmed by GET/, puts: 2 },
+  { program: "submit-job", name: "PUT answered 409 although the job is absent", routes: (f) => submittable(f, [{ status: 409, body: { error: { code: "Conflict", message: "busy" } } }], false), code: 4, message: /HTTP 409 Conflict/, puts: 1 },
+  {
+    program: "submit-job",
+    name: "PUT answer lost, and a job with another body holds the name",
+    routes: (f) => {
+      let created = false;
+      f.route("GET", JOB_PATH, () => (created ? job("Running", { command: "python other.py" }) : notFound));
+      f.route("PUT", JOB_PATH, () => ((created = true), { destroy: true }));
+    },
+    code: 1,
+    message: /differs in command/,
+    puts: 3,
+  },
+  { program: "submit-job", name: "PUT rejected (400)", routes: (f) => submittable(f, [{ status: 400, body: { error: { code: "UserError", message: "Compute a100-train not found" } } }], false), code: 4, message: /Compute a100-train not found/, puts: 1 },
+  { program: "submit-job", name: "PUT throttled, then accepted", routes: (f) => submittable(f, [{ status: 503, headers: { "retry-after": "3" } }, { status: 201, body: { name: JOB } }]), code: 0, message: /Submitted job/, puts: 2 },
+  { program: "submit-job", name: "PUT 5xx until retries run out, job absent", routes: (f) => submittable(f, [{ status: 500 }], false), code: 4, message: /HTTP 500/, puts: 3 },
+  { program: "submit-job", name: "a proxy's HTML 200 on GET: no PUT", routes: (f) => f.route("GET", JOB_PATH, html(200)), code: 4, message: /not JSON/, puts: 0 },
+  { program: "submit-job", name: "a proxy's HTML 404 on GET: no PUT", routes: (f) => f.route("GET", JOB_PATH, html(404)), code: 4, message: /not JSON/, puts: 0 },
+  { program: "submit-job", name: "an empty 404 on GET: no PUT", routes: (f) => f.route("GET", JOB_PATH, { status: 404 }), code: 4, message: /HTTP 404/, puts: 0 },
+  { program: "submit-job", name: "GET 5xx until retries run out: no PUT", routes: (f) => f.route("GET", JOB_PATH, { status: 503 }), code: 4, message: /HTTP 503/, puts: 0 },
+  { program: "submit-job", name: "400 echoing the token", routes: (f) => { f.route("GET", JOB_PATH, notFound); f.route("PUT", JOB_PATH, tokenEcho(400, "BadRequest")); }, code: 4, message: /HTTP 400 BadRequest/, puts: 1 },
+  { program: "submit-job", name: "a deadline of 0 s: nothing sent", routes: (f) => submittable(f), env: { WAIT_DEADLINE_SECONDS: "0" }, code: 2, message: /WAIT_DEADLINE_SECONDS/, puts: 0 },
+  { program: "submit-job", name: "malformed body: nothing sent", routes: (f) => submittable(f), env: { AZUREML_JOB_BODY: "{" }, code: 2, message: /not valid JSON/, puts: 0 },
+  { program: "submit-job", name: "credential fails: nothing sent", routes: (f) => submittable(f), credential: fakeCredential({ fail: true }), code: 4, message: /CredentialUnavailable/, puts: 0 },
+  {
+    program: "submit-job",
+    name: "submitted, then the job fails",
+    routes: (f) => {
+      let created = false;
+      f.route("GET", JOB_PATH, () => (created ? job("Failed") : notFound));
+      f.route("PUT", JOB_PATH, () => ((created = true), { status: 201, body: {} }));
+    },
+    code: 1,
+    message: /ended Failed/,
+    puts: 1,
+  },
+  { program: "submit-job", name: "deadline while waiting", routes: (f) => f.route("GET", JOB_PATH, job("Running")), env: { WAIT_DEADLINE_SECONDS: "900" }, code: 3, message: /last status Running/, puts: 0 },
+  { program: "submit-job", name: "GET never answers: no PUT", realTime: true, routes: (f) => f.route("GET", JOB_PATH, hang), code: 3, message: /deadline/, puts: 0 },
+  { program: "submit-job", name: "PUT never answers", realTime: true, routes: (f) => { f.route("GET", JOB_PATH, notFound); f.route("PUT", JOB_PATH, hang); }, code: 3, message: /deadline/, puts: 1 },
+  { program: "submit-job", name: "GET trickles forever: no PUT", realTime: true, routes: (f) => f.route("GET", JOB_PATH, trickle), code: 3, message: /deadline/, puts: 0 },
+  { program: "submit-job", name: "the token endpoint hangs: nothing sent", realTime: true, routes: (f) => submittable(f), credential: never, code: 3, message: /deadline/, puts: 0 },
+
+  // ------------------------------------------------------------------ set-traffic apply
+  { program: "set-traffic apply", name: "already routed: no PUT", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); f.route("GET", EP_PATH, endpoint({ [DEP]: 100 })); }, code: 0, message: /nothing changes/, puts: 0 },
+  { program: "set-traffic apply", name: "moves traffic: one PUT", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); trafficUpdatable(f, {}); }, code: 0, message: /traffic: \(none\) → blue-1a2b3c4d=100/, puts: 1 },
+  { program: "set-traffic apply", name: "deployment still creating, then ready", routes: (f) => { f.route("GET", DEP_PATH, [deployment("Creating"), deployment("Succeeded")]); trafficUpdatable(f, {}); }, code: 0, message: /traffic:/, puts: 1 },
+  { program: "set-traffic apply", name: "deployment Failed: no PUT", routes: (f) => { f.route("GET", DEP_PATH, deployment("Failed")); f.route("GET", EP_PATH, endpoint({})); }, code: 1, message: /refusing to route traffic/, puts: 0 },
+  { program: "set-traffic apply", name: "endpoint missing (ARM 404)", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); f.route("GET", EP_PATH, notFound); }, code: 1, message: /does not exist/, puts: 0 },
+  { program: "set-traffic apply", name: "a proxy's HTML 200 for the endpoint: no PUT", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); f.route("GET", EP_PATH, html(200)); }, code: 4, message: /not JSON/, puts: 0 },
+  { program: "set-traffic apply", name: "a proxy's HTML 404 for a deployment is not 'missing'", routes: (f) => { f.route("GET", DEP_PATH, html(404)); f.route("GET", EP_PATH, endpoint({})); }, code: 4, message: /not JSON/, puts: 0 },
+  { program: "set-traffic apply", name: "the operation fails", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); trafficUpdatable(f, {}, [{ status: 200, body: { status: "Failed", error: { code: "BadArgument", message: "Traffic values need to sum to 100" } } }]); }, code: 1, message: /ended Failed: BadArgument/, puts: 1 },
+  { program: "set-traffic apply", name: "the operation status is a proxy page", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); trafficUpdatable(f, {}, [html(200)]); }, code: 4, message: /not JSON/, puts: 1 },
+  { program: "set-traffic apply", name: "endpoint busy (409), then updated", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); trafficUpdatable(f, {}, undefined, 1); }, code: 0, message: /busy \(409/, puts: 2 },
+  { program: "set-traffic apply", name: "Azure reports another split afterwards", routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); f.route("GET", EP_PATH, endpoint({})); f.route("PUT", EP_PATH, { status: 200, body: {} }); }, code: 1, message: /reports traffic \(none\)/, puts: 1 },
+  { program: "set-traffic apply", name: "429 then fine", routes: (f) => { f.route("GET", DEP_PATH, [{ status: 429, headers: { "retry-after": "2" } }, deployment("Succeeded")]); f.route("GET", EP_PATH, endpoint({ [DEP]: 100 })); }, code: 0, message: /HTTP 429; retry 1\/2 in 2000 ms/, puts: 0 },
+  { program: "set-traffic apply", name: "resets then fine", routes: (f) => { f.route("GET", DEP_PATH, [{ destroy: true }, deployment("Succeeded")]); f.route("GET", EP_PATH, endpoint({ [DEP]: 100 })); }, code: 0, message: /network error/, puts: 0 },
+  { program: "set-traffic apply", name: "401 echoing the token", routes: (f) => f.route("GET", DEP_PATH, tokenEcho(401, "InvalidAuthenticationToken")), code: 4, message: /HTTP 401/, puts: 0 },
+  { program: "set-traffic apply", name: "403", routes: (f) => f.route("GET", DEP_PATH, { status: 403, body: { error: { code: "AuthorizationFailed", message: "no" } } }), code: 4, message: /HTTP 403/, puts: 0 },
+  { program: "set-traffic apply", name: "deployment never ready: deadline with the last state", routes: (f) => { f.route("GET", DEP_PATH, deployment("Creating")); f.route("GET", EP_PATH, endpoint({})); }, env: { TRAFFIC_DEADLINE_SECONDS: "300" }, code: 3, message: /last seen: deployment blue-1a2b3c4d: Creating/, puts: 0 },
+  { program: "set-traffic apply", name: "invalid split", routes: () => undefined, env: { TRAFFIC: JSON.stringify({ [DEP]: 90 }) }, code: 2, message: /sum to exactly 100/, puts: 0 },
+  { program: "set-traffic apply", name: "a deployment GET never answers", realTime: true, routes: (f) => f.route("GET", DEP_PATH, hang), code: 3, message: /deadline.*last seen: nothing yet/, puts: 0 },
+  { program: "set-traffic apply", name: "the endpoint GET trickles forever", realTime: true, routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); f.route("GET", EP_PATH, trickle); }, code: 3, message: /deadline.*last seen: deployment blue-1a2b3c4d: Succeeded/, puts: 0 },
+  { program: "set-traffic apply", name: "the PUT never answers", realTime: true, routes: (f) => { f.route("GET", DEP_PATH, deployment("Succeeded")); f.route("GET", EP_PATH, endpoint({})); f.route("PUT", EP_PATH, hang); }, code: 3, message: /deadline/, puts: 1 },
+  { program: "set-traffic apply", name: "the token endpoint hangs", realTime: true, routes: (f) => f.route("GET", DEP_PATH, deployment("Succeeded")), credential: never, code: 3, message: /deadline/, puts: 0 },
+
+  // ------------------------------------------------------------------ set-traffic release
+  { program: "set-traffic release", name: "endpoint gone: nothing to do", routes: (f) => f.route("GET", EP_PATH, notFound), code: 0, message: /nothing to release/, puts: 0 },
+  { program: "set-traffic release", name: "endpoint deleting: nothing to do", routes: (f) => f.route("GET", EP_PATH, endpoint({ [DEP]: 100 }, "Deleting")), code: 0, message: /nothing to release/, puts: 0 },
+  { program: "set-traffic release", name: "no traffic on the stack's deployments: no PUT", routes: (f) => f.route("GET", EP_PATH, endpoint({ other: 100 })), code: 0, message: /take no traffic: nothing changes/, puts: 0 },
+  { program: "set-traffic release", name: "releases to 0: one PUT", routes: (f) => trafficUpdatable(f, { [DEP]: 100 }), code: 0, message: /blue-1a2b3c4d=100 → \(none\)/, puts: 1 },
+  { program: "set-traffic release", name: "a proxy's HTML 404 is not 'endpoint gone'", routes: (f) => f.route("GET", EP_PATH, html(404)), code: 4, message: /not JSON/, puts: 0 },
+  {
+    program: "set-traffic release",
+    name: "5xx burst then released",
+    routes: (f) => {
+      trafficUpdatable(f, { [DEP]: 100 });
+      let n = 0;
+      const updated = f.requestsTo.bind(f);
+      f.route("GET", EP_PATH, () => (n++ < 2 ? { status: n === 1 ? 502 : 500 } : endpoint(updated("PUT", EP_PATH).length ? { [DEP]: 0 } : { [DEP]: 100 })));
+    },
+    code: 0,
+    message: /→ \(none\)/,
+    puts: 1,
+  },
+  { program: "set-traffic release", name: "invalid MANAGED_DEPLOYMENTS", routes: () => undefined, env: { MANAGED_DEPLOYMENTS: '"blue"' }, code: 2, message: /MANAGED_DEPLOYMENTS must be a JSON array/, puts: 0 },
+  { program: "set-traffic release", name: "500 echoing the token until retries run out", routes: (f) => f.route("GET", EP_PATH, tokenEcho(500)), code: 4, message: /HTTP 500/, puts: 0 },
+  { program: "set-traffic release", name: "the endpoint GET never answers", realTime: true, routes: (f) => f.route("GET", EP_PATH, hang), code: 3, message: /deadline/, puts: 0 },
+  { program: "set-traffic release", name: "the endpoint GET trickles forever", realTime: true, routes: (f) => f.route("GET", EP_PATH, trickle), code: 3, message: /deadline/, puts: 0 },
+
+  // ------------------------------------------------------------------ preflight
+  { program: "preflight", name: "healthy subscription", routes: healthy, code: 0, message: /Preflight passed/ },
+  { program: "preflight", name: "throttled, then healthy", routes: (f) => { healthy(f); f.route("GET", `${ML_LOC}/vmSizes`, [{ status: 429, headers: { "retry-after": "1" } }, { body: { value: OFFERED } }]); }, code: 0, message: /Preflight passed/ },
+  { program: "preflight", name: "a proxy's HTML 200 instead of the VM sizes", routes: (f) => { healthy(f); f.route("GET", `${ML_LOC}/vmSizes`, html(200)); }, code: 1, message: /not JSON/ },
+  { program: "preflight", name: "VM size list whose nextLink loops", routes: (f) => { healthy(f); f.route("GET", `${ML_LOC}/vmSizes`, (_r, fk) => ({ body: { value: OFFERED.slice(0, 2), nextLink: `${fk.baseUrl}${ML_LOC}/vmSizes?api-version=2025-12-01` } })); }, code: 1, message: /the list loops/ },
+  { program: "preflight", name: "usages list whose nextLink loops", routes: (f) => { healthy(f); f.route("GET", `${ML_LOC}/usages`, (_r, fk) => ({ body: { value: USAGES, nextLink: `${fk.baseUrl}${ML_LOC}/usages?api-version=2025-12-01&page=x` } })); }, code: 1, message: /the list loops/ },
+  { program: "preflight", name: "a proxy's HTML 404 for the soft-deleted vault check is not 'none deleted'", routes: (f) => { healthy(f); f.route("GET", /deletedVaults/, html(404)); }, code: 0, message: /soft-deleted vaults could not be checked: HTTP 404/ },
+  { program: "preflight", name: "credential fails", routes: healthy, credential: fakeCredential({ fail: true }), code: 1, message: /CredentialUnavailable|credential/i },
+  { program: "preflight", name: "401 echoing the token", routes: (f) => { healthy(f); f.route("GET", `/subscriptions/${SUB}`, tokenEcho(401, "InvalidAuthenticationToken")); }, code: 1, message: /Preflight failed/ },
+  { program: "preflight", name: "missing environment", routes: healthy, env: { PREFLIGHT_INPUT: undefined }, code: 2, message: /missing environment variable\(s\): PREFLIGHT_INPUT/ },
+  { program: "preflight", name: "a deadline that is not a number", routes: healthy, env: { PREFLIGHT_DEADLINE_SECONDS: "soon" }, code: 2, message: /PREFLIGHT_DEADLINE_SECONDS must be a positive number/ },
+  { program: "preflight", name: "Azure never answers", realTime: true, routes: (f) => { healthy(f); f.route("GET", `/subscriptions/${SUB}`, hang); }, code: 3, message: /did not finish within/ },
+  { program: "preflight", name: "the VM size list trickles forever", realTime: true, routes: (f) => { healthy(f); f.route("GET", `${ML_LOC}/vmSizes`, trickle); }, code: 3, message: /did not finish within/ },
+  { program: "preflight", name: "the token endpoint hangs", realTime: true, routes: healthy, credential: never, code: 3, message: /did not finish within/ },
+];
+
+/** Chat rows: a scoring server on 127.0.0.1 (plain HTTP on loopback, as serve:local). */
+interface ChatRow {
+  name: string;
+  answer: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
+  args?: string[];
+  code: number;
+  message: RegExp;
+}
+const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(typeof body === "string" ? body : JSON.stringify(body));
+};
+const CHAT_ROWS: ChatRow[] = [
+  { name: "answers", answer: (_q, s) => json(s, 200, ["hello"]), code: 0, message: /^$/ },
+  { name: "400 echoing the key in every form", answer: (q, s) => json(s, 400, { error: `bad request ${echo(KEY)} ${q.headers.authorization}` }), code: 1, message: /HTTP 400/ },
+  { name: "401 echoing the key", answer: (_q, s) => json(s, 401, echo(KEY)), code: 1, message: /rejected the key/ },
+  { name: "503 without Retry-After, then answers", answer: (_q, s, n) => (n === 0 ? json(s, 503, "warming up") : json(s, 200, ["ok"])), code: 0, message: /retry 1\/4/ },
+  { name: "429 echoing the key until retries run out", args: ["--retries", "1"], answer: (_q, s) => json(s, 429, echo(KEY), { "retry-after": "0" }), code: 1, message: /still busy after 2 attempts/ },
+  { name: "a proxy's HTML page", answer: (_q, s) => json(s, 200, "<html>login</html>"), code: 1, message: /not JSON/ },
+  { name: "never answers", args: ["--timeout", "0.5"], answer: () => undefined, code: 3, message: /no answer .* within 0\.5 s/ },
+  { name: "trickles forever", args: ["--timeout", "0.5"], answer: (_q, s) => { s.writeHead(200); const t = setInterval(() => (s.destroyed ? clearInterval(t) : s.write(" ")), 100); s.on("close", () => clearInterval(t)); }, code: 3, message: /within 0\.5 s/ },
+  { name: "resets the connection", answer: (q) => q.socket.destroy(), code: 1, message: /could not reach/ },
+];
+
+async function runRow(row: Row): Promise<{ code: number; output: string; puts: number; elapsedMs: number }> {
+  const fake = await startFakeArm();
+  row.routes(fake);
+  const lines: string[] = [];
+  const clock = row.realTime ? undefined : fakeClock();
+  const deps: ScriptDeps = {
+    log: (l) => lines.push(l),
+    error: (l) => lines.push(l),
+    credential: row.credential ?? fakeCredential({ token: TOKEN }),
+    maxRetries: 2,
+    backoffBaseMs: 1,
+    maxBackoffMs: 10_000,
+    ...(clock ? { now: clock.now, sleep: clock.sleep } : {}),
+  };
+  const env: Record<string, string | undefined> = { ...baseEnv(row.program, fake), ...(row.realTime ? { [DEADLINE_VAR[row.program]]: String(DEADLINE_S) } : {}), ...row.env };
+  const started = Date.now();
+  let code: number;
+  try {
+    switch (row.program) {
+      case "submit-job":
+        code = await runSubmitJobFromEnv(env, deps);
+        break;
+      case "wait-for-job":
+        code = await runWaitForJobFromEnv(env, deps);
+        break;
+      case "set-traffic apply":
+        code = await runSetTrafficFromEnv("apply", env, deps);
+        break;
+      case "set-traffic release":
+        code = await runSetTrafficFromEnv("release", env, deps);
+        break;
+      case "preflight":
+        code = await runPreflightFromEnv(env, deps);
+        break;
+      default:
+        throw new Error(row.program);
+    }
+  } finally {
+    await fake.close();
+  }
+  return { code, output: lines.join("\n"), puts: fake.requests.filter((r) => r.method === "PUT").length, elapsedMs: Date.now() - started };
+}
+
+describe("the fault table", () => {
+  it("has at least 90 scenarios across every program in jobs/ (and the chat client)", () => {
+    expect(ROWS.length + CHAT_ROWS.length).toBeGreaterThanOrEqual(90);
+    expect(new Set(ROWS.map((r) => r.program.split(" ")[0]))).toEqual(new Set(["submit-job", "wait-for-job", "set-traffic", "preflight"]));
+    for (const p of ["submit-job", "wait-for-job", "set-traffic apply", "set-traffic release", "preflight"]) {
+      expect(ROWS.some((r) => r.program === p && r.realTime && /never answers/.test(r.name)), `${p} has a hanging-server row`).toBe(true);
+    }
+  });
+
+  const check = async (row: Row) => {
+    const r = await runRow(row);
+    expect(r.output).toMatch(row.message);
+    expect(r.code, r.output).toBe(row.code);
+    if (row.puts !== undefined) expect(r.puts).toBe(row.puts);
+    if (row.realTime) expect(r.elapsedMs).toBeLessThan(DEADLINE_S * 1000 + SLACK_MS);
+    expect(containsSecret(r.output, TOKEN), "the token leaked into the output").toBe(false);
+    expect(r.output).not.toMatch(/\n\s+at .+:\d+:\d+\)?/);
+  };
+
+  it.each(ROWS.filter((r) => !r.realTime).map((r) => [r.program, r.name, r] as const))("%s: %s", (_p, _n, row) => check(row));
+
+  // Real-clock rows wait for their deadline: they run side by side (none fakes the timers).
+  describe.concurrent("against servers that hang or trickle (real clock, deadline 1.5 s)", () => {
+    it.each(ROWS.filter((r) => r.realTime).map((r) => [r.program, r.name, r] as const))("%s: %s", (_p, _n, row) => check(row));
+  });
+
+  it.each(CHAT_ROWS.map((r) => [r.name, r] as const))("chat: %s", async (_n, row) => {
+    let n = 0;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => row.answer(req, res, n++));
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/score`;
+    let out = "";
+    let err = "";
+    const started = Date.now();
+    try {
+      const code = await chatMain(["--timeout", "5", ...(row.args ?? []), "hi"], { ENDPOINT_URI: url, ENDPOINT_KEY: KEY }, {
+        stdout: { write: (c: string) => (out += c) },
+        stderr: { write: (c: string) => (err += c) },
+        stdin: Object.assign(new (await import("node:stream")).PassThrough(), { isTTY: false }),
+        backoffBaseMs: 1,
+      } as never);
+      expect(code, err).toBe(row.code);
+      expect(err).toMatch(row.message);
+      expect(Date.now() - started).toBeLessThan(5000 + SLACK_MS);
+      for (const text of [out, err]) expect(containsSecret(text, KEY), "the key leaked into the output").toBe(false);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
+  });
+});
