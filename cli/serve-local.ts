@@ -29,7 +29,7 @@ export const SERVE_LOCAL_COMMAND: CommandSpec = {
     "(default .venv/serve-local.key, created on first use).",
   options: {
     model: { type: "string", value: "DIR", description: "MLflow model folder (from npm run train:local)" },
-    port: { type: "string", value: "<port>", description: "port on 127.0.0.1 (default 5001)" },
+    port: { type: "string", value: "<port>", description: "port on 127.0.0.1 (default 5001; 0 picks a free one, printed when listening)" },
     "key-file": { type: "string", value: "F", description: "file holding the key (default .venv/serve-local.key)" },
     trace: { type: "string", value: "F", description: "append every request and answer to F (JSON lines)" },
   },
@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     values = { port: "5001", ...(parsed.values as Record<string, string | undefined>) };
     if (!values.model) throw new UsageError("missing --model");
-    if (!/^\d+$/.test(values.port!) || Number(values.port) < 1 || Number(values.port) > 65535) throw new UsageError(`--port must be a port number (1-65535), got ${JSON.stringify(values.port)}`);
+    if (!/^\d+$/.test(values.port!) || Number(values.port) > 65535) throw new UsageError(`--port must be a port number (0-65535; 0 picks a free one), got ${JSON.stringify(values.port)}`);
   } catch (e) {
     return reportError(SERVE_LOCAL_COMMAND, e, (l) => process.stderr.write(`${l}\n`));
   }

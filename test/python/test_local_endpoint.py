@@ -69,7 +69,7 @@ class LocalEndpointTest(unittest.TestCase):
 
     def chat(self, args, stdin=None, key=None):
         env = dict(os.environ, ENDPOINT_URI=self.url, ENDPOINT_KEY=key or self.key)
-        done = helpers.run(["npx", "--no-install", "tsx", "jobs/chat.ts", *args], env=env, stdin=stdin, timeout=300)
+        done = helpers.run(["npx", "--no-install", "tsx", "cli/chat.ts", *args], env=env, stdin=stdin, timeout=300)
         for stream in (done.stdout, done.stderr):
             self.assertNotIn(self.key, stream)
         return done
