@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as local from "@pulumi/command/local";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type * as inputs from "@pulumi/azure-native/types/input";
-import { DeploymentConfig, StackConfig } from "./config";
+import { DeploymentConfig, programCredentialEnv, StackConfig } from "./config";
 import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
 
 /**
@@ -160,6 +160,7 @@ export class Serving extends pulumi.ComponentResource {
           // (ignored above), which resets the split: this hash changes with them, so the step runs
           // `update` (apply) again right after the endpoint update and the split is never lost.
           ENDPOINT_INPUTS: endpointInputsHash(endpointArgs),
+          ...programCredentialEnv(),
         },
         logging: "stdoutAndStderr",
       },
