@@ -102,6 +102,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   let args: DoctorArgs;
   let config: StackConfig;
   let baseUrl: string;
+  let credential: TokenCredential;
   try {
     args = parseDoctorArgs(argv);
     if (args.help) {
@@ -109,6 +110,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       return EXIT.OK;
     }
     baseUrl = armEndpointFromEnv(env) ?? DEFAULT_ARM_ENDPOINT;
+    credential = opts.credential ?? defaultCredential(env);
   } catch (e) {
     return reportError(DOCTOR_COMMAND, e instanceof UsageError ? e : new UsageError((e as Error).message), err);
   }
@@ -121,7 +123,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   const result = await runDoctor(
     { stack: args.stack, config: preflightInput(config), subscriptionId: args.subscriptionId },
     {
-      credential: opts.credential ?? defaultCredential(env),
+      credential,
       baseUrl,
       httpClient: opts.httpClient,
       env,

@@ -793,6 +793,43 @@ export function loadConfig(): ParsedConfig {
   return { ...parsed, warnings: [...parsed.warnings, ...data.warnings] };
 }
 
+/** azure-native provider settings (stack config) → the variable the provider and lib/credential.ts read. */
+export const PROVIDER_CREDENTIAL_ENV: Record<string, string> = {
+  clientId: "ARM_CLIENT_ID",
+  tenantId: "ARM_TENANT_ID",
+  subscriptionId: "ARM_SUBSCRIPTION_ID",
+  environment: "ARM_ENVIRONMENT",
+  useOidc: "ARM_USE_OIDC",
+  useMsi: "ARM_USE_MSI",
+  useDefaultAzureCredential: "ARM_USE_DEFAULT_AZURE_CREDENTIAL",
+  clientSecret: "ARM_CLIENT_SECRET",
+  clientCertificatePath: "ARM_CLIENT_CERTIFICATE_PATH",
+  clientCertificatePassword: "ARM_CLIENT_CERTIFICATE_PASSWORD",
+  oidcToken: "ARM_OIDC_TOKEN",
+  oidcTokenFilePath: "ARM_OIDC_TOKEN_FILE_PATH",
+};
+
+/** Provider settings that are secrets whatever way they were set: passed on as Pulumi secrets only. */
+export const SECRET_PROVIDER_SETTINGS = ["clientSecret", "clientCertificatePassword", "oidcToken"];
+
+/**
+ * What the programs `pulumi up` runs need to authenticate as the azure-native provider does,
+ * when its settings are in the stack config (`pulumi config set azure-native:clientId ...`)
+ * rather than in the environment (`ARM_*` variables reach the programs anyway: a Command's
+ * environment is merged over the process's). Each set key becomes its `ARM_*` variable; the
+ * secret ones ({@link SECRET_PROVIDER_SETTINGS}) are Pulumi secrets, so the state holds them
+ * encrypted. Empty when nothing is set.
+ */
+export function programCredentialEnv(): Record<string, pulumi.Input<string>> {
+  const provider = new pulumi.Config("azure-native");
+  const out: Record<string, pulumi.Input<string>> = {};
+  for (const [key, variable] of Object.entries(PROVIDER_CREDENTIAL_ENV)) {
+    const value = SECRET_PROVIDER_SETTINGS.includes(key) ? provider.getSecret(key) : provider.get(key);
+    if (value !== undefined && value !== "") out[variable] = value;
+  }
+  return out;
+}
+
 /**
  * Validate the user's chat JSONL files (data.source `jsonl`) line by line with
  * `infra/jsonl.ts`, and check that each split can fill one packed sequence of

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as local from "@pulumi/command/local";
 import { preflightInput } from "../lib/preflight-input";
-import { StackConfig } from "./config";
+import { programCredentialEnv, StackConfig } from "./config";
 
 /** Arguments of {@link Preflight}. */
 export interface PreflightArgs {
@@ -36,6 +36,7 @@ export class Preflight extends pulumi.ComponentResource {
           AZURE_SUBSCRIPTION_ID: args.subscriptionId,
           PULUMI_STACK: pulumi.getStack(),
           PREFLIGHT_INPUT: JSON.stringify(preflightInput(args.config)),
+          ...programCredentialEnv(),
         },
         logging: "stdoutAndStderr",
       },

@@ -4,7 +4,7 @@ import * as ml from "@pulumi/azure-native/machinelearningservices";
 import * as monitor from "@pulumi/azure-native/monitor";
 import { autoscaleProfile } from "./autoscale";
 import type * as inputs from "@pulumi/azure-native/types/input";
-import { DeploymentConfig, StackConfig } from "./config";
+import { DeploymentConfig, programCredentialEnv, StackConfig } from "./config";
 import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
 import { SecretMarks, secretEnvironment, Tags } from "./secrets";
 import { publicNetworkAccess, SecurityConfig } from "./security";
@@ -207,6 +207,7 @@ export class Serving extends pulumi.ComponentResource {
           // (ignored above), which resets the split: this hash changes with them, so the step runs
           // `update` (apply) again right after the endpoint update and the split is never lost.
           ENDPOINT_INPUTS: endpointInputsHash(endpointArgs),
+          ...programCredentialEnv(),
         },
         logging: "stdoutAndStderr",
       },

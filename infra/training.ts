@@ -5,7 +5,7 @@ import * as local from "@pulumi/command/local";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import * as storage from "@pulumi/azure-native/storage";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
-import { StackConfig } from "./config";
+import { programCredentialEnv, StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
 import { plainTags, SecretMarks } from "./secrets";
 import { commandLine } from "./shell";
@@ -356,6 +356,7 @@ export class Training extends pulumi.ComponentResource {
             AZUREML_JOB_NAME: jobName,
             AZUREML_JOB_BODY: pulumi.jsonStringify(pulumi.output({ properties })),
             WAIT_DEADLINE_SECONDS: String(Math.round(c.training.waitTimeoutHours * 3600)),
+            ...programCredentialEnv(),
           },
           logging: "stdoutAndStderr",
         },

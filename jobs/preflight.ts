@@ -54,11 +54,18 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
     error(`preflight: ${(e as Error).message}`);
     return EXIT_CONFIG;
   }
+  let credential;
+  try {
+    credential = deps.credential ?? defaultCredential(env);
+  } catch (e) {
+    error(`preflight: ${(e as Error).message}`);
+    return EXIT_CONFIG;
+  }
   const now = deps.now ?? Date.now;
   const result = await runDoctor(
     { stack: env.PULUMI_STACK!.trim(), config: input, subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim() },
     {
-      credential: deps.credential ?? defaultCredential(),
+      credential,
       baseUrl,
       httpClient: deps.httpClient,
       env,

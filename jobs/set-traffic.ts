@@ -46,6 +46,7 @@ import {
   type ScriptDeps,
 } from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { CredentialConfigError } from "../lib/credential";
 import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
 
 export { MAX_MIRROR_PERCENT, type TrafficMap } from "../infra/traffic";
@@ -689,7 +690,7 @@ export async function runSetTrafficFromEnv(
     return EXIT_OK;
   } catch (err) {
     const what = `set-traffic ${m} on endpoint ${options.endpoint}`;
-    if (err instanceof TrafficConfigError) {
+    if (err instanceof TrafficConfigError || err instanceof CredentialConfigError) {
       error(`${what}: ${err.message}`);
       return EXIT_CONFIG;
     }

@@ -32,6 +32,7 @@ import {
   type ScriptDeps,
 } from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { CredentialConfigError } from "../lib/credential";
 import { parseWaitEnv, waitWithClient } from "./wait-for-job";
 
 /** What {@link submitJob} did. */
@@ -186,6 +187,10 @@ export async function runSubmitJobFromEnv(env: Env, deps: ScriptDeps): Promise<n
     if (e instanceof DeadlineError) {
       error(`submit-job: the deadline (${wait.deadlineMs / 1000} s) passed before job ${wait.jobName} could be submitted: ${e.message}`);
       return EXIT_DEADLINE;
+    }
+    if (e instanceof CredentialConfigError) {
+      error(`submit-job: ${e.message}`);
+      return EXIT_CONFIG;
     }
     error(`submit-job: could not submit Azure ML job ${wait.jobName}: ${(e as Error).message}`);
     return e instanceof JobConflictError ? EXIT_FAILED : EXIT_ARM;

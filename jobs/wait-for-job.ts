@@ -57,6 +57,11 @@ export interface WaitForJobOptions {
   deadlineMs: number;
   /** Milliseconds during which a 404 on the job is tolerated (ARM replication lag); default 300000. */
   notFoundGraceMs?: number;
+  /**
+   * Milliseconds after which an unchanged status is printed again with the elapsed time and the
+   * Studio URL, so a log of a training run of hours shows progress; default 600000 (10 min).
+   */
+  heartbeatMs?: number;
 }
 
 /** Side effects of {@link waitForJob}, injectable for tests. */
@@ -181,7 +186,9 @@ function isTransient(err: unknown): boolean {
  * Polls an Azure ML job until it reaches a terminal status or the deadline passes.
  *
  * Prints (via `deps.log`) the Studio URL once, each status change once as `[HH:MM:SS] Status`
- * (elapsed since the start), and a final line. Retryable ARM failures that outlast the client's
+ * (elapsed since the start), an unchanged status again every `heartbeatMs` with the Studio URL
+ * (`[01:10:00] still Running: https://ml.azure.com/...`, what a CI log of hours shows), and a
+ * final line. Retryable ARM failures that outlast the client's
  * own retries are logged and polling continues until the deadline. A 404 is tolerated during
  * `notFoundGraceMs`.
  *
@@ -206,6 +213,8 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
   let urlPrinted = false;
   let lastStatus = "";
   let notFoundLogged = false;
+  const heartbeatMs = options.heartbeatMs ?? 600_000;
+  let lastLineAt = start;
   let transientLogged = false;
 
   log(
@@ -258,6 +267,10 @@ export async function waitForJob(options: WaitForJobOptions, deps: WaitForJobDep
       if (status !== lastStatus) {
         log(`${stamp()} ${status}`);
         lastStatus = status;
+        lastLineAt = now();
+      } else if (now() - lastLineAt >= heartbeatMs) {
+        log(`${stamp()} still ${status}: ${url}`);
+        lastLineAt = now();
       }
       if ((TERMINAL_STATUSES as readonly string[]).includes(status)) {
         const elapsedMs = now() - start;

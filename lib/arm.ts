@@ -39,6 +39,7 @@ import {
 } from "@azure/core-rest-pipeline";
 import { createHttpPoller, type OperationResponse, type OperationState } from "@azure/core-lro";
 import { setTimeout as timerSleep } from "node:timers/promises";
+import { credentialFromEnv } from "./credential";
 import { maskSecrets } from "./secrets";
 
 /** Azure ML (Microsoft.MachineLearningServices) REST API version every path here follows. */
@@ -491,7 +492,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
           armMessage: mask(e.message),
           method,
           path,
-          hint: "Log in with `az login`, or set the ARM_*/AZURE_* variables of one credential (README: Credentials).",
+          hint: "Log in with `az login`, or set the ARM_* variables the azure-native provider reads (README: Credentials).",
         });
       }
       if (isRestError(e) || (e as Error)?.name === "AbortError") {
@@ -784,13 +785,13 @@ export function armClientFromEnv(env: Env, deps: ScriptDeps, userAgent: string, 
 }
 
 /**
- * The credential of the programs and commands: `new DefaultAzureCredential()` from
- * `@azure/identity` (loaded lazily so tests that inject a fake credential never load it).
+ * The credential of the programs and commands: the one the environment names, chosen as the
+ * azure-native provider chooses its own (lib/credential.ts): OIDC, client secret or
+ * certificate, managed identity, else the developer's `az login` / `azd` login.
  *
- * @param _env - environment (reserved for the credential choice of lib/credential.ts).
+ * @param env - the program's environment.
+ * @throws CredentialConfigError when a chosen method lacks a setting (programs exit 2).
  */
-export function defaultCredential(_env: Env = process.env): TokenCredential {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const identity = require("@azure/identity") as typeof import("@azure/identity");
-  return new identity.DefaultAzureCredential();
+export function defaultCredential(env: Env = process.env): TokenCredential {
+  return credentialFromEnv(env).credential;
 }

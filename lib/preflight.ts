@@ -362,8 +362,8 @@ async function getOrUndefined<T>(client: ArmClient, path: string): Promise<T | u
 }
 
 const CREDENTIAL_REMEDY =
-  "az login (then rerun), or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET or workload identity; " +
-  "DefaultAzureCredential does not read ARM_* variables";
+  "az login (then rerun), or set the ARM_* variables the azure-native provider reads (ARM_USE_OIDC, ARM_CLIENT_ID, " +
+  "ARM_TENANT_ID, ARM_CLIENT_SECRET, ARM_USE_MSI: README, Credentials); the programs of pulumi up read the same";
 
 interface SubscriptionBody {
   subscriptionId?: string;

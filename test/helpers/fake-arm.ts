@@ -5,18 +5,13 @@
  * process through NODE_EXTRA_CA_CERTS: the bearer-token policy of @azure/core-rest-pipeline
  * sends tokens over TLS only, so the fake speaks TLS like ARM does.
  */
-import { readFileSync } from "node:fs";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import path from "node:path";
 import { onTestFinished, vi } from "vitest";
 import type { AccessToken, TokenCredential } from "@azure/identity";
+import { LOOPBACK_TLS } from "./tls";
 
-/** Test-only TLS key and certificate for 127.0.0.1 / localhost (they protect nothing). */
-export const LOOPBACK_TLS = {
-  key: readFileSync(path.join(__dirname, "../fixtures/tls/loopback.key")),
-  cert: readFileSync(path.join(__dirname, "../fixtures/tls/loopback.crt")),
-};
+export { LOOPBACK_TLS } from "./tls";
 
 /** A request the fake server received. */
 export interface RecordedRequest {
