@@ -15,6 +15,12 @@
 //   chat: `{"input_data": {"input_string": [...messages], "parameters": {...}}}` ->
 //     `{"output": "..."}`, for Azure model-catalog chat models (custom scoring script); the
 //     interactive loop sends the whole conversation history in this shape.
+//   chat-list: `{"input_data": {"input_string": [[...messages]], "parameters": {...}}, "params": {}}`
+//     -> a list with one answer per conversation: the model that Microsoft's chat-completion
+//     fine-tuning pipeline registers (training.mode managed; Phi-3 Cookbook
+//     md/03.FineTuning/FineTuning_MLSDK.md, "Test the endpoint with sample data").
+// Without --shape, the stack output `chatDefaults.payloadShape` decides (prompt-list for the
+// script's model, chat-list for the managed mode's), else prompt-list.
 //
 // The endpoint key is never printed: every message that could contain it goes through
 // `maskSecret`, and URLs are shown without credentials or query string.
@@ -37,7 +43,10 @@ import { STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, t
 import { maskSecrets } from "../lib/secrets";
 
 /** Payload shape understood by the endpoint (see module header). */
-export type Shape = "chat" | "prompt-list";
+export type Shape = "chat" | "chat-list" | "prompt-list";
+
+/** The shapes, for `--shape` and the stack output `chatDefaults.payloadShape`. */
+export const SHAPES: readonly Shape[] = ["prompt-list", "chat", "chat-list"];
 
 /** One chat turn, as sent in the `chat` payload shape. */
 export interface ChatMessage {
@@ -59,8 +68,8 @@ export interface ChatArgs {
   temperature: number;
   /** Maximum number of generated tokens, integer >= 1 (default: the stack's `chatDefaults`, else 128). */
   maxNewTokens?: number;
-  /** Payload shape (default `prompt-list`, what fine_tune.py's MLflow signature accepts). */
-  shape: Shape;
+  /** Payload shape (default: the stack's `chatDefaults.payloadShape`, else `prompt-list`). */
+  shape?: Shape;
   /** Per-request timeout in seconds, > 0 (default: the stack's `chatDefaults`, else 90). */
   timeoutSec?: number;
   /** Retries after HTTP 429/503, integer >= 0 (default 4). */
@@ -82,7 +91,7 @@ export interface EndpointConfig {
   /** `env` when both values came from the environment, else `pulumi`. */
   source: "env" | "pulumi";
   /** The stack output `chatDefaults` (sized for the serving hardware), when the stack has one. */
-  defaults?: { maxNewTokens: number; timeoutSeconds: number };
+  defaults?: { maxNewTokens: number; timeoutSeconds: number; payloadShape?: Shape };
 }
 
 /** Built-in defaults when neither the command line nor the stack says otherwise. */
@@ -152,7 +161,7 @@ export const CHAT_COMMAND: CommandSpec = {
     stack: { ...STACK_OPTION, description: "Pulumi stack to read outputs from (default: the selected stack)" },
     temperature: { type: "string", value: "<n>", description: "sampling temperature, >= 0 (default 0.7; 0 = greedy)" },
     "max-new-tokens": { type: "string", value: "<n>", description: "maximum generated tokens (default: the stack output chatDefaults, sized for the serving hardware, else 128)" },
-    shape: { type: "string", value: "chat|prompt-list", description: "payload shape (default prompt-list: the signature finetuning_dir/fine_tune.py logs; chat for catalog models)" },
+    shape: { type: "string", value: "prompt-list|chat|chat-list", description: "payload shape (default: the stack output chatDefaults.payloadShape, else prompt-list, the signature finetuning_dir/fine_tune.py logs; chat for catalog models; chat-list for the managed mode's model)" },
     timeout: { type: "string", value: "<seconds>", description: "per-request timeout (default: chatDefaults, else 90)" },
     retries: { type: "string", value: "<n>", description: "retries on HTTP 429/503 (default 4)" },
   },
@@ -186,7 +195,7 @@ function numberOption(name: string, raw: string, check: (n: number) => boolean, 
  */
 export function parseArgs(argv: readonly string[]): ChatArgs {
   const { values, positionals, help } = parseCommandLine(CHAT_COMMAND, argv);
-  const out: ChatArgs = { interactive: values.interactive === true, help, temperature: 0.7, shape: "prompt-list", retries: 4 };
+  const out: ChatArgs = { interactive: values.interactive === true, help, temperature: 0.7, retries: 4 };
   const str = (k: string) => values[k] as string | undefined;
   if (str("stack") !== undefined) out.stack = checkStackName(str("stack")!);
   if (str("temperature") !== undefined) out.temperature = numberOption("--temperature", str("temperature")!, (n) => n >= 0, "a number >= 0");
@@ -195,8 +204,8 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
   if (str("retries") !== undefined) out.retries = numberOption("--retries", str("retries")!, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
   const shape = str("shape");
   if (shape !== undefined) {
-    if (shape !== "chat" && shape !== "prompt-list") throw new UsageError(`--shape must be "chat" or "prompt-list", got ${JSON.stringify(shape)}`);
-    out.shape = shape;
+    if (!(SHAPES as readonly string[]).includes(shape)) throw new UsageError(`--shape must be one of ${SHAPES.join(", ")}, got ${JSON.stringify(shape)}`);
+    out.shape = shape as Shape;
   }
   const question = positionals.join(" ").trim();
   if (question !== "") out.question = question;
@@ -209,6 +218,8 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
  * - `chat`: `{"input_data": {"input_string": messages, "parameters": {temperature,
  *   max_new_tokens, do_sample}}}`; `messages` is the whole conversation, oldest first, ending
  *   with the new user question (Azure model-catalog chat models).
+ * - `chat-list`: `{"input_data": {"input_string": [messages], "parameters": {...}}, "params": {}}`:
+ *   one conversation in a list of conversations (the managed mode's model).
  * - `prompt-list`: `{"input_data": [conversationPrompt(messages)], "params": {temperature,
  *   max_new_tokens, do_sample, return_full_text: false}}` (the fine-tuned MLflow model).
  * `do_sample` is `temperature > 0`: temperature 0 means greedy decoding, and transformers
@@ -222,14 +233,10 @@ export function parseArgs(argv: readonly string[]): ChatArgs {
 export function buildPayload(shape: Shape, messages: readonly ChatMessage[], opts: GenerationOptions): unknown {
   if (!messages.some((m) => m.role === "user")) throw new Error("buildPayload: the conversation has no user message");
   const doSample = opts.temperature > 0;
-  if (shape === "chat") {
-    return {
-      input_data: {
-        input_string: messages.map((m) => ({ role: m.role, content: m.content })),
-        parameters: { temperature: opts.temperature, max_new_tokens: opts.maxNewTokens, do_sample: doSample },
-      },
-    };
-  }
+  const parameters = { temperature: opts.temperature, max_new_tokens: opts.maxNewTokens, do_sample: doSample };
+  const conversation = messages.map((m) => ({ role: m.role, content: m.content }));
+  if (shape === "chat") return { input_data: { input_string: conversation, parameters } };
+  if (shape === "chat-list") return { input_data: { input_string: [conversation], parameters }, params: {} };
   return {
     input_data: [conversationPrompt(messages)],
     params: {
@@ -262,8 +269,8 @@ function parseBody(body: string): unknown {
  * Extracts the answer text from an endpoint response body.
  *
  * - `chat`: `{"output": "..."}`, or a bare JSON string.
- * - `prompt-list`: a JSON list whose first element is a string, or an object with key
- *   `"0"` or `generated_text` holding a string.
+ * - `prompt-list` and `chat-list`: a JSON list whose first element is a string, or an object
+ *   with key `"0"` or `generated_text` holding a string (`chat-list` also `{"output": "..."}`).
  * A JSON string holding JSON (MLflow servers sometimes double-encode) is decoded once.
  *
  * @param shape payload shape that was sent.
@@ -277,6 +284,10 @@ export function parseAnswer(shape: Shape, body: string): string {
     value = parseBody(body);
   } catch {
     throw new EndpointError(`the endpoint answered with something that is not JSON: ${snippet(body)}`, "response");
+  }
+  if (shape === "chat-list" && typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const output = (value as Record<string, unknown>).output;
+    if (typeof output === "string") return output;
   }
   if (shape === "chat") {
     if (typeof value === "string") return value;
@@ -300,7 +311,7 @@ export function parseAnswer(shape: Shape, body: string): string {
     }
   }
   throw new EndpointError(
-    `unexpected answer for --shape prompt-list (expected a list whose first item is a string, {"0": ...} or {"generated_text": ...}): ${snippet(body)}` +
+    `unexpected answer for --shape ${shape} (expected a list whose first item is a string, {"0": ...} or {"generated_text": ...}): ${snippet(body)}` +
       (typeof value === "object" && value !== null && !Array.isArray(value) && "output" in value ? " (try --shape chat)" : ""),
     "response",
   );
@@ -612,10 +623,14 @@ export async function resolveEndpoint(
   };
   const uri = envUri ?? pick("scoringUri");
   const key = envKey ?? pick("endpointKey");
-  const d = outputs.chatDefaults as { maxNewTokens?: unknown; timeoutSeconds?: unknown } | undefined;
+  const d = outputs.chatDefaults as { maxNewTokens?: unknown; timeoutSeconds?: unknown; payloadShape?: unknown } | undefined;
   const defaults =
     d && Number.isInteger(d.maxNewTokens) && (d.maxNewTokens as number) >= 1 && typeof d.timeoutSeconds === "number" && d.timeoutSeconds > 0
-      ? { maxNewTokens: d.maxNewTokens as number, timeoutSeconds: d.timeoutSeconds }
+      ? {
+          maxNewTokens: d.maxNewTokens as number,
+          timeoutSeconds: d.timeoutSeconds,
+          ...((SHAPES as readonly unknown[]).includes(d.payloadShape) ? { payloadShape: d.payloadShape as Shape } : {}),
+        }
       : undefined;
   return { uri: checkUri(uri, envUri ? "ENDPOINT_URI" : "stack output scoringUri"), key, source: "pulumi", defaults };
 }
@@ -704,11 +719,12 @@ export async function main(
   key = endpoint.key;
   const maxNewTokens = args.maxNewTokens ?? endpoint.defaults?.maxNewTokens ?? BUILT_IN_DEFAULTS.maxNewTokens;
   const timeoutSec = args.timeoutSec ?? endpoint.defaults?.timeoutSeconds ?? BUILT_IN_DEFAULTS.timeoutSeconds;
+  const shape: Shape = args.shape ?? endpoint.defaults?.payloadShape ?? "prompt-list";
 
   const history: ChatMessage[] = [];
   const ask = async (question: string): Promise<string> => {
     const messages: ChatMessage[] = [...history, { role: "user", content: question }];
-    const payload = buildPayload(args.shape, messages, { temperature: args.temperature, maxNewTokens });
+    const payload = buildPayload(shape, messages, { temperature: args.temperature, maxNewTokens });
     const stop = startSpinner(io.stderr);
     try {
       const text = await askEndpoint({
@@ -724,7 +740,7 @@ export async function main(
           say(`${clear}endpoint busy (HTTP ${status}), retry ${attempt}/${args.retries} in ${(waitMs / 1000).toFixed(1)} s`);
         },
       });
-      const answer = parseAnswer(args.shape, text);
+      const answer = parseAnswer(shape, text);
       history.push({ role: "user", content: question }, { role: "assistant", content: answer });
       return answer;
     } finally {
@@ -758,7 +774,7 @@ export async function main(
   // Interactive loop; prompts on stderr so stdout carries only answers.
   const rl = createInterface({ input: io.stdin, output: io.stderr as NodeJS.WritableStream, terminal: io.stdin.isTTY === true && io.stderr.isTTY === true });
   rl.setPrompt("you> ");
-  say(`Connected to ${displayUrl(endpoint.uri)} (shape ${args.shape}). Type "exit" or press Ctrl-D to quit.`);
+  say(`Connected to ${displayUrl(endpoint.uri)} (shape ${shape}). Type "exit" or press Ctrl-D to quit.`);
   try {
     if (question !== undefined) {
       io.stderr.write(`you> ${question}\n`);

@@ -29,8 +29,19 @@ export const CLIENT_TIMEOUT_MARGIN_SECONDS = 20;
 /** New tokens on GPU sizes: the seed's value. */
 export const GPU_MAX_NEW_TOKENS = 256;
 
+/**
+ * The request body the served model takes: `prompt-list` for the MLflow model fine_tune.py
+ * saves (`{"input_data": [prompt], "params": {...}}`), `chat-list` for the model Microsoft's
+ * chat-completion fine-tuning pipeline registers (training.mode managed:
+ * `{"input_data": {"input_string": [messages], "parameters": {...}}, "params": {}}`, as the Phi-3
+ * Cookbook's md/03.FineTuning/FineTuning_MLSDK.md scores it).
+ */
+export type PayloadShape = "prompt-list" | "chat-list";
+
 /** What chat clients should send and how long they should wait. */
 export interface ChatDefaults {
+  /** Request body shape of the served model. */
+  payloadShape: PayloadShape;
   /** `max_new_tokens` for a request. */
   maxNewTokens: number;
   /** Client-side timeout, seconds (request timeout + margin). */
@@ -54,10 +65,15 @@ export function vcpusOf(vmSize: string): number | undefined {
  * least 16. `requestTimeoutMs` is the deployment's request timeout in milliseconds;
  * `bytesPerParameter` 4 for float32, 2 for float16/bfloat16.
  */
-export function chatDefaultsFor(instanceType: string, requestTimeoutMs: number, bytesPerParameter: number): ChatDefaults {
+export function chatDefaultsFor(
+  instanceType: string,
+  requestTimeoutMs: number,
+  bytesPerParameter: number,
+  payloadShape: PayloadShape = "prompt-list",
+): ChatDefaults {
   const timeoutSeconds = Math.round(requestTimeoutMs / 1000) + CLIENT_TIMEOUT_MARGIN_SECONDS;
   if (isGpuSize(instanceType)) {
-    return { maxNewTokens: GPU_MAX_NEW_TOKENS, timeoutSeconds, estimatedSeconds: Math.ceil(GPU_MAX_NEW_TOKENS / 20) };
+    return { payloadShape, maxNewTokens: GPU_MAX_NEW_TOKENS, timeoutSeconds, estimatedSeconds: Math.ceil(GPU_MAX_NEW_TOKENS / 20) };
   }
   const vcpus = vcpusOf(instanceType) ?? 4;
   const tokensPerSecond = (vcpus * CPU_BANDWIDTH_GB_PER_VCPU * 1e9) / (PHI3_MINI_PARAMETERS * bytesPerParameter);
@@ -65,18 +81,21 @@ export function chatDefaultsFor(instanceType: string, requestTimeoutMs: number, 
   const budget = (requestTimeoutMs / 1000) * TIMEOUT_SHARE - prefillSeconds;
   const maxNewTokens = Math.max(16, Math.floor((budget * tokensPerSecond) / 16) * 16);
   const estimatedSeconds = Math.ceil(prefillSeconds + maxNewTokens / tokensPerSecond);
-  return { maxNewTokens, timeoutSeconds, estimatedSeconds, tokensPerSecond: Number(tokensPerSecond.toFixed(2)) };
+  return { payloadShape, maxNewTokens, timeoutSeconds, estimatedSeconds, tokensPerSecond: Number(tokensPerSecond.toFixed(2)) };
 }
 
 /**
  * Chat defaults of the stack: those of the deployment with the most live traffic (the first
- * declared one when none has traffic). Used for the `chatDefaults` stack output (read by
- * `npm run chat`) and the Prompt flow connection's metadata (read by the flow's tool).
+ * declared one when none has traffic), with the payload shape of the model it serves (the
+ * trained one: by training mode; a pinned workspace version: the script's). Used for the
+ * `chatDefaults` stack output (read by `npm run chat`) and the Prompt flow connection's
+ * metadata (read by the flow's tool).
  */
 export function chatDefaults(c: StackConfig): ChatDefaults {
   const deployments = c.serving.deployments;
   if (deployments.length === 0) return chatDefaultsFor("Standard_NC4as_T4_v3", 180_000, 2);
   const main = [...deployments].sort((a, b) => (c.serving.traffic[b.name] ?? 0) - (c.serving.traffic[a.name] ?? 0))[0];
   const bytes = c.training.servedDtype === "float32" ? 4 : 2;
-  return chatDefaultsFor(main.instanceType, main.requestSettings.requestTimeoutMs, bytes);
+  const shape: PayloadShape = main.model === "trained" && c.training.mode === "managed" ? "chat-list" : "prompt-list";
+  return chatDefaultsFor(main.instanceType, main.requestSettings.requestTimeoutMs, bytes, shape);
 }

@@ -41,7 +41,7 @@ export interface PromptFlowArgs {
  * Prompt flow exposes to the flow's tool as `connection.secrets`. The connection's metadata
  * (`connection.configs` in the tool) carries `max_new_tokens` and `timeout_seconds` sized for
  * the deployment's instance type, so a CPU deployment is not asked for more than it can answer
- * within its request timeout.
+ * within its request timeout, and `payload_shape`, the request body the served model takes.
  * The `private` profile disables public network access on hub and project and gives the hub a
  * managed network `AllowOnlyApprovedOutbound` (projects use their hub's) with the jobs' FQDN
  * rules plus a private endpoint to the ML workspace (`amlworkspace`), the only way a flow in the
@@ -119,6 +119,7 @@ export class PromptFlow extends pulumi.ComponentResource {
           credentials: { keys: pulumi.secret(pulumi.all([args.scoringUri, args.endpointKey]).apply(([endpoint, key]) => ({ endpoint, key }))) },
           metadata: {
             purpose: "Fine-tuned Phi-3 online endpoint",
+            payload_shape: args.chatDefaults.payloadShape,
             max_new_tokens: String(args.chatDefaults.maxNewTokens),
             timeout_seconds: String(args.chatDefaults.timeoutSeconds),
           },

@@ -464,7 +464,7 @@ export class Training extends pulumi.ComponentResource {
             plan.mode === "script"
               ? { baseModel: c.baseModel, job: plan.jobName, servedDtype: c.training.servedDtype }
               : // The pipeline's MLflow model is scored with the chat payload (README, "Which training mode").
-                { baseModel: c.baseModel, job: plan.jobName, trainingMode: "managed", component: componentId(c), payloadShape: "chat" },
+                { baseModel: c.baseModel, job: plan.jobName, trainingMode: "managed", component: componentId(c), payloadShape: "chat-list" },
         },
       },
       { ...HISTORY, parent: this, dependsOn: [job] }, // register only after the job completed (never from a failed job)

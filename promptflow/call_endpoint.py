@@ -30,7 +30,17 @@ Payload shapes (``payload_shape`` node input):
       {"input_data": {"input_string": [{"role": "user", "content": "..."}, ...],
                       "parameters": {"temperature": t, "max_new_tokens": n, "do_sample": t > 0}}}
 
-  answered with ``{"output": "<answer>"}``; the history goes in as messages.
+  answered with ``{"output": "<answer>"}``; the history goes in as messages;
+* ``chat-list`` (the model Microsoft's chat-completion fine-tuning pipeline registers, the
+  stack's ``training.mode: managed``; Phi-3 Cookbook ``md/03.FineTuning/FineTuning_MLSDK.md``)::
+
+      {"input_data": {"input_string": [[{"role": "user", "content": "..."}, ...]],
+                      "parameters": {...}}, "params": {}}
+
+  one conversation in a list of conversations, answered with a list.
+
+Without a ``payload_shape`` node input the connection's ``payload_shape`` config decides (the
+stack writes the one its served model takes), else ``prompt-list``.
 
 HTTP goes through ``urllib.request`` (no ``requests`` dependency). Errors name the HTTP status
 and the first 300 characters of the body, never the key. ``promptflow`` is imported guarded so
@@ -73,7 +83,7 @@ except ImportError:  # pragma: no cover - depends on the installed promptflow
             self.secrets = dict(secrets or {})
 
 
-PAYLOAD_SHAPES = ("prompt-list", "chat")
+PAYLOAD_SHAPES = ("prompt-list", "chat", "chat-list")
 DEFAULT_SHAPE = "prompt-list"
 DEFAULT_TIMEOUT_SECONDS = 200.0  # the deployment's request timeout (180 s) plus queueing
 DEFAULT_MAX_NEW_TOKENS = 256  # a GPU deployment; the connection's configs carry the CPU value
@@ -147,17 +157,11 @@ def build_payload(question: str, shape: str = DEFAULT_SHAPE, temperature: float 
     temperature = float(temperature)
     do_sample = temperature > 0
     messages = list(history or []) + [{"role": "user", "content": question}]
+    parameters = {"temperature": temperature, "max_new_tokens": max_new_tokens, "do_sample": do_sample}
     if shape == "chat":
-        return {
-            "input_data": {
-                "input_string": messages,
-                "parameters": {
-                    "temperature": temperature,
-                    "max_new_tokens": max_new_tokens,
-                    "do_sample": do_sample,
-                },
-            }
-        }
+        return {"input_data": {"input_string": messages, "parameters": parameters}}
+    if shape == "chat-list":
+        return {"input_data": {"input_string": [messages], "parameters": parameters}, "params": {}}
     return {
         "input_data": [conversation_prompt(messages)],
         "params": {
@@ -346,16 +350,19 @@ def ask_phi3(
     connection: CustomConnection,
     question: str,
     chat_history: list = None,
-    payload_shape: str = DEFAULT_SHAPE,
+    payload_shape: str = None,
     temperature: float = 0.7,
     max_new_tokens: int = None,
     timeout_seconds: float = None,
 ) -> str:
     """Sends ``question``, after the turns of ``chat_history``, to the endpoint of
-    ``connection`` and returns the model's answer. ``max_new_tokens`` and ``timeout_seconds``
-    default to the connection's configs (set by the stack for the deployment's instance type),
-    else 256 tokens and 200 s."""
+    ``connection`` and returns the model's answer. ``payload_shape``, ``max_new_tokens`` and
+    ``timeout_seconds`` default to the connection's configs (set by the stack for the served
+    model and the deployment's instance type), else prompt-list, 256 tokens and 200 s."""
     url, key, deployment = resolve_connection(connection)
+    if payload_shape is None:
+        configs = connection if isinstance(connection, dict) else getattr(connection, "configs", None)
+        payload_shape = _lookup(configs, "payload_shape") or DEFAULT_SHAPE
     if max_new_tokens is None:
         max_new_tokens = int(connection_number(connection, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
     if timeout_seconds is None:

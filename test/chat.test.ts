@@ -101,12 +101,13 @@ describe("parseArgs", () => {
       interactive: false,
       help: false,
       temperature: 0.7,
-      shape: "prompt-list",
       retries: 4,
     });
     expect(BUILT_IN_DEFAULTS).toEqual({ maxNewTokens: 128, timeoutSeconds: 90 });
     expect(parseArgs([]).question).toBeUndefined();
     expect(parseArgs(["--shape", "chat", "q"]).shape).toBe("chat");
+    expect(parseArgs(["--shape", "chat-list", "q"]).shape).toBe("chat-list");
+    expect(parseArgs(["q"]).shape).toBeUndefined(); // the stack's chatDefaults.payloadShape, else prompt-list
   });
 
   it("reads every option in both --opt value and --opt=value forms", () => {
@@ -117,7 +118,7 @@ describe("parseArgs", () => {
   });
 
   it.each([
-    [["--shape", "completion"], /--shape must be "chat" or "prompt-list"/],
+    [["--shape", "completion"], /--shape must be one of prompt-list, chat, chat-list/],
     [["--temperature=-1"], /--temperature must be a number >= 0/],
     [["--temperature", "-1"], /--temperature needs a value \(<n>\); a value starting with '-' is written --temperature=<value>, e.g. --temperature=-1/],
     [["--temperature", "hot"], /--temperature/],
@@ -455,10 +456,25 @@ describe("main (in process)", () => {
     expect(JSON.parse(srv.seen[0].body).input_data.input_string).toEqual([{ role: "user", content: "Who founded Microsoft?" }]);
   });
 
-  it("--help documents prompt-list as the default shape", async () => {
+  it("--help documents the shapes and the default (the stack's, else prompt-list)", async () => {
     const out = sink();
     expect(await main(["--help"], {}, { stdout: out, stderr: sink(), stdin: new PassThrough() })).toBe(0);
-    expect(out.text()).toMatch(/--shape chat\|prompt-list\s+payload shape \(default prompt-list/);
+    expect(out.text()).toMatch(/--shape prompt-list\|chat\|chat-list\s+payload shape \(default: the stack output chatDefaults\.payloadShape, else prompt-list/);
+  });
+
+  it("sends the stack's payload shape (chat-list for the managed mode's model) unless --shape says otherwise", async () => {
+    const srv = await scoringServer((_n, _s, res) => json(res, 200, ["managed answer"]));
+    const stack: PulumiRunner = async () =>
+      JSON.stringify({ scoringUri: srv.url, endpointKey: KEY, chatDefaults: { maxNewTokens: 256, timeoutSeconds: 200, payloadShape: "chat-list" } });
+    const out = sink();
+    expect(await main(["--temperature", "0", "q"], {}, { stdout: out, stderr: sink(), stdin: new PassThrough(), runPulumi: stack })).toBe(0);
+    expect(out.text()).toBe("managed answer\n");
+    expect(JSON.parse(srv.seen[0].body)).toEqual({
+      input_data: { input_string: [[{ role: "user", content: "q" }]], parameters: { temperature: 0, max_new_tokens: 256, do_sample: false } },
+      params: {},
+    });
+    expect(await main(["--shape", "prompt-list", "q"], {}, { stdout: sink(), stderr: sink(), stdin: new PassThrough(), runPulumi: stack })).toBe(0);
+    expect(JSON.parse(srv.seen[1].body).input_data).toEqual(["q"]);
   });
 
   it("retries are reported on stderr, spinner only on a TTY stderr, key never written", async () => {

@@ -159,7 +159,7 @@ const WRONG: [string, string[], Record<string, string>, number, RegExp][] = [
   ["doctor", ["--json", "extra"], {}, 2, /unexpected argument 'extra'/],
   ["chat", ["--verbose"], {}, 2, /unknown option --verbose/],
   ["chat", ["--temperature", "hot", "q"], {}, 2, /--temperature must be a number >= 0/],
-  ["chat", ["--shape", "completion", "q"], {}, 2, /--shape must be "chat" or "prompt-list"/],
+  ["chat", ["--shape", "completion", "q"], {}, 2, /--shape must be one of prompt-list, chat, chat-list/],
   ["chat", ["--retries=1.5", "q"], {}, 2, /--retries must be an integer >= 0/],
   ["chat", ["--timeut", "5", "q"], {}, 2, /unknown option --timeut \(did you mean --timeout\?\)/],
   ["chat", ["q"], {}, 1, /No endpoint configured/],

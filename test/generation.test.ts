@@ -62,6 +62,22 @@ describe("chat defaults sized for the serving hardware", () => {
     const connection = byName(run, "phi3-promptflow-connection");
     expect((unwrapSecrets(connection.inputs) as any).properties.metadata).toMatchObject({ max_new_tokens: "64", timeout_seconds: "200" });
     const dev = await runStack({ stack: "dev" });
-    expect(dev.outputs.chatDefaults).toMatchObject({ maxNewTokens: 256 });
+    expect(dev.outputs.chatDefaults).toMatchObject({ maxNewTokens: 256, payloadShape: "prompt-list" });
+  });
+
+  it("names the request body of the served model: chat-list for the managed mode's model", async () => {
+    const run = await runStack({ stack: "managed" });
+    expect(run.outputs.chatDefaults).toMatchObject({ payloadShape: "chat-list" });
+    const connection = byName(run, "phi3-promptflow-connection");
+    expect((unwrapSecrets(connection.inputs) as any).properties.metadata.payload_shape).toBe("chat-list");
+    const c = parseConfig({ location: "eastus2", training: JSON.stringify({ mode: "managed" }) }).config;
+    expect(chatDefaults(c).payloadShape).toBe("chat-list");
+    // A deployment pinned to a workspace version serves a script-trained model.
+    const pinned = parseConfig({
+      location: "eastus2",
+      training: JSON.stringify({ mode: "managed" }),
+      serving: JSON.stringify({ deployments: [{ name: "blue", model: { name: "phi3-finetuned", version: "7", existing: true } }] }),
+    }).config;
+    expect(chatDefaults(pinned).payloadShape).toBe("prompt-list");
   });
 });

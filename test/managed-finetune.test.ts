@@ -95,7 +95,7 @@ describe("the managed stack", () => {
     expect(unwrapSecrets(model.inputs).properties).toMatchObject({
       modelType: "mlflow_model",
       modelUri: `azureml://jobs/${jobName}/outputs/model_output`,
-      tags: { trainingMode: "managed", component: COMPONENT_ID, payloadShape: "chat" },
+      tags: { trainingMode: "managed", component: COMPONENT_ID, payloadShape: "chat-list" },
     });
     expect(model.dependencies).toContain(ft.urn);
     // The component brings its own environment; the script's is not declared.

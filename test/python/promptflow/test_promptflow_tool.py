@@ -410,6 +410,20 @@ class ToolWithHistoryTest(unittest.TestCase):
         self.assertEqual(sent["input_data"], ["Q1<|end|>\n<|assistant|>\nA1<|end|>\n<|user|>\nQ2"])
         self.assertEqual(sent["params"]["max_new_tokens"], 64)
 
+    def test_the_connections_payload_shape_is_used(self):
+        conn = call_endpoint.CustomConnection(configs={"payload_shape": "chat-list"}, secrets={"endpoint": BASE + "/ok", "key": KEY})
+        history = [{"inputs": {"question": "Q1"}, "outputs": {"answer": "A1"}}]
+        self.assertEqual(call_endpoint.ask_phi3(conn, "Q2", chat_history=history), "Bill Gates and Paul Allen.")
+        sent = json.loads(Handler.requests[0]["body"])
+        self.assertEqual(sent["params"], {})
+        self.assertEqual(sent["input_data"]["input_string"], [[
+            {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]])
+        self.assertEqual(sent["input_data"]["parameters"]["do_sample"], True)
+        Handler.requests.clear()
+        plain = call_endpoint.CustomConnection(configs={}, secrets={"endpoint": BASE + "/ok", "key": KEY})
+        call_endpoint.ask_phi3(plain, "q")
+        self.assertEqual(json.loads(Handler.requests[0]["body"])["input_data"], ["q"])
+
     def test_node_values_win_over_the_connection(self):
         conn = call_endpoint.CustomConnection(configs={"max_new_tokens": "64"}, secrets={"endpoint": BASE + "/ok", "key": KEY})
         call_endpoint.ask_phi3(conn, "q", max_new_tokens=8)
@@ -442,8 +456,8 @@ class FlowFilesTest(unittest.TestCase):
         self.assertEqual(node["inputs"]["connection"], "phi3-endpoint")
         self.assertEqual(node["inputs"]["question"], "${inputs.question}")
         self.assertEqual(node["inputs"]["chat_history"], "${inputs.chat_history}")
-        self.assertEqual(node["inputs"]["payload_shape"], call_endpoint.DEFAULT_SHAPE)
-        # Left to the connection, which the stack sizes for the serving hardware.
+        # Left to the connection, which the stack writes for the served model and its hardware.
+        self.assertNotIn("payload_shape", node["inputs"])
         self.assertNotIn("max_new_tokens", node["inputs"])
         self.assertNotIn("timeout_seconds", node["inputs"])
 
