@@ -11,7 +11,16 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { EXIT, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
 import { PROJECT_ROOT } from "./lib/python-env";
+
+/** The command line of bench:test (no options besides --help). */
+export const BENCH_TEST_COMMAND: CommandSpec = {
+  name: "bench:test",
+  usage: "npm run bench:test --",
+  summary: "Times the whole test run from fresh Python environments: install, vitest, Python tests (target: 10 minutes).",
+  options: {},
+};
 
 /** Target of the whole run, seconds. */
 export const TARGET_SECONDS = 600;
@@ -30,7 +39,16 @@ function timed(label: string, command: string, args: string[], env: NodeJS.Proce
   });
 }
 
-async function main(): Promise<number> {
+/** Runs the benchmark; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    if (parseCommandLine(BENCH_TEST_COMMAND, argv).help) {
+      console.log(helpText(BENCH_TEST_COMMAND));
+      return EXIT.OK;
+    }
+  } catch (e) {
+    return reportError(BENCH_TEST_COMMAND, e, (l) => console.error(l));
+  }
   const venvRoot = mkdtempSync(path.join(tmpdir(), "phi3-bench-venv-"));
   const env = { ...process.env, PHI3_VENV_ROOT: venvRoot };
   try {
@@ -42,10 +60,10 @@ async function main(): Promise<number> {
     const total = parts.reduce((s, p) => s + p.seconds, 0);
     for (const p of parts) console.log(`${p.label.padEnd(40)} ${p.seconds.toFixed(0).padStart(5)} s${p.ok ? "" : "  FAILED"}`);
     console.log(`${"total".padEnd(40)} ${total.toFixed(0).padStart(5)} s   target ${TARGET_SECONDS} s (${total <= TARGET_SECONDS ? "met" : "MISSED"})`);
-    return parts.every((p) => p.ok) && total <= TARGET_SECONDS ? 0 : 1;
+    return parts.every((p) => p.ok) && total <= TARGET_SECONDS ? EXIT.OK : EXIT.FAILED;
   } finally {
     rmSync(venvRoot, { recursive: true, force: true });
   }
 }
 
-main().then((code) => process.exit(code));
+if (require.main === module) runAsMain("bench:test", () => main(process.argv.slice(2)), "exit");

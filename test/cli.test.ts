@@ -15,6 +15,7 @@ import * as doctor from "../cli/doctor";
 import * as plan from "../cli/plan";
 import * as serveLocal from "../cli/serve-local";
 import * as setupPython from "../cli/setup-python";
+import * as benchTests from "../cli/bench-tests";
 import * as trainLocal from "../cli/train-local";
 import * as preflight from "../jobs/preflight";
 import * as setTraffic from "../jobs/set-traffic";
@@ -86,6 +87,7 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[], env?: 
   "train:local": { spec: trainLocal.TRAIN_LOCAL_COMMAND, run: (argv) => capture(() => trainLocal.main(argv)) },
   "serve:local": { spec: serveLocal.SERVE_LOCAL_COMMAND, run: (argv) => capture(() => serveLocal.main(argv)) },
   "setup:python": { spec: setupPython.SETUP_PYTHON_COMMAND, run: (argv) => capture(() => setupPython.main(argv)) },
+  "bench:test": { spec: benchTests.BENCH_TEST_COMMAND, run: (argv) => capture(() => benchTests.main(argv)) },
   "submit-job": { spec: submitJob.SUBMIT_JOB_COMMAND, run: (argv, env = {}) => program(submitJob.SUBMIT_JOB_COMMAND, argv, (d) => submitJob.runSubmitJobFromEnv(env, d)) },
   "wait-for-job": { spec: waitForJob.WAIT_FOR_JOB_COMMAND, run: (argv, env = {}) => program(waitForJob.WAIT_FOR_JOB_COMMAND, argv, (d) => waitForJob.runWaitForJobFromEnv(env, d)) },
   "set-traffic": {
