@@ -2,9 +2,7 @@
  * The Azure Resource Manager (ARM) client of the programs `pulumi up` runs (jobs/) and of
  * `npm run doctor` (cli/), built the way Azure's own SDKs build theirs:
  *
- * - `@azure/core-rest-pipeline` sends every request: `bearerTokenAuthenticationPolicy` gets,
- *   caches and refreshes tokens (scope `https://management.azure.com/.default`) and refuses
- *   non-TLS URLs; `defaultRetryPolicy` retries throttling (429/503 with `Retry-After`,
+ * - `@azure/core-rest-pipeline` sends every request: `defaultRetryPolicy` retries throttling (429/503 with `Retry-After`,
  *   `retry-after-ms`, `x-ms-retry-after-ms`, seconds or HTTP date), 5xx/408 and connection
  *   errors (ECONNRESET, ETIMEDOUT, ...) with exponential backoff and jitter.
  * - `@azure/core-lro` follows long-running operations (`Azure-AsyncOperation`,
@@ -12,7 +10,11 @@
  *   {@link waitForLongRunningOperation}.
  *
  * What remains here is only what those libraries do not do, each named where it is done:
- * a deadline for the whole program that every request, retry wait and token request honours
+ * bearer tokens (scope `https://management.azure.com/.default`) fetched, cached and refreshed
+by the request that needs them, never in the background ({@link bearerPolicy}: the library's
+token cycler leaves a refresh running after the request that started it, and its failure is an
+unhandled rejection that ends the process); a deadline for the whole program that every
+request, retry wait and token request honours
  * (the pipeline has per-request cancellation only); a per-attempt timeout that also covers a
  * body that trickles (core-rest-pipeline's `timeout` stops at the headers); a cap on
  * `Retry-After` (the library waits whatever a server asks); a time limit on getting a token
@@ -24,7 +26,6 @@
  */
 import type { AccessToken, GetTokenOptions, TokenCredential } from "@azure/identity";
 import {
-  bearerTokenAuthenticationPolicy,
   createDefaultHttpClient,
   createEmptyPipeline,
   createHttpHeaders,
@@ -335,6 +336,71 @@ function boundedCredential(credential: TokenCredential, timeoutMs: number, issue
   };
 }
 
+/** A cached token is refreshed once it is this close to expiry (the library's refresh window). */
+export const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000;
+
+/**
+ * The Sign policy: puts `Authorization: Bearer <token>` on every attempt, from a cached token
+ * refreshed when it is within {@link TOKEN_REFRESH_MARGIN_MS} of expiry (or past the
+ * credential's `refreshAfterTimestamp`), and on a 401 with `WWW-Authenticate` (ARM's answer to
+ * a revoked or expired token) fetches a fresh token and sends the request once more.
+ *
+ * Why not core-rest-pipeline's `bearerTokenAuthenticationPolicy`: its token cycler starts a
+ * refresh inside the refresh window without awaiting it (`tokenCycler.ts`, `refresh()` in the
+ * `shouldRefresh` branch; Azure/azure-sdk-for-js#30244 keeps it so), and when that refresh
+ * fails after the request that started it has finished, nobody holds the promise: Node reports
+ * an unhandled rejection and ends the process (it made `npm test` fail at random when a test's
+ * fake token service closed first). Here every token request is awaited by the request that
+ * needs it, under that request's abort signal (so under the program's deadline), and nothing
+ * is left running after the last request. A failed refresh while the cached token still has
+ * more than {@link TOKEN_FALLBACK_MS} to live keeps the cached token, as the library's
+ * background refresh does.
+ *
+ * @param credential - the bounded credential (token timeout, masking, {@link CredentialError}).
+ * @param scope - the OAuth scope (ARM's by default).
+ * @param now - clock in epoch milliseconds.
+ * @throws RestError for a non-https URL (a token is never sent in clear text);
+ *   CredentialError when no token can be had.
+ */
+export function bearerPolicy(credential: TokenCredential, scope: string, now: () => number = Date.now): PipelinePolicy {
+  let cached: AccessToken | undefined;
+  const fresh = async (signal: AbortSignal | undefined): Promise<AccessToken> => {
+    try {
+      const token = await credential.getToken(scope, signal ? { abortSignal: signal } : {});
+      if (!token) throw new CredentialError(`the credential returned no token for ${scope}`);
+      cached = token;
+      return token;
+    } catch (e) {
+      if (cached && cached.expiresOnTimestamp - TOKEN_FALLBACK_MS > now() && !signal?.aborted) return cached;
+      cached = undefined;
+      throw e;
+    }
+  };
+  const stale = (t: AccessToken) =>
+    t.expiresOnTimestamp - TOKEN_REFRESH_MARGIN_MS <= now() || (t.refreshAfterTimestamp !== undefined && t.refreshAfterTimestamp <= now());
+  return {
+    name: "phi3BearerPolicy",
+    async sendRequest(request, next) {
+      if (!request.url.toLowerCase().startsWith("https://")) {
+        throw new RestError("Bearer token authentication is not permitted for non-TLS protected (non-https) URLs.");
+      }
+      const signal = request.abortSignal as AbortSignal | undefined;
+      const token = cached && !stale(cached) ? cached : await fresh(signal);
+      request.headers.set("authorization", `Bearer ${token.token}`);
+      const response = await next(request);
+      if (response.status !== 401 || !response.headers.get("www-authenticate")) return response;
+      // A token the service no longer accepts: drop it, whatever its expiry says, and retry once.
+      cached = undefined;
+      const again = await fresh(signal);
+      request.headers.set("authorization", `Bearer ${again.token}`);
+      return next(request);
+    },
+  };
+}
+
+/** A failed refresh keeps the cached token only while it has at least this long to live. */
+export const TOKEN_FALLBACK_MS = 30_000;
+
 /** Statuses and connection errors `defaultRetryPolicy` retries (its throttling and exponential strategies). */
 function libraryRetries(response: PipelineResponse | undefined, error: unknown): boolean {
   if (response) {
@@ -357,8 +423,7 @@ interface Attempts {
  *
  * Pipeline, outer to inner: `defaultRetryPolicy` (library) → attempt policy (this file: the
  * per-attempt timeout over headers and body, the `Retry-After` cap, the retry line) →
- * `bearerTokenAuthenticationPolicy` (library, with a bounded credential and one forced refresh
- * on a 401 challenge) → core-rest-pipeline's Node HTTP client.
+ * {@link bearerPolicy} (with a bounded credential and one forced refresh on a 401 challenge) → core-rest-pipeline's Node HTTP client.
  *
  * @param options - see {@link ArmClientOptions}; durations are milliseconds.
  * @returns an {@link ArmClient}. Its methods resolve with `{status, headers, body}` for 2xx JSON
@@ -436,23 +501,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
   const pipeline = createEmptyPipeline();
   pipeline.addPolicy(defaultRetryPolicy({ maxRetries, retryDelayInMs: backoffBaseMs, maxRetryDelayInMs: maxBackoffMs }), { phase: "Retry" });
   pipeline.addPolicy(attemptPolicy, { phase: "Retry", afterPolicies: ["defaultRetryPolicy"] });
-  pipeline.addPolicy(
-    bearerTokenAuthenticationPolicy({
-      credential,
-      scopes: scope,
-      challengeCallbacks: {
-        // ARM answers a revoked or expired token with 401 + WWW-Authenticate: get a fresh token
-        // from the credential itself (the policy's cache would hand back the same one), once.
-        async authorizeRequestOnChallenge({ request, scopes }) {
-          const fresh = await credential.getToken(scopes, { abortSignal: request.abortSignal });
-          if (!fresh) return false;
-          request.headers.set("authorization", `Bearer ${fresh.token}`);
-          return true;
-        },
-      },
-    }),
-    { phase: "Sign" },
-  );
+  pipeline.addPolicy(bearerPolicy(credential, scope, now), { phase: "Sign" });
 
   function resolveUrl(path: string): string {
     if (/^https?:\/\//i.test(path)) {

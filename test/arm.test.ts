@@ -349,3 +349,75 @@ describe("waitForLongRunningOperation", () => {
     expect(fake.requestsTo("GET", "/ops/3")).toHaveLength(3);
   });
 });
+
+describe("bearer tokens: fetched by the request that needs them, never in the background", () => {
+  /** A credential whose n-th call answers `plan[n]` (a lifetime in ms, or "fail"), counting calls still pending. */
+  function plannedCredential(plan: (number | "fail")[]) {
+    const state = { calls: 0, pending: 0, tokens: [] as string[] };
+    return {
+      state,
+      async getToken() {
+        const step = plan[Math.min(state.calls, plan.length - 1)];
+        state.calls++;
+        state.pending++;
+        try {
+          await new Promise((r) => setImmediate(r));
+          if (step === "fail") throw Object.assign(new Error("token endpoint down"), { name: "CredentialUnavailableError" });
+          const token = `tok-${state.calls}-0123456789abcdef`;
+          state.tokens.push(token);
+          return { token, expiresOnTimestamp: clock.now() + step };
+        } finally {
+          state.pending--;
+        }
+      },
+    };
+  }
+  const bearers = () => fake.requests.map((r) => String(r.headers.authorization ?? "").replace(/^Bearer /, ""));
+
+  it("a token inside the refresh window is refreshed before the request, and no refresh is left running after it", async () => {
+    fake.route("GET", "/x", { status: 200, body: {} });
+    // 60 s to live is inside the 2-minute refresh window: core-rest-pipeline's token cycler would
+    // send the old token and refresh in the background (an unhandled rejection if that fails later).
+    const c = plannedCredential([60_000, 3_600_000]);
+    const arm = client({ credential: c });
+    await arm.get("/x");
+    await arm.get("/x");
+    expect(c.state.pending).toBe(0);
+    expect(c.state.calls).toBe(2);
+    expect(bearers()).toEqual(["tok-1-0123456789abcdef", "tok-2-0123456789abcdef"]);
+    await arm.get("/x");
+    expect(c.state.calls).toBe(2); // a token with an hour to live is reused
+  });
+
+  it.each([
+    ["more than 30 s left: the cached token is kept and the request succeeds", 60_000, 0, 2],
+    ["30 s or less left: the request fails with CredentialUnavailable (exit 4 in the programs)", 20_000, 4, 1],
+  ])("a refresh that fails with %s", async (_name, lifetime, expectedFailureCode, requests) => {
+    fake.route("GET", "/x", { status: 200, body: {} });
+    const c = plannedCredential([lifetime, "fail"]);
+    const arm = client({ credential: c });
+    await arm.get("/x");
+    const second = arm.get("/x").then(() => 0, (e: ArmError) => (e.code === "CredentialUnavailable" ? 4 : -1));
+    expect(await second).toBe(expectedFailureCode);
+    expect(c.state.pending).toBe(0);
+    expect(fake.requests).toHaveLength(requests);
+  });
+
+  it("a 401 challenge gets one fresh token and one retry; a second 401 is the answer", async () => {
+    fake.route("GET", "/x", [
+      { status: 401, headers: { "www-authenticate": 'Bearer error="invalid_token"' }, body: { error: { code: "ExpiredAuthenticationToken", message: "expired" } } },
+      { status: 200, body: { ok: 1 } },
+    ]);
+    const c = plannedCredential([3_600_000]);
+    expect((await client({ credential: c }).get("/x")).body).toEqual({ ok: 1 });
+    expect(bearers()).toEqual(["tok-1-0123456789abcdef", "tok-2-0123456789abcdef"]);
+    fake.route("GET", "/y", { status: 401, headers: { "www-authenticate": "Bearer" }, body: { error: { code: "InvalidAuthenticationToken", message: "no" } } });
+    await expect(client({ credential: c }).get("/y")).rejects.toMatchObject({ status: 401 });
+    expect(fake.requests).toHaveLength(4);
+  });
+
+  it("refuses to send a token over plain http", async () => {
+    const arm = createArmClient({ baseUrl: "http://127.0.0.1:9", credential: plannedCredential([3_600_000]), maxRetries: 0 });
+    await expect(arm.get("/x")).rejects.toThrow(/non-TLS/);
+  });
+});
