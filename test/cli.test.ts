@@ -4,6 +4,7 @@
  * line naming the problem first, never a stack trace. In-process (each command's `main`), so
  * the table stays fast.
  */
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -16,6 +17,7 @@ import * as plan from "../cli/plan";
 import * as serveLocal from "../cli/serve-local";
 import * as setupPython from "../cli/setup-python";
 import * as benchTests from "../cli/bench-tests";
+import * as testRepeat from "../cli/test-repeat";
 import * as trainLocal from "../cli/train-local";
 import * as preflight from "../jobs/preflight";
 import * as setTraffic from "../jobs/set-traffic";
@@ -88,6 +90,7 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[], env?: 
   "serve:local": { spec: serveLocal.SERVE_LOCAL_COMMAND, run: (argv) => capture(() => serveLocal.main(argv)) },
   "setup:python": { spec: setupPython.SETUP_PYTHON_COMMAND, run: (argv) => capture(() => setupPython.main(argv)) },
   "bench:test": { spec: benchTests.BENCH_TEST_COMMAND, run: (argv) => capture(() => benchTests.main(argv)) },
+  "test:repeat": { spec: testRepeat.TEST_REPEAT_COMMAND, run: (argv) => capture(() => testRepeat.main(argv)) },
   "submit-job": { spec: submitJob.SUBMIT_JOB_COMMAND, run: (argv, env = {}) => program(submitJob.SUBMIT_JOB_COMMAND, argv, (d) => submitJob.runSubmitJobFromEnv(env, d)) },
   "wait-for-job": { spec: waitForJob.WAIT_FOR_JOB_COMMAND, run: (argv, env = {}) => program(waitForJob.WAIT_FOR_JOB_COMMAND, argv, (d) => waitForJob.runWaitForJobFromEnv(env, d)) },
   "set-traffic": {
@@ -214,5 +217,45 @@ describe("parseCommandLine", () => {
   });
   it("refuses an empty value", () => {
     expect(() => parseCommandLine(spec, ["--stack="])).toThrow(/--stack needs a value/);
+  });
+});
+
+describe("test:repeat: the loop that proves the suite is green every time", () => {
+  const run = async (argv: string[]) => {
+    const lines: string[] = [];
+    const code = await testRepeat.main(argv, (l) => lines.push(l));
+    return { code, text: lines.join("\n") };
+  };
+
+  it("counts passed runs and prints the closing line", async () => {
+    const r = await run(["--runs", "3", "--command", "true"]);
+    expect(r.code).toBe(0);
+    expect(r.text).toMatch(/^repeat: 3 passed, 0 failed$/m);
+  });
+
+  it("stops at the first failed run, names its log and exits 1", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-repeat-"));
+    const counter = path.join(dir, "n");
+    // Fails on its second run only.
+    const r = await run(["--runs", "5", "--command", `echo x >> ${counter}; [ $(wc -l < ${counter}) -ne 2 ]`]);
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/^repeat: 1 passed, 1 failed$/m);
+    expect(r.text).toMatch(/run 2\/5: FAILED \(exit 1\)/);
+    expect(fs.readFileSync(counter, "utf8").trim().split("\n")).toHaveLength(2);
+  });
+
+  it("--load keeps a CPU-heavy process running during the runs and ends it after", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-repeat-"));
+    const seen = path.join(dir, "seen");
+    // The run sees the companion by its command line; afterwards it is gone.
+    const r = await run(["--runs", "1", "--load", "--command", `pgrep -f -c -- "phi3-test-repeat-loa[d]" > ${seen}`]);
+    expect(r.code, r.text).toBe(0);
+    expect(Number(fs.readFileSync(seen, "utf8"))).toBeGreaterThanOrEqual(1);
+    const after = spawnSync("pgrep", ["-f", "--", "phi3-test-repeat-loa[d]"], { encoding: "utf8" });
+    expect(after.stdout.trim()).toBe("");
+  });
+
+  it.each([["0"], ["51"], ["two"]])("--runs %s is a usage error (exit 2)", async (n) => {
+    expect((await capture(() => testRepeat.main(["--runs", n]))).code).toBe(2);
   });
 });
