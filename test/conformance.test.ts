@@ -88,6 +88,32 @@ describe.each(EXAMPLE_STACKS)("stack %s: our request bodies = azure-ai-ml's", (s
   });
 });
 
+describe("the oracle builds what the config asks for (so equality means something)", () => {
+  it.each(EXAMPLE_STACKS)("%s: the SDK's fine-tune job has the config's nodes, processes and job type", (stack) => {
+    const c = ours.find((s) => s.stack === stack)!.config;
+    const job = (sdk.stacks[stack]["job:finetune"] as { properties: Record<string, any> }).properties;
+    if (c.training.mode === "managed") {
+      expect(job.jobType).toBe("Pipeline");
+      expect(job.jobs.finetune.componentId).toBe(`azureml://registries/${c.training.managed.component.registry}/components/${c.training.managed.component.name}/versions/${c.training.managed.component.version}`);
+      expect(job.jobs.finetune.inputs.num_nodes_finetune.value).toBe(String(c.training.instanceCount));
+      return;
+    }
+    expect(job.jobType).toBe("Command");
+    expect(job.resources.instanceCount).toBe(c.training.instanceCount);
+    const world = c.training.instanceCount * c.training.processesPerInstance;
+    expect(job.distribution).toEqual(world > 1 ? { distributionType: "PyTorch", processCountPerInstance: c.training.processesPerInstance } : undefined);
+  });
+
+  it.each(EXAMPLE_STACKS)("%s: one SDK deployment per configured deployment, with its instance type and count", (stack) => {
+    const c = ours.find((s) => s.stack === stack)!.config;
+    for (const d of c.serving.deployments) {
+      const body = sdk.stacks[stack][`deployment:${d.name}`] as { sku: { capacity: number }; properties: { instanceType: string } };
+      expect([body.properties.instanceType, body.sku.capacity]).toEqual([d.instanceType, d.instanceCount]);
+    }
+    expect(Object.keys(sdk.stacks[stack]).filter((k) => k.startsWith("deployment:"))).toHaveLength(c.serving.deployments.length);
+  });
+});
+
 describe("the comparison can fail", () => {
   const devBodies = () => structuredClone(ours.find((s) => s.stack === "dev")!.bodies) as Record<string, any>;
   const devTable = () => table.filter((r) => r.entity !== "client");
