@@ -52,6 +52,7 @@ def wire(rest_object):
 
 
 def text(stack, entity, field):
+    """Free text (a description, a display name) of the project's body for an entity."""
     return stack["bodies"][entity]["properties"].get(field)
 
 
@@ -70,6 +71,7 @@ def command_line(program, pairs):
 
 
 def job_tags(stack):
+    """Job tags: the user's tags and the stack's name."""
     return {**stack["config"]["tags"], "stack": stack["stack"]}
 
 
@@ -243,18 +245,17 @@ def endpoint_entity(stack):
     )
 
 
-def seconds(ms):
-    return ms // 1000 if ms % 1000 == 0 else ms / 1000
-
-
 def deployment(stack, d):
     c, ctx = stack["config"], stack["context"]
     model = ctx["assets"]["model"]["id"] if d["model"] == "trained" else (
         f"/subscriptions/{ctx['subscriptionId']}/resourceGroups/{ctx['resourceGroup']}/providers/"
         f"Microsoft.MachineLearningServices/workspaces/{ctx['workspace']}/models/{d['model']['name']}/versions/{d['model']['version']}")
     p = d["probes"]
-    probe = lambda: ProbeSettings(failure_threshold=p["failureThreshold"], success_threshold=p["successThreshold"],
-                                  period=p["periodSeconds"], initial_delay=p["initialDelaySeconds"], timeout=p["timeoutSeconds"])
+
+    def probe():
+        return ProbeSettings(failure_threshold=p["failureThreshold"], success_threshold=p["successThreshold"],
+                             period=p["periodSeconds"], initial_delay=p["initialDelaySeconds"], timeout=p["timeoutSeconds"])
+
     r = d["requestSettings"]
     dep = ManagedOnlineDeployment(
         name=ctx["deployments"][d["name"]],
