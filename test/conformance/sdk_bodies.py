@@ -263,8 +263,9 @@ def deployment(stack, d):
         model=model,
         instance_type=d["instanceType"],
         instance_count=d["instanceCount"],
+        # maxQueueWaitMs: sent only when the config has it (the SDK leaves an unset value out).
         request_settings=OnlineRequestSettings(max_concurrent_requests_per_instance=r["maxConcurrentRequestsPerInstance"],
-                                               request_timeout_ms=r["requestTimeoutMs"], max_queue_wait_ms=r["maxQueueWaitMs"]),
+                                               request_timeout_ms=r["requestTimeoutMs"], max_queue_wait_ms=r.get("maxQueueWaitMs")),
         liveness_probe=probe(),
         readiness_probe=probe(),
         # The seeds' scoring environment: the user's variables plus where the endpoint identity lives.
