@@ -1,5 +1,5 @@
 /**
- * `npm run setup:python [-- train|promptflow ...]`: create or reuse the project's Python
+ * `npm run setup:python [-- train|promptflow|sdk ...]`: create or reuse the project's Python
  * environments (see cli/lib/python-env.ts), all of them by default, in parallel. `npm test`
  * runs it first, so `npm ci && npm test` is the whole set-up on a fresh machine.
  * Exit codes (lib/cli.ts): 0 ready, 1 an environment could not be created, 2 bad usage.

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as local from "@pulumi/command/local";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import * as storage from "@pulumi/azure-native/storage";
+import type * as inputs from "@pulumi/azure-native/types/input";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { programCredentialEnv, StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
@@ -200,6 +201,11 @@ export function planTraining(c: StackConfig, root = "."): TrainingPlan {
   };
 }
 
+/** Properties of a command job: azure-native's input type of REST 2025-12-01 `CommandJob`. */
+export type CommandJobBody = inputs.machinelearningservices.CommandJobArgs;
+/** Properties of a job this stack submits: a command job, or the managed mode's pipeline job (`PipelineJob`). */
+export type JobBody = CommandJobBody | inputs.machinelearningservices.PipelineJobArgs;
+
 /** Arguments of {@link Training}. */
 export interface TrainingArgs {
   config: StackConfig;
@@ -327,7 +333,13 @@ export class Training extends pulumi.ComponentResource {
           )
         : undefined;
 
-    const jobProperties = (computeId: pulumi.Input<string>, environmentId: pulumi.Input<string>, rest: Record<string, unknown>) => ({
+    // Job bodies typed as azure-native's inputs of the REST 2025-12-01 job types, so `tsc` catches a
+    // wrong enum or a missing required field (the bodies are sent by jobs/submit-job.ts, not by ml.Job).
+    const jobProperties = (
+      computeId: pulumi.Input<string>,
+      environmentId: pulumi.Input<string>,
+      rest: Omit<CommandJobBody, "jobType" | "codeId" | "environmentId" | "computeId">,
+    ): CommandJobBody => ({
       jobType: "Command",
       codeId: code.id,
       environmentId,
@@ -344,7 +356,7 @@ export class Training extends pulumi.ComponentResource {
     // the exact body below under that name (once: jobs are immutable), then waits for a terminal
     // state; a failed job fails `pulumi up` and nothing downstream is created. No delete step:
     // Azure ML jobs cannot be deleted and stay as run history.
-    const submitJob = (logical: string, jobName: string, properties: Record<string, unknown>, dependsOn: pulumi.Input<pulumi.Resource>[]) =>
+    const submitJob = (logical: string, jobName: string, properties: JobBody, dependsOn: pulumi.Input<pulumi.Resource>[]) =>
       new local.Command(
         logical,
         {
@@ -363,7 +375,7 @@ export class Training extends pulumi.ComponentResource {
         { parent: this, dependsOn },
       );
 
-    let jobInputs: Record<string, { jobInputType: string; uri: pulumi.Input<string> }>;
+    let jobInputs: Record<"train_file" | "eval_file", inputs.machinelearningservices.UriFolderJobInputArgs | inputs.machinelearningservices.UriFileJobInputArgs>;
     let managedData: ManagedData;
     let dataReady: pulumi.Resource[] = [];
     if (plan.data.kind === "prep") {

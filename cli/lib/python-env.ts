@@ -6,6 +6,9 @@
  *   `prepare_data.py`, the local scoring server and the real-library tests.
  * - `promptflow` (`.venv/promptflow`, from `cli/local/requirements-promptflow.txt`): the
  *   `promptflow` package for `pf flow test` (kept apart: it needs protobuf 6, mlflow 2.16.2 refuses it).
+ * - `sdk` (`.venv/sdk`, from `cli/local/requirements-sdk.txt`): Azure's Python SDK `azure-ai-ml`,
+ *   the oracle of the conformance test (test/conformance.test.ts): the REST bodies the SDK builds
+ *   for the same entities, compared with the bodies this project sends.
  *
  * An environment is reused while a stamp file in it holds the SHA-256 of its requirements file
  * and of the interpreter's version; otherwise it is deleted and created again
@@ -23,6 +26,7 @@ export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 export const PYTHON_ENVS = {
   train: "cli/local/requirements.txt",
   promptflow: "cli/local/requirements-promptflow.txt",
+  sdk: "cli/local/requirements-sdk.txt",
 } as const;
 
 export type PythonEnvName = keyof typeof PYTHON_ENVS;
@@ -81,7 +85,7 @@ function run(command: string, args: string[], log: (line: string) => void): Prom
 /**
  * Make sure the environment exists and matches its requirements; returns its interpreter path.
  * Creating it takes about two minutes for `train` (pip resolves and installs the pins, torch
- * from the CPU wheel), about one for `promptflow`; both are created in parallel by
+ * from the CPU wheel), about one for `promptflow`, about 20 s for `sdk`; all are created in parallel by
  * `npm run setup:python`. `--no-compile`: Python compiles on first import only what is used,
  * instead of pip byte-compiling every installed file (torch alone has thousands). `log` receives progress lines.
  * @throws Error naming the step that failed, with the tail of pip's output logged.
