@@ -38,6 +38,15 @@ export interface FakeEntra {
   githubTokens: string[];
   /** Token requests refused (bad secret, unknown assertion). */
   refused: string[];
+  /** Epoch ms of the first request received (a program's first network call is for a token). */
+  firstRequestAt?: number;
+  /** While true, every request is accepted and never answered (a hung token endpoint). */
+  hang: boolean;
+  /**
+   * While set, every token request (and the GitHub OIDC endpoint) is refused with this answer:
+   * a proxy or a token service that echoes what it was sent (secret sweeps).
+   */
+  refuse?: { status: number; body: string; headers?: Record<string, string> };
   /** Whether `token` was issued here and has not expired. */
   isLive(token: string): boolean;
   close(): Promise<void>;
@@ -63,8 +72,14 @@ export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSec
   const server = https.createServer(LOOPBACK_TLS, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
+    fake.firstRequestAt ??= Date.now();
     req.on("end", () => {
+      if (fake.hang) return;
       const url = new URL(req.url ?? "/", fake.authorityHost);
+      if (fake.refuse && (/\/token$/.test(url.pathname))) {
+        res.writeHead(fake.refuse.status, { "content-type": "application/json", ...(fake.refuse.headers ?? {}) });
+        return res.end(fake.refuse.body);
+      }
       const send = (status: number, body: unknown) => {
         res.writeHead(status, { "content-type": "application/json" });
         res.end(JSON.stringify(body));
@@ -135,6 +150,7 @@ export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSec
     issued: [],
     githubTokens: [],
     refused: [],
+    hang: false,
     isLive: (token) => fake.issued.some((t) => t.token === token && t.expiresAt > Date.now()),
     close: () =>
       new Promise<void>((ok) => {
