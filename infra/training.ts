@@ -8,7 +8,7 @@ import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { programCredentialEnv, StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
 import { plainTags, SecretMarks } from "./secrets";
-import { commandLine } from "./shell";
+import { commandLine, COMMAND_SECRET_OUTPUTS } from "./shell";
 import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
 import { componentId, managedJobHash, managedPipelineJob, type ManagedData } from "./managed-finetune";
 
@@ -276,7 +276,7 @@ export class Training extends pulumi.ComponentResource {
               logging: "stdoutAndStderr",
             },
             // The deployer's Storage Blob Data Contributor must be in effect first; no delete step: uploads are kept like the SDK's.
-            { parent: this, dependsOn: args.dependsOn },
+            { parent: this, dependsOn: args.dependsOn, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
           )
         : new storage.Blob(
         logical,
@@ -360,7 +360,7 @@ export class Training extends pulumi.ComponentResource {
           },
           logging: "stdoutAndStderr",
         },
-        { parent: this, dependsOn },
+        { parent: this, dependsOn, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
       );
 
     let jobInputs: Record<string, { jobInputType: string; uri: pulumi.Input<string> }>;
