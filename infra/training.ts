@@ -272,6 +272,7 @@ export class Training extends pulumi.ComponentResource {
                 BLOB_CONTAINER_URL: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}`,
                 UPLOADS: JSON.stringify([{ file: rel(file), blob: blobName }]),
                 CONTENT_SHA256: hashFile(file),
+                ...programCredentialEnv(),
               },
               logging: "stdoutAndStderr",
             },

@@ -46,7 +46,7 @@ export interface FakeEntra {
    * While set, every token request (and the GitHub OIDC endpoint) is refused with this answer:
    * a proxy or a token service that echoes what it was sent (secret sweeps).
    */
-  refuse?: { status: number; body: string; headers?: Record<string, string> };
+  refuse?: (req: { path: string; body: string; headers: Record<string, string | string[] | undefined> }) => { status: number; body: string; headers?: Record<string, string> };
   /** Whether `token` was issued here and has not expired. */
   isLive(token: string): boolean;
   close(): Promise<void>;
@@ -56,9 +56,9 @@ export interface FakeEntra {
  * Starts the service.
  *
  * @param opts - `lifetimeSeconds` of the Azure tokens it issues (default 3600), the client
- *   secret it accepts (default `s3cret-value-0123`).
+ *   secret it accepts (default `s3cret-value-0123`), the GitHub request token it accepts.
  */
-export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSecret?: string } = {}): Promise<FakeEntra> {
+export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSecret?: string; githubRequestToken?: string } = {}): Promise<FakeEntra> {
   const lifetime = opts.lifetimeSeconds ?? 3600;
   const secret = opts.clientSecret ?? "s3cret-value-0123";
   let n = 0;
@@ -76,9 +76,10 @@ export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSec
     req.on("end", () => {
       if (fake.hang) return;
       const url = new URL(req.url ?? "/", fake.authorityHost);
-      if (fake.refuse && (/\/token$/.test(url.pathname))) {
-        res.writeHead(fake.refuse.status, { "content-type": "application/json", ...(fake.refuse.headers ?? {}) });
-        return res.end(fake.refuse.body);
+      if (fake.refuse && /\/oauth2\/v2\.0\/token$/.test(url.pathname)) {
+        const answer = fake.refuse({ path: url.pathname, body: Buffer.concat(chunks).toString("utf8"), headers: req.headers });
+        res.writeHead(answer.status, { "content-type": "application/json", ...(answer.headers ?? {}) });
+        return res.end(answer.body);
       }
       const send = (status: number, body: unknown) => {
         res.writeHead(status, { "content-type": "application/json" });
@@ -144,7 +145,7 @@ export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSec
   fake = {
     authorityHost: base,
     githubOidcUrl: `${base}/github/token?api-version=2.0`,
-    githubRequestToken: "gh-request-token-abc123",
+    githubRequestToken: opts.githubRequestToken ?? "gh-request-token-abc123",
     identityEndpoint: `${base}/msi/token`,
     identityHeader: "msi-header-xyz",
     issued: [],
