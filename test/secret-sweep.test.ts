@@ -232,3 +232,19 @@ describe("no secret in the state: the Commands' recorded output", () => {
     }
   });
 });
+
+/** The table of forms the Prompt flow tool's own masking is tested against (test/python/promptflow). */
+const FORMS_FIXTURE = path.join(ROOT, "test/fixtures/secret-forms.json");
+function secretFormsTable(): { secret: string; encodings: Record<string, string>; forms: string[] }[] {
+  return [...Object.values(SWEEP_SECRETS), "plain-key-without-specials-0123", "key with spaces & ünïcode/+="].map((secret) => ({ secret, encodings: encodings(secret), forms: secretForms(secret) }));
+}
+
+describe("one table of forms for both clients", () => {
+  it("test/fixtures/secret-forms.json is what lib/secrets.ts makes (regenerate: PHI3_WRITE_FIXTURES=1)", () => {
+    const table = secretFormsTable();
+    if (process.env.PHI3_WRITE_FIXTURES === "1") fs.writeFileSync(FORMS_FIXTURE, `${JSON.stringify(table, null, 2)}\n`);
+    expect(JSON.parse(fs.readFileSync(FORMS_FIXTURE, "utf8"))).toEqual(table);
+    // Every encoding of the sweep is among the forms masked.
+    for (const row of table) for (const [enc, v] of Object.entries(row.encodings)) expect(containsSecret(`x${v}y`, row.secret), `${enc} of ${row.secret}`).toBe(true);
+  });
+});
