@@ -480,6 +480,8 @@ const PROCESS_ROWS: ProcessRow[] = PROGRAMS.flatMap((program) => (Object.keys(FA
  * on a machine shared with other work fewer at once keeps every one's deadline meaningful.
  */
 const PROCESS_SLOTS = 3;
+/** A row may wait for a slot, then run: a bound for the test, well above any row's own bound. */
+const PROCESS_TEST_TIMEOUT_MS = 180_000;
 let freeSlots = PROCESS_SLOTS;
 const waiting: (() => void)[] = [];
 async function inSlot<T>(run: () => Promise<T>): Promise<T> {
@@ -548,7 +550,7 @@ describe("the fault table", () => {
       }
       for (const secret of r.secrets) expect(containsSecret(output, secret), `a secret leaked:\n${output}`).toBe(false);
       expect(output).not.toMatch(/\n\s+at .+:\d+:\d+\)?/);
-    });
+    }, PROCESS_TEST_TIMEOUT_MS);
 
     it.each(PENDING_ROWS.map((r) => [r.name, r] as const))("runAsMain: %s", async (_n, row) => {
       const r = await inSlot(() => spawnProgram("test/fixtures/programs/pending.ts", [], row.env));
@@ -556,7 +558,7 @@ describe("the fault table", () => {
       expect(r.code, r.stderr).toBe(row.code);
       expect(r.stderr).toMatch(row.message);
       expect(r.exitedAt - r.startedAt).toBeLessThan(row.boundMs);
-    });
+    }, PROCESS_TEST_TIMEOUT_MS);
   });
 
   it("the in-process rows cover submit-job, wait-for-job, set-traffic and preflight, each against a hanging server", () => {

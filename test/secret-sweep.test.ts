@@ -167,7 +167,7 @@ describe("no secret in any output: every program against servers that echo every
         for (const [enc, form] of Object.entries(encodings(s))) expect(output.includes(form), `${enc} form of a secret in the output:\n${output}`).toBe(false);
         expect(containsSecret(output, s), `a secret in the output:\n${output}`).toBe(false);
       }
-    });
+    }, 180_000);
   });
 });
 
@@ -202,7 +202,7 @@ describe("no secret in any output: npm run chat", () => {
       server.closeAllConnections();
       await new Promise((ok) => server.close(ok));
     }
-  });
+  }, 180_000);
 });
 
 describe("no secret in the state: the Commands' recorded output", () => {
