@@ -11,6 +11,7 @@
  * record: no secret in plain text. The Prompt flow tool's masking is tested in Python against
  * the same table of forms (test/fixtures/secret-forms.json, checked here against lib/secrets.ts).
  */
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -203,6 +204,58 @@ describe("no secret in any output: npm run chat", () => {
       await new Promise((ok) => server.close(ok));
     }
   }, 180_000);
+});
+
+describe("no secret in any output: the Prompt flow tool (promptflow/call_endpoint.py)", () => {
+  // The tool imports only the standard library at module level (promptflow guarded), so any
+  // python3 runs it; its own unit tests run with the real promptflow (test/python/promptflow).
+  const SCRIPT = [
+    "import os, sys",
+    "sys.path.insert(0, 'promptflow')",
+    "import call_endpoint",
+    "base, key = os.environ['ECHO_BASE'], os.environ['ENDPOINT_KEY']",
+    "for status in (400, 401, 500, 200):",
+    "    try:",
+    "        print(call_endpoint.ask_phi3({'endpoint': f'{base}/echo/{status}', 'key': key}, 'hi'))",
+    "    except Exception as e:",
+    "        print(f'{status}: {type(e).__name__}: {e}')",
+  ].join("\n");
+
+  it("errors of 400/401/500 and a 200 that is not JSON, each echoing the key in every encoding in body and headers", async () => {
+    const KEY = SWEEP_SECRETS.ENDPOINT_KEY;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const status = Number(/\/echo\/(\d+)/.exec(req.url ?? "")?.[1] ?? 404);
+        res.writeHead(status, { "content-type": "application/json", ...echoHeaders([KEY]) });
+        res.end(`${"z".repeat(290)}${KEY} ${echoText([KEY])} ${req.headers.authorization}`);
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const r = await slot(
+        () =>
+          new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+            const child = spawn("python3", ["-c", SCRIPT], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ECHO_BASE: base, ENDPOINT_KEY: KEY }, stdio: ["ignore", "pipe", "pipe"] });
+            let out = "";
+            child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+            child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
+            child.on("error", reject);
+            child.on("close", (code) => resolve({ code, out }));
+          }),
+      );
+      expect(r.code, r.out).toBe(0);
+      for (const status of [400, 401, 500]) expect(r.out).toMatch(new RegExp(`${status}: EndpointError: .*HTTP ${status}`));
+      expect(r.out).toMatch(/200: ValueError: endpoint response is not JSON/);
+      for (const [enc, form] of Object.entries(encodings(KEY))) expect(r.out.includes(form), `${enc} form of the key:\n${r.out}`).toBe(false);
+      expect(containsSecret(r.out, KEY), r.out).toBe(false);
+      expect(r.out).not.toContain(KEY.slice(0, 10));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
+  }, 120_000);
 });
 
 describe("no secret in the state: the Commands' recorded output", () => {
