@@ -39,8 +39,8 @@ import {
   type PipelinePolicy,
 } from "@azure/core-rest-pipeline";
 import { retryAfterMs } from "../lib/arm";
-import { STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, type CommandSpec } from "../lib/cli";
-import { maskSecrets } from "../lib/secrets";
+import { STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { maskSecrets, registerSecret } from "../lib/secrets";
 
 /** Payload shape understood by the endpoint (see module header). */
 export type Shape = "chat" | "chat-list" | "prompt-list";
@@ -467,8 +467,11 @@ export async function askEndpoint(opts: AskOptions): Promise<string> {
     throw new EndpointError(`could not reach ${where}: ${hide(`${err.message}${cause ? ` (${cause})` : ""}`)}`, "network");
   }
 
+  // The key in any form is masked before anything reads or quotes the body (mask first, then
+  // cut: a cut before masking would leave most of a key that spans the cut).
+  text = hide(text);
   if (status >= 200 && status < 300) return text;
-  const shown = hide(snippet(text));
+  const shown = snippet(text);
   if (status === 401 || status === 403) {
     throw new EndpointError(
       `the endpoint rejected the key (HTTP ${status}). Check it with ` +
@@ -717,6 +720,7 @@ export async function main(
     return 1;
   }
   key = endpoint.key;
+  registerSecret(key);
   const maxNewTokens = args.maxNewTokens ?? endpoint.defaults?.maxNewTokens ?? BUILT_IN_DEFAULTS.maxNewTokens;
   const timeoutSec = args.timeoutSec ?? endpoint.defaults?.timeoutSeconds ?? BUILT_IN_DEFAULTS.timeoutSeconds;
   const shape: Shape = args.shape ?? endpoint.defaults?.payloadShape ?? "prompt-list";
@@ -803,14 +807,6 @@ export async function main(
 }
 
 if (typeof require !== "undefined" && typeof module !== "undefined" && require.main === module) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      // main never throws; this is a last resort that still must not print the key
-      process.stderr.write(`chat: unexpected error: ${maskSecret(String(e), process.env.ENDPOINT_KEY?.trim())}\n`);
-      process.exitCode = 1;
-    },
-  );
+  // runAsMain: ENDPOINT_KEY (and any key found later) masked in all the process prints.
+  runAsMain("chat", () => main());
 }

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { COMMAND_SECRET_OUTPUTS } from "./shell";
 import * as local from "@pulumi/command/local";
 import { preflightInput } from "../lib/preflight-input";
 import { programCredentialEnv, StackConfig } from "./config";
@@ -40,7 +41,8 @@ export class Preflight extends pulumi.ComponentResource {
         },
         logging: "stdoutAndStderr",
       },
-      { parent: this },
+      // What the program prints is kept in the state: secret there, whatever it holds (it masks secrets itself too).
+      { parent: this, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
     );
     this.registerOutputs({});
   }

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { COMMAND_SECRET_OUTPUTS } from "./shell";
 import * as local from "@pulumi/command/local";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
 import * as monitor from "@pulumi/azure-native/monitor";
@@ -212,7 +213,7 @@ export class Serving extends pulumi.ComponentResource {
         logging: "stdoutAndStderr",
       },
       // Traffic may only name deployments that exist: run after all of them are created.
-      { parent: this, dependsOn: deployments },
+      { parent: this, dependsOn: deployments, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
     );
 
     const keys = ml.listOnlineEndpointKeysOutput({ ...ws, endpointName: endpoint.name }, { parent: this });

@@ -124,3 +124,15 @@ export const HF_REPO_ID = /^(?!.*(--|\.\.))(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}
 
 /** A `datasets` split slice as prepare_data.py takes it: `train_sft[:1%]` (1-100 percent) or `train_sft[:10]` (rows). */
 export const SPLIT_EXPRESSION = /^(train_sft|test_sft|train_gen|test_gen)\[:(100%|[1-9]\d?%|[1-9]\d*)\]$/;
+
+/**
+ * Outputs of every `command:local:Command` of the stack that Pulumi keeps encrypted in the state
+ * (`additionalSecretOutputs`): what a program printed. The programs mask every secret they know
+ * (lib/secrets.ts), and the state keeps their output secret besides, so an echo no program
+ * foresaw still never lands in the state file in plain text. @pulumi/command 1.2's Command has
+ * `stdout` and `stderr` outputs (top-level properties, as the option requires);
+ * `additionalSecretOutputs` is a resource option of every custom resource
+ * (https://www.pulumi.com/docs/iac/concepts/resources/options/additionalsecretoutputs/: "named
+ * output properties that should be treated as secrets, which means they will be encrypted").
+ */
+export const COMMAND_SECRET_OUTPUTS = ["stdout", "stderr"] as const;

@@ -9,7 +9,7 @@ import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { programCredentialEnv, StackConfig } from "./config";
 import { canonicalJson, sha256 } from "./naming";
 import { plainTags, SecretMarks } from "./secrets";
-import { commandLine } from "./shell";
+import { commandLine, COMMAND_SECRET_OUTPUTS } from "./shell";
 import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
 import { componentId, managedJobHash, managedPipelineJob, type ManagedData } from "./managed-finetune";
 
@@ -278,11 +278,12 @@ export class Training extends pulumi.ComponentResource {
                 BLOB_CONTAINER_URL: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}`,
                 UPLOADS: JSON.stringify([{ file: rel(file), blob: blobName }]),
                 CONTENT_SHA256: hashFile(file),
+                ...programCredentialEnv(),
               },
               logging: "stdoutAndStderr",
             },
             // The deployer's Storage Blob Data Contributor must be in effect first; no delete step: uploads are kept like the SDK's.
-            { parent: this, dependsOn: args.dependsOn },
+            { parent: this, dependsOn: args.dependsOn, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
           )
         : new storage.Blob(
         logical,
@@ -372,7 +373,7 @@ export class Training extends pulumi.ComponentResource {
           },
           logging: "stdoutAndStderr",
         },
-        { parent: this, dependsOn },
+        { parent: this, dependsOn, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
       );
 
     let jobInputs: Record<"train_file" | "eval_file", inputs.machinelearningservices.UriFolderJobInputArgs | inputs.machinelearningservices.UriFileJobInputArgs>;

@@ -110,5 +110,5 @@ if (require.main === module) {
     const cl = programCommandLine(PREFLIGHT_COMMAND, process.argv.slice(2), console.log, console.error);
     if ("exit" in cl) return cl.exit;
     return runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
-  });
+  }, "set", { deadline: { variable: "PREFLIGHT_DEADLINE_SECONDS", defaultSeconds: DOCTOR_DEADLINE_SECONDS } });
 }

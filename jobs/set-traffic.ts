@@ -731,4 +731,4 @@ export async function main(): Promise<number> {
   return runSetTrafficFromEnv(cl.positionals[0], process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) runAsMain("set-traffic", main);
+if (require.main === module) runAsMain("set-traffic", main, "set", { deadline: { variable: "TRAFFIC_DEADLINE_SECONDS", defaultSeconds: 3600 } });

@@ -214,5 +214,5 @@ if (require.main === module) {
     const cl = programCommandLine(SUBMIT_JOB_COMMAND, process.argv.slice(2), console.log, console.error);
     if ("exit" in cl) return cl.exit;
     return runSubmitJobFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
-  });
+  }, "set", { deadline: { variable: "WAIT_DEADLINE_SECONDS", defaultSeconds: 86_400 } });
 }

@@ -9,25 +9,42 @@
  * 5000 MiB), token scope `https://storage.azure.com/.default`; the identity needs Storage Blob
  * Data Contributor on the container (the stack grants it to the deployer) and network line of
  * sight to the account (with public network access off: a machine in the network, README).
- * Retries 408/429/5xx and network errors with `@azure/core-rest-pipeline`'s retry policies;
- * blob paths are content hashes, so a re-run overwrites with the same bytes.
+ * It runs on the machinery of the ARM client (lib/arm.ts `armClientFromEnv` with the storage
+ * scope): `@azure/core-rest-pipeline`'s retries of 408/429/5xx and dropped connections (a drop in
+ * the middle of an answer too: Put Blob is idempotent, and the blob paths are content hashes, so
+ * a re-run writes the same bytes), a per-request timeout, a token request bounded in time and by
+ * the deadline, and every secret masked in every form. The whole upload runs under one deadline
+ * (`UPLOAD_DEADLINE_SECONDS`, default 3600), and the process ends at it whatever is pending.
  *
  * Env: BLOB_CONTAINER_URL (`https://<account>.blob.core.windows.net/<container>`),
- * UPLOADS (JSON `[{"file": "<project-relative path>", "blob": "<blob name>"}]`).
- * Exit codes: 0 uploaded, 2 bad environment, 4 storage or credential error.
+ * UPLOADS (JSON `[{"file": "<project-relative path>", "blob": "<blob name>"}]`),
+ * UPLOAD_DEADLINE_SECONDS (optional, default 3600).
+ * Exit codes: 0 uploaded, 2 bad environment, 3 deadline passed, 4 storage or credential error.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
 import type { TokenCredential } from "@azure/identity";
+import type { HttpClient } from "@azure/core-rest-pipeline";
 import {
-  createHttpHeaders,
-  createPipelineFromOptions,
-  createPipelineRequest,
-  createDefaultHttpClient,
-  type HttpClient,
-  type PipelinePolicy,
-} from "@azure/core-rest-pipeline";
-import { defaultCredential, EXIT_ARM, EXIT_CONFIG, EXIT_OK, missingEnv, type Env } from "../lib/arm";
+  ArmError,
+  armClientFromEnv,
+  DeadlineError,
+  defaultCredential,
+  EXIT_ARM,
+  EXIT_CONFIG,
+  EXIT_DEADLINE,
+  EXIT_OK,
+  missingEnv,
+  positiveSecondsFromEnv,
+  type Env,
+  type ScriptDeps,
+} from "../lib/arm";
+import { CredentialConfigError } from "../lib/credential";
+import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { maskRegistered, registerEnvSecrets } from "../lib/secrets";
+
+/** Default of `UPLOAD_DEADLINE_SECONDS`: the whole upload, token requests included. */
+export const UPLOAD_DEADLINE_SECONDS = 3600;
 
 /** Blob service REST version sent with every request. */
 export const STORAGE_API_VERSION = "2023-11-03";
@@ -57,87 +74,109 @@ export function parseUploads(raw: string | undefined): Upload[] {
   });
 }
 
-/** Bearer-token policy for storage; refuses to send a token over plain HTTP except to loopback (tests). */
-function storageBearerPolicy(credential: TokenCredential): PipelinePolicy {
-  return {
-    name: "storageBearerToken",
-    async sendRequest(request, next) {
-      const url = new URL(request.url);
-      if (url.protocol !== "https:" && !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
-        throw new Error(`refusing to send a token to ${url.origin} over plain HTTP`);
-      }
-      const token = await credential.getToken(STORAGE_SCOPE);
-      if (!token) throw new Error("the credential returned no token for Azure Storage");
-      request.headers.set("authorization", `Bearer ${token.token}`);
-      return next(request);
-    },
-  };
+/** Dependencies of {@link uploadBlobs} (tests inject the credential, transport and retry settings). */
+export interface UploadDeps extends Partial<ScriptDeps> {
+  credential?: TokenCredential;
+  httpClient?: HttpClient;
+  log: (line: string) => void;
+  /** Absolute deadline (epoch ms); none by default. */
+  deadlineAt?: number;
 }
 
 /**
- * Upload every file to `<containerUrl>/<blob>` (Put Blob, BlockBlob, Content-MD5). Logs one
- * line per file (never the token). Throws an Error with the HTTP status and storage error code
- * on the first failure after retries.
+ * Upload every file to `<containerUrl>/<blob>` (Put Blob, BlockBlob, Content-MD5), with a
+ * storage-scoped bearer token, over https only. Logs one line per file (never a secret).
+ *
+ * @throws ArmError (service `Blob Storage`) with the HTTP status and the storage error code
+ *   (`x-ms-error-code`) on the first failure after retries; DeadlineError past `deadlineAt`;
+ *   Error when a file is larger than Put Blob takes.
  */
-export async function uploadBlobs(
-  containerUrl: string,
-  uploads: Upload[],
-  deps: { credential: TokenCredential; httpClient?: HttpClient; log: (line: string) => void; maxRetries?: number },
-): Promise<void> {
-  const pipeline = createPipelineFromOptions({ retryOptions: { maxRetries: deps.maxRetries ?? 5, retryDelayInMs: 1000, maxRetryDelayInMs: 30000 } });
-  pipeline.addPolicy(storageBearerPolicy(deps.credential));
-  const httpClient = deps.httpClient ?? createDefaultHttpClient();
+export async function uploadBlobs(containerUrl: string, uploads: Upload[], deps: UploadDeps): Promise<void> {
   const base = containerUrl.replace(/\/+$/, "");
+  const client = armClientFromEnv({}, { maxRetries: 5, backoffBaseMs: 1000, maxBackoffMs: 30_000, ...deps }, "phi3-finetune/upload-blobs", deps.deadlineAt, {
+    scope: STORAGE_SCOPE,
+    baseUrl: base,
+    service: "Blob Storage",
+  });
   for (const u of uploads) {
     const body = fs.readFileSync(u.file);
     if (body.length > MAX_PUT_BLOB_BYTES) throw new Error(`${u.file} is ${body.length} bytes; Put Blob takes at most ${MAX_PUT_BLOB_BYTES}`);
-    const url = `${base}/${u.blob.split("/").map(encodeURIComponent).join("/")}`;
-    const request = createPipelineRequest({
-      url,
-      method: "PUT",
-      body,
-      allowInsecureConnection: url.startsWith("http://"),
-      headers: createHttpHeaders({
-        "x-ms-version": STORAGE_API_VERSION,
-        "x-ms-blob-type": "BlockBlob",
-        "content-type": "application/octet-stream",
-        "content-md5": crypto.createHash("md5").update(body).digest("base64"),
-      }),
+    await client.putBytes(`/${u.blob.split("/").map(encodeURIComponent).join("/")}`, body, {
+      "x-ms-version": STORAGE_API_VERSION,
+      "x-ms-blob-type": "BlockBlob",
+      "content-type": "application/octet-stream",
+      "content-md5": crypto.createHash("md5").update(body).digest("base64"),
     });
-    const response = await pipeline.sendRequest(httpClient, request);
-    if (response.status !== 201) {
-      const code = response.headers.get("x-ms-error-code") ?? "";
-      throw new Error(`PUT ${u.blob}: HTTP ${response.status}${code ? ` ${code}` : ""}${code === "AuthorizationPermissionMismatch" ? " (the identity running pulumi up needs Storage Blob Data Contributor on the container; the stack grants it, wait for the role to propagate)" : ""}`);
-    }
     deps.log(`uploaded ${u.file} -> ${u.blob} (${body.length} bytes)`);
   }
 }
 
-/** Entry point: read the environment, upload, return the exit code. */
-export async function main(env: Env, deps: { credential?: TokenCredential; httpClient?: HttpClient; log?: (l: string) => void; err?: (l: string) => void } = {}): Promise<number> {
+/** Entry point: read the environment, upload, return the exit code. Never throws. */
+export async function main(
+  env: Env,
+  deps: { credential?: TokenCredential; httpClient?: HttpClient; log?: (l: string) => void; err?: (l: string) => void; now?: () => number } & Partial<ScriptDeps> = {},
+): Promise<number> {
+  registerEnvSecrets(env);
   const log = deps.log ?? ((l: string) => process.stdout.write(l + "\n"));
   const err = deps.err ?? ((l: string) => process.stderr.write(l + "\n"));
+  const say = (l: string) => err(maskRegistered(l));
   const missing = missingEnv(env, ["BLOB_CONTAINER_URL", "UPLOADS"]);
   if (missing.length) {
-    err(`error: missing environment variables: ${missing.join(", ")}`);
+    say(`upload-blobs: missing environment variables: ${missing.join(", ")}`);
     return EXIT_CONFIG;
   }
   let uploads: Upload[];
+  let deadlineSeconds: number;
   try {
     uploads = parseUploads(env.UPLOADS);
+    deadlineSeconds = positiveSecondsFromEnv(env, "UPLOAD_DEADLINE_SECONDS", UPLOAD_DEADLINE_SECONDS);
+    if (!/^https:\/\/[^/]+/.test(env.BLOB_CONTAINER_URL!.trim())) throw new Error(`BLOB_CONTAINER_URL must be an https URL (got "${env.BLOB_CONTAINER_URL}"): tokens are sent over TLS only`);
   } catch (e) {
-    err(`error: ${(e as Error).message}`);
+    say(`upload-blobs: ${(e as Error).message}`);
     return EXIT_CONFIG;
   }
+  const now = deps.now ?? Date.now;
   try {
-    await uploadBlobs(env.BLOB_CONTAINER_URL!, uploads, { credential: deps.credential ?? defaultCredential(), httpClient: deps.httpClient, log });
+    await uploadBlobs(env.BLOB_CONTAINER_URL!.trim(), uploads, {
+      ...deps,
+      error: say,
+      credential: deps.credential ?? defaultCredential(env),
+      log: (l) => log(maskRegistered(l)),
+      deadlineAt: now() + deadlineSeconds * 1000,
+    });
     return EXIT_OK;
   } catch (e) {
-    err(`error: ${(e as Error).message}`);
+    if (e instanceof CredentialConfigError) {
+      say(`upload-blobs: ${e.message}`);
+      return EXIT_CONFIG;
+    }
+    if (e instanceof DeadlineError) {
+      say(`upload-blobs: Gave up waiting for Blob Storage (deadline ${deadlineSeconds} s): ${e.message}`);
+      return EXIT_DEADLINE;
+    }
+    say(`upload-blobs: ${e instanceof ArmError ? "" : "error: "}${(e as Error).message}`);
     return EXIT_ARM;
   }
 }
 
+/** The command line of upload-blobs: configured by its environment (lib/cli.ts style). */
+export const UPLOAD_BLOBS_COMMAND: CommandSpec = {
+  name: "upload-blobs",
+  usage: "npx tsx jobs/upload-blobs.ts",
+  summary: "Uploads files to Blob Storage with a Microsoft Entra ID token (Put Blob), for accounts whose shared-key access is off.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
+  options: {},
+  details: "Environment: BLOB_CONTAINER_URL (https), UPLOADS (JSON [{file, blob}]) (required); UPLOAD_DEADLINE_SECONDS (default 3600).",
+};
+
 if (require.main === module) {
-  main(process.env).then((code) => process.exit(code));
+  runAsMain(
+    "upload-blobs",
+    async () => {
+      const cl = programCommandLine(UPLOAD_BLOBS_COMMAND, process.argv.slice(2), console.log, console.error);
+      if ("exit" in cl) return cl.exit;
+      return main(process.env);
+    },
+    "set",
+    { deadline: { variable: "UPLOAD_DEADLINE_SECONDS", defaultSeconds: UPLOAD_DEADLINE_SECONDS } },
+  );
 }

@@ -404,4 +404,4 @@ export async function main(): Promise<number> {
   return runWaitForJobFromEnv(process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) runAsMain("wait-for-job", main);
+if (require.main === module) runAsMain("wait-for-job", main, "set", { deadline: { variable: "WAIT_DEADLINE_SECONDS", defaultSeconds: 86_400 } });

@@ -41,7 +41,7 @@ import {
 import { createHttpPoller, type OperationResponse, type OperationState } from "@azure/core-lro";
 import { setTimeout as timerSleep } from "node:timers/promises";
 import { credentialFromEnv } from "./credential";
-import { maskSecrets } from "./secrets";
+import { maskRegistered, registerEnvSecrets, registerSecret } from "./secrets";
 
 /** Azure ML (Microsoft.MachineLearningServices) REST API version every path here follows. */
 export const AML_API_VERSION = "2025-12-01";
@@ -97,6 +97,8 @@ export interface ArmClientOptions {
   userAgent?: string;
   /** Called with one line per retry (never contains the token). */
   onRetry?: (line: string) => void;
+  /** Name of the service in messages; default `ARM` (`Blob Storage` for uploads). */
+  service?: string;
 }
 
 /** A parsed ARM answer. `body` is the parsed JSON, or `undefined` for an empty body. */
@@ -138,9 +140,9 @@ export class ArmError extends Error {
   /**
    * @param init - status, ARM code and message, method, path, the parsed body and whether it was JSON.
    */
-  constructor(init: { status: number; code: string; armMessage: string; method: string; path: string; body?: unknown; hint?: string; json?: boolean }) {
+  constructor(init: { status: number; code: string; armMessage: string; method: string; path: string; body?: unknown; hint?: string; json?: boolean; service?: string }) {
     const hint = init.hint ? ` ${init.hint}` : "";
-    super(`ARM ${init.method} ${init.path} failed: HTTP ${init.status} ${init.code}: ${init.armMessage}${hint}`);
+    super(`${init.service ?? "ARM"} ${init.method} ${init.path} failed: HTTP ${init.status} ${init.code}: ${init.armMessage}${hint}`);
     this.name = "ArmError";
     this.status = init.status;
     this.code = init.code;
@@ -211,6 +213,11 @@ export interface ArmClient {
   post<T = unknown>(path: string, body?: unknown): Promise<ArmResponse<T>>;
   /** DELETE `path`. */
   delete<T = unknown>(path: string): Promise<ArmResponse<T>>;
+  /**
+   * PUT raw bytes with the given headers (Blob Storage's Put Blob); resolves on 2xx, throws
+   * {@link ArmError} otherwise (code from `x-ms-error-code` or the XML error body).
+   */
+  putBytes(path: string, bytes: Uint8Array, headers: Record<string, string>): Promise<ArmResponse<undefined>>;
 }
 
 /**
@@ -326,11 +333,12 @@ function boundedCredential(credential: TokenCredential, timeoutMs: number, issue
         ]);
         if (!token || !token.token) throw new CredentialError(`the credential returned no token for ${scope}`);
         issued.add(token.token);
+        registerSecret(token.token);
         return token;
       } catch (e) {
         if (e instanceof CredentialError) throw e;
         const err = e as Error;
-        throw new CredentialError(`could not get an Azure token for ${scope}: ${err?.name ?? "Error"}: ${maskSecrets(String(err?.message ?? err), [...issued], REDACTED)}`);
+        throw new CredentialError(`could not get an Azure token for ${scope}: ${err?.name ?? "Error"}: ${maskRegistered(String(err?.message ?? err), [...issued], REDACTED)}`);
       }
     },
   };
@@ -413,6 +421,13 @@ function libraryRetries(response: PipelineResponse | undefined, error: unknown):
   return ["ETIMEDOUT", "ESOCKETTIMEDOUT", "ECONNREFUSED", "ECONNRESET", "ENOENT", "ENOTFOUND"].includes(code ?? "");
 }
 
+/**
+ * Methods retried when the connection drops, before or during the answer: reading and
+ * content-named writes (every PUT the programs send names the resource by what it holds, so a
+ * repeat writes the same thing; ARM's PUT and DELETE are idempotent by contract, RFC 9110 9.2.2).
+ */
+const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
+
 /** Per-request bookkeeping of {@link createArmClient}'s attempt policy. */
 interface Attempts {
   count: number;
@@ -446,10 +461,11 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
   const now = options.now ?? Date.now;
   const userAgent = options.userAgent ?? "phi3-finetune-jobs";
   const onRetry = options.onRetry ?? (() => undefined);
+  const service = options.service ?? "ARM";
   const issued = new Set<string>();
   const credential = boundedCredential(options.credential, tokenTimeoutMs, issued);
   const attempts = new WeakMap<PipelineRequest, Attempts>();
-  const mask = (text: string) => maskSecrets(text, [...issued], REDACTED);
+  const mask = (text: string) => maskRegistered(text, [...issued], REDACTED);
   const remaining = () => (options.deadlineAt === undefined ? Infinity : options.deadlineAt - now());
 
   /**
@@ -469,7 +485,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
       const outer = request.abortSignal as AbortSignal | undefined;
       const timer = AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(requestTimeoutMs, remaining()))));
       request.abortSignal = outer ? AbortSignal.any([outer, timer]) : timer;
-      const where = `ARM ${request.method} ${pathOf(request.url)}`;
+      const where = `${service} ${request.method} ${pathOf(request.url)}`;
       const last = state.count > maxRetries;
       try {
         const response = await next(request);
@@ -486,6 +502,15 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
         if (timer.aborted && !outer?.aborted) {
           const error = new RestError(`no complete answer within ${Math.round(requestTimeoutMs / 100) / 10} s`, { code: "ETIMEDOUT", request });
           if (!last) onRetry(`${where}: ${error.message}; retry ${state.count}/${maxRetries}`);
+          throw error;
+        }
+        if (isRestError(e) && e.code === RestError.PARSE_ERROR && IDEMPOTENT.has(request.method) && !outer?.aborted) {
+          // The connection dropped in the middle of the body ("Error reading response as text:
+          // aborted"): the library's strategies do not retry PARSE_ERROR, but for an idempotent
+          // request (GET, and our PUTs, which name the resource by its content) it is the same
+          // fault as a reset before the headers, so it is retried as one.
+          const error = new RestError(`the connection dropped while reading the answer (${mask(e.message)})`, { code: "ECONNRESET", request });
+          if (!last) onRetry(`${where}: network error (${error.message}); retry ${state.count}/${maxRetries}`);
           throw error;
         }
         if (!last && isRestError(e) && libraryRetries(undefined, e)) {
@@ -512,18 +537,19 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
     return `${baseUrl}${path.startsWith("/") ? "" : "/"}${path}`;
   }
 
-  async function request<T>(method: ArmMethod, path: string, body?: unknown): Promise<ArmResponse<T>> {
+  /** Sends one request through the pipeline; errors before an answer become Deadline/ArmError. */
+  async function exchange(method: ArmMethod, path: string, body: string | Uint8Array | undefined, extraHeaders: Record<string, string>): Promise<{ res: PipelineResponse; req: PipelineRequest }> {
     const url = resolveUrl(path);
     const left = remaining();
     const started = now();
-    if (left <= 0) throw new DeadlineError(`the deadline passed before ARM ${method} ${path} could be sent`, 0);
+    if (left <= 0) throw new DeadlineError(`the deadline passed before ${service} ${method} ${path} could be sent`, 0);
     // The program's deadline for this request, its retries and their waits (the library aborts both).
     const deadline = Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, Math.ceil(left))) : undefined;
     const req = createPipelineRequest({
       url,
       method,
-      headers: createHttpHeaders({ accept: "application/json", "user-agent": userAgent, ...(body === undefined ? {} : { "content-type": "application/json" }) }),
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: createHttpHeaders({ accept: "application/json", "user-agent": userAgent, ...extraHeaders }),
+      body,
       abortSignal: deadline,
     });
     let res: PipelineResponse;
@@ -532,7 +558,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
     } catch (e) {
       const tries = attempts.get(req)?.count ?? 0;
       if (deadline?.aborted) {
-        throw new DeadlineError(`the deadline passed during ARM ${method} ${path} (after ${tries} attempt${tries === 1 ? "" : "s"})`, now() - started);
+        throw new DeadlineError(`the deadline passed during ${service} ${method} ${path} (after ${tries} attempt${tries === 1 ? "" : "s"})`, now() - started);
       }
       if (e instanceof CredentialError) {
         throw new ArmError({
@@ -541,20 +567,26 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
           armMessage: mask(e.message),
           method,
           path,
+          service,
           hint: "Log in with `az login`, or set the ARM_* variables the azure-native provider reads (README: Credentials).",
         });
       }
       if (isRestError(e) || (e as Error)?.name === "AbortError") {
         const err = e as RestError;
-        throw new ArmError({ status: 0, code: "NetworkError", armMessage: `${mask(`${err.code ? `${err.code}: ` : ""}${err.message}`)} (after ${tries} attempt${tries === 1 ? "" : "s"})`, method, path });
+        throw new ArmError({ status: 0, code: "NetworkError", armMessage: `${mask(`${err.code ? `${err.code}: ` : ""}${err.message}`)} (after ${tries} attempt${tries === 1 ? "" : "s"})`, method, path, service });
       }
       throw new Error(mask((e as Error)?.message ?? String(e)));
     }
+    return { res, req };
+  }
+
+  async function request<T>(method: ArmMethod, path: string, body?: unknown): Promise<ArmResponse<T>> {
+    const { res, req } = await exchange(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? {} : { "content-type": "application/json" });
 
     const headers = headersOf(res);
     const token = req.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
     // An answer that echoes the token (some proxies do) must not carry it any further.
-    const text = maskSecrets(res.bodyAsText ?? "", [...issued, token], REDACTED);
+    const text = maskRegistered(res.bodyAsText ?? "", [...issued, token], REDACTED);
     let parsed: unknown = undefined;
     let notJson = false;
     if (text.trim() !== "") {
@@ -603,8 +635,29 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
     });
   }
 
+  async function putBytes(path: string, bytes: Uint8Array, extraHeaders: Record<string, string>): Promise<ArmResponse<undefined>> {
+    const { res, req } = await exchange("PUT", path, bytes, extraHeaders);
+    const headers = headersOf(res);
+    if (res.status >= 200 && res.status < 300) return { status: res.status, headers, body: undefined, method: "PUT", path };
+    const token = req.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+    const hide = (t: string) => maskRegistered(t, [...issued, token], REDACTED);
+    const text = hide(res.bodyAsText ?? "");
+    // Azure Storage names the error in x-ms-error-code and in an XML body <Error><Code/><Message/>.
+    const xml = (tag: string) => new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(text)?.[1]?.trim();
+    const code = hide(headers["x-ms-error-code"] ?? "").trim() || xml("Code") || `HTTP${res.status}`;
+    const tries = attempts.get(req)?.count ?? 1;
+    const hint =
+      res.status === 403
+        ? "The identity running pulumi up needs Storage Blob Data Contributor on the container (the stack grants it; a new role assignment takes a few minutes to apply)."
+        : libraryRetries(res, undefined) || res.status === 429
+          ? `Gave up after ${tries} attempt${tries === 1 ? "" : "s"}.`
+          : undefined;
+    throw new ArmError({ status: res.status, code, armMessage: xml("Message")?.split("\n")[0] ?? (text.trim().slice(0, 200) || "no error message in the response"), method: "PUT", path, hint, service });
+  }
+
   return {
     baseUrl,
+    putBytes,
     request,
     get: (path) => request("GET", path),
     put: (path, body) => request("PUT", path, body),
@@ -813,12 +866,23 @@ export function armEndpointFromEnv(env: Env): string | undefined {
  * @param deps - see {@link ScriptDeps}.
  * @param userAgent - `User-Agent` header value, e.g. `phi3-finetune/wait-for-job`.
  * @param deadlineAt - the program's deadline (epoch ms on `deps.now`), if it has one.
+ * @param service - another service than ARM on the same machinery (Blob Storage: its scope,
+ *   base URL and name in messages); default ARM at `ARM_ENDPOINT`.
  * @throws Error when `ARM_ENDPOINT` is not an https URL.
  */
-export function armClientFromEnv(env: Env, deps: ScriptDeps, userAgent: string, deadlineAt?: number): ArmClient {
+export function armClientFromEnv(
+  env: Env,
+  deps: ScriptDeps,
+  userAgent: string,
+  deadlineAt?: number,
+  service: { scope?: string; baseUrl?: string; service?: string } = {},
+): ArmClient {
   const error = deps.error ?? deps.log;
+  registerEnvSecrets(env);
   return createArmClient({
-    baseUrl: armEndpointFromEnv(env),
+    baseUrl: service.baseUrl ?? armEndpointFromEnv(env),
+    scope: service.scope,
+    service: service.service,
     credential: deps.credential ?? defaultCredential(env),
     httpClient: deps.httpClient,
     now: deps.now,

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { closestName } from "../infra/vm-sizes";
+import { maskProcessOutput, registerEnvSecrets } from "./secrets";
 
 /** Exit codes of every command and program (README "Exit codes"). */
 export const EXIT = {
@@ -229,23 +230,85 @@ export function programCommandLine(spec: CommandSpec, argv: readonly string[], o
   }
 }
 
+/** The deadline of a program's process: the variable that sets it (seconds) and its default. */
+export interface ProcessDeadline {
+  /** Environment variable, e.g. `WAIT_DEADLINE_SECONDS`. */
+  variable: string;
+  /** Seconds when the variable is unset or blank. */
+  defaultSeconds: number;
+}
+
 /**
- * Runs a command's `main` as the process entry point: sets the exit code it returns; an error
- * that escapes it (a bug, not a user error) still prints one line, never a stack trace
- * (set `PHI3_DEBUG=1` for the trace), and exits 1.
+ * How long past its deadline a program may take to end by itself (to print what it saw last
+ * and give its own exit code) before {@link runAsMain} ends the process.
  */
-export function runAsMain(name: string, main: () => Promise<number>, exit: "set" | "exit" = "set"): void {
-  main().then(
-    (code) => {
-      if (exit === "exit") process.exit(code);
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      const err = e as Error;
-      process.stderr.write(`${name}: unexpected error: ${err?.message ?? String(e)}\n`);
-      if (process.env.PHI3_DEBUG === "1" && err?.stack) process.stderr.write(`${err.stack}\n`);
-      if (exit === "exit") process.exit(EXIT.FAILED);
-      process.exitCode = EXIT.FAILED;
-    },
-  );
+export const HARD_DEADLINE_GRACE_MS = 3_000;
+
+/**
+ * After `main` has returned, how long the process may take to end by itself (stdout draining)
+ * before it is ended: a request that outlived its program (a token request the deadline
+ * abandoned, a socket a server never closes) must not keep `pulumi up` waiting.
+ */
+export const EXIT_DRAIN_MS = 1_000;
+
+/**
+ * Seconds of a {@link ProcessDeadline} read from `env`, or `undefined` when the value is not a
+ * positive number (the program itself reports that as a usage error).
+ */
+export function processDeadlineSeconds(deadline: ProcessDeadline, env: Record<string, string | undefined> = process.env): number | undefined {
+  const raw = env[deadline.variable];
+  if (raw === undefined || raw.trim() === "") return deadline.defaultSeconds;
+  const n = Number(raw);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/** Options of {@link runAsMain}. */
+export interface RunOptions {
+  /**
+   * The program's deadline: once it is {@link HARD_DEADLINE_GRACE_MS} past, the process prints
+   * `Gave up waiting … (deadline N s)` and exits 3, whatever is still pending (a hung token
+   * endpoint, a request the server never answers). The timer is unref'd: it never keeps a
+   * finished process alive.
+   */
+  deadline?: ProcessDeadline;
+}
+
+/**
+ * Runs a command's `main` as the process entry point:
+ *
+ * - every secret of the environment (lib/secrets.ts `SECRET_ENV_VARS`) and every token
+ *   registered later is masked, in every form, in all the process writes to stdout and stderr;
+ * - sets the exit code `main` returns, and ends the process {@link EXIT_DRAIN_MS} later if
+ *   something left running (a token request, a socket) would keep it alive;
+ * - with `options.deadline`, ends the process with exit 3 at the deadline plus
+ *   {@link HARD_DEADLINE_GRACE_MS}, whatever is pending;
+ * - an error that escapes `main` (a bug, not a user error) still prints one line, never a stack
+ *   trace (set `PHI3_DEBUG=1` for the trace), and exits 1.
+ */
+export function runAsMain(name: string, main: () => Promise<number>, exit: "set" | "exit" = "set", options: RunOptions = {}): void {
+  registerEnvSecrets(process.env);
+  maskProcessOutput();
+  if (options.deadline) {
+    const seconds = processDeadlineSeconds(options.deadline);
+    if (seconds !== undefined) {
+      const hard = setTimeout(() => {
+        process.stderr.write(
+          `${name}: Gave up waiting for what was still pending (a token or an answer) at the deadline (deadline ${Number(seconds.toFixed(3))} s, ${options.deadline!.variable}); ending the process.\n`,
+        );
+        process.exit(EXIT.DEADLINE);
+      }, Math.min(2 ** 31 - 1, Math.ceil(seconds * 1000) + HARD_DEADLINE_GRACE_MS));
+      hard.unref();
+    }
+  }
+  const finish = (code: number) => {
+    if (exit === "exit") process.exit(code);
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), EXIT_DRAIN_MS).unref();
+  };
+  main().then(finish, (e: unknown) => {
+    const err = e as Error;
+    process.stderr.write(`${name}: unexpected error: ${err?.message ?? String(e)}\n`);
+    if (process.env.PHI3_DEBUG === "1" && err?.stack) process.stderr.write(`${err.stack}\n`);
+    finish(EXIT.FAILED);
+  });
 }

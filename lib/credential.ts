@@ -22,6 +22,7 @@
  * cloud: `ARM_ENVIRONMENT` (public, usgovernment, china), or `AZURE_AUTHORITY_HOST`.
  */
 import type { TokenCredential } from "@azure/identity";
+import { registerEnvSecrets, registerSecret } from "./secrets";
 
 /** A credential setting that is missing or contradicts another (exit 2). */
 export class CredentialConfigError extends Error {
@@ -72,6 +73,8 @@ export async function fetchGithubOidcToken(url: string, requestToken: string, au
     value = undefined;
   }
   if (typeof value !== "string" || value === "") throw new Error("GitHub OIDC token request answered without a token (no JSON {value})");
+  // The assertion is as good as a password for the next minutes: masked wherever it may show.
+  registerSecret(value);
   return value;
 }
 
@@ -93,6 +96,8 @@ export function credentialFromEnv(env: Env): { credential: TokenCredential; kind
   // Instance discovery asks the public cloud's metadata endpoint about the authority; a
   // sovereign or private authority (and a test's) answers for itself.
   const options = { ...(authorityHost ? { authorityHost, disableInstanceDiscovery: !Object.values(AUTHORITY_HOSTS).includes(authorityHost.replace(/\/+$/, "")) } : {}) };
+  // Every secret setting is masked in whatever the process prints from here on (lib/secrets.ts).
+  registerEnvSecrets(env);
   const tenantId = val(env, "ARM_TENANT_ID");
   const clientId = val(env, "ARM_CLIENT_ID");
   const need = (method: string) => {
@@ -129,7 +134,11 @@ export function credentialFromEnv(env: Env): { credential: TokenCredential; kind
     if (file) {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const fs = require("fs") as typeof import("fs");
-      return { credential: new identity.ClientAssertionCredential(id.tenantId, id.clientId, async () => fs.readFileSync(file, "utf8").trim(), options), kind: "oidc-token-file" };
+      return { credential: new identity.ClientAssertionCredential(id.tenantId, id.clientId, async () => {
+        const assertion = fs.readFileSync(file, "utf8").trim();
+        registerSecret(assertion);
+        return assertion;
+      }, options), kind: "oidc-token-file" };
     }
     if (url && requestToken) {
       return {

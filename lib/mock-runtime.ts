@@ -36,6 +36,19 @@ export interface Registration {
   state: Record<string, any>;
 }
 
+/** What Pulumi writes to the state file in place of a secret value (encrypted with the stack's key). */
+export const STATE_CIPHERTEXT = "[ciphertext]";
+
+/**
+ * A registration's outputs as the state file keeps them: secret inputs (Pulumi secret wrappers)
+ * and the outputs named in `additionalSecretOutputs` are ciphertext, the rest plain text.
+ */
+export function recordedState(reg: Registration): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(reg.state)) out[k] = reg.additionalSecretOutputs?.includes(k) ? STATE_CIPHERTEXT : unwrapSecrets(v, STATE_CIPHERTEXT);
+  return out;
+}
+
 /** A finished mock run: registrations in order, stack outputs, and which outputs are secret. */
 export interface ProgramRun {
   registrations: Registration[];
@@ -175,6 +188,11 @@ export interface RunOptions {
   subscriptionId?: string;
   /** Loads the program module (a fresh import) and returns its exports. */
   load: () => Promise<Record<string, unknown>>;
+  /**
+   * What each `command:local:Command` printed, as its `stdout` and `stderr` outputs in the
+   * recorded state (a `pulumi up` keeps them in the state file); none by default.
+   */
+  commandOutput?: (name: string, inputs: Record<string, any>) => { stdout: string; stderr: string };
 }
 
 /**
@@ -198,6 +216,7 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
         else if (args.type.startsWith("azure-native:")) id = mockArmId(args.type, unwrapSecrets(inputs), sub);
         else id = `${args.name}-${sha256(JSON.stringify(unwrapSecrets(inputs))).slice(0, 8)}`;
         const state = args.custom ? { ...inputs, name: azureName(id), ...computedState(args.type, inputs, id) } : {};
+        if (args.type === "command:local:Command" && opts.commandOutput) Object.assign(state, opts.commandOutput(args.name, unwrapSecrets(inputs)));
         const key = `${args.type}::${args.name}`;
         const reg = { ...(pending.get(key) ?? {}), type: args.type, name: args.name, custom: !!args.custom, inputs, id, state };
         registrations.push(reg as Registration);

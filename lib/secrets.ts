@@ -70,3 +70,87 @@ export function maskSecrets(text: string, secrets: readonly (string | undefined 
 export function containsSecret(text: string, secret: string): boolean {
   return secretForms(secret).some((f) => text.includes(f));
 }
+
+/**
+ * Environment variables whose values are secrets, read by lib/credential.ts (the azure-native
+ * provider's names), by @azure/identity (`AZURE_*`, the managed identity's header) and by the
+ * clients (`ENDPOINT_KEY`). Every program collects them at start ({@link registerEnvSecrets})
+ * and never prints them in any form.
+ */
+export const SECRET_ENV_VARS = [
+  "ARM_CLIENT_SECRET",
+  "ARM_CLIENT_CERTIFICATE_PASSWORD",
+  "ARM_OIDC_TOKEN",
+  "ARM_OIDC_REQUEST_TOKEN",
+  "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+  "AZURE_CLIENT_SECRET",
+  "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+  "IDENTITY_HEADER",
+  "MSI_SECRET",
+  "ENDPOINT_KEY",
+] as const;
+
+/** Values shorter than this are not registered (masking them would mangle ordinary text). */
+export const MIN_SECRET_LENGTH = 6;
+
+const registered = new Set<string>();
+
+/**
+ * Adds secrets to the process-wide masking set that {@link maskRegistered} and
+ * {@link maskProcessOutput} use: values from the environment, tokens issued at run time (Azure
+ * bearer tokens, GitHub OIDC tokens fetched for a client assertion, the assertion file's text).
+ * Blank and short values are ignored.
+ */
+export function registerSecret(...values: readonly (string | undefined | null)[]): void {
+  for (const v of values) {
+    const s = v?.trim();
+    if (s && s.length >= MIN_SECRET_LENGTH) {
+      registered.add(s);
+      if (s !== v && v) registered.add(v);
+    }
+  }
+}
+
+/** The values of {@link SECRET_ENV_VARS} set in `env` (blank ones skipped). */
+export function secretsFromEnv(env: Record<string, string | undefined>): string[] {
+  return SECRET_ENV_VARS.map((k) => env[k]?.trim()).filter((v): v is string => !!v);
+}
+
+/** Registers every secret of `env` ({@link secretsFromEnv}); returns them. */
+export function registerEnvSecrets(env: Record<string, string | undefined>): string[] {
+  const found = secretsFromEnv(env);
+  registerSecret(...found);
+  return found;
+}
+
+/** The secrets registered so far. */
+export function registeredSecrets(): string[] {
+  return [...registered];
+}
+
+/** {@link maskSecrets} with every registered secret plus `extra`. */
+export function maskRegistered(text: string, extra: readonly (string | undefined | null)[] = [], mask: string = MASK): string {
+  return maskSecrets(text, [...registered, ...extra], mask);
+}
+
+let outputMasked = false;
+
+/**
+ * Makes every byte the process writes to stdout and stderr pass through {@link maskRegistered}
+ * first: the last line of defence of a program's output (its own lines, a library's warning, an
+ * unexpected exception's message). Secrets registered later are masked too. Idempotent.
+ */
+export function maskProcessOutput(): void {
+  if (outputMasked) return;
+  outputMasked = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    (stream as unknown as { write: (chunk: unknown, ...rest: unknown[]) => boolean }).write = (chunk: unknown, ...rest: unknown[]) => {
+      if (registered.size === 0) return write(chunk, ...rest);
+      const text = typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8");
+      const masked = maskRegistered(text);
+      if (masked === text) return write(chunk, ...rest);
+      return write(masked, "utf8", ...(typeof rest[0] === "string" ? rest.slice(1) : rest));
+    };
+  }
+}

@@ -50,7 +50,9 @@ This file deliberately has no ``from __future__ import annotations``: Prompt flo
 tool's annotations at run time to recognise the ``CustomConnection`` input.
 """
 
+import base64
 import json
+import re
 import socket
 import urllib.error
 import urllib.parse
@@ -225,8 +227,54 @@ def parse_response(body: Any) -> str:
     )
 
 
+MASK = "***"
+
+
+def _base64_cores(secret: bytes) -> List[str]:
+    """Base64 of ``secret`` at byte offsets 0, 1 and 2, without the characters a neighbour's
+    bits can change: so the key is found inside any base64 blob (``Bearer <key>``, a JSON)."""
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret).decode("ascii").rstrip("=")
+        start = 0 if offset == 0 else 4
+        end = len(encoded) if (offset + len(secret)) % 3 == 0 else len(encoded) - 4
+        if end - start >= 8:
+            cores.append(encoded[start:end])
+    return cores
+
+
+def secret_forms(secret: str) -> List[str]:
+    """Every form of ``secret`` that :func:`mask_secret` replaces, longest first: plain,
+    URL-encoded (upper- and lower-case escapes, ``+`` for spaces), JSON-escaped (once and
+    twice), base64 and base64url at any byte alignment. The same table as lib/secrets.ts
+    ``secretForms`` (test/fixtures/secret-forms.json holds its output; a test compares)."""
+    if not secret:
+        return []
+    forms = {secret}
+    uri = urllib.parse.quote(secret, safe="-_.!~*'()")
+    forms.add(uri)
+    forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), uri))
+    forms.add(uri.replace("%20", "+"))
+    once = json.dumps(secret, ensure_ascii=False)[1:-1]
+    forms.add(once)
+    forms.add(json.dumps(once, ensure_ascii=False)[1:-1])
+    for core in _base64_cores(secret.encode("utf-8")):
+        forms.add(core)
+        forms.add(core.replace("+", "-").replace("/", "_"))
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def mask_secret(text: str, secret: Optional[str]) -> str:
+    """``text`` with every form (:func:`secret_forms`) of ``secret`` replaced by ``***``."""
+    if not secret or not text:
+        return text
+    for form in secret_forms(secret):
+        text = text.replace(form, MASK)
+    return text
+
+
 def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+    return mask_secret(text, secret)
 
 
 def _is_timeout(reason: Any) -> bool:
@@ -273,12 +321,15 @@ def call_endpoint(url: str, key: str, payload: Any, timeout: float = DEFAULT_TIM
     except urllib.error.URLError as err:
         if _is_timeout(err.reason):
             raise EndpointError(f"endpoint {url} did not answer within {timeout:g} s") from None
-        raise EndpointError(f"cannot reach endpoint {url}: {_scrub(str(err.reason), key)}") from None
+        raise EndpointError(f"cannot reach endpoint {_scrub(url, key)}: {_scrub(str(err.reason), key)}") from None
     except (socket.timeout, TimeoutError):
         raise EndpointError(f"endpoint {url} did not answer within {timeout:g} s") from None
+    # The key in any form is masked before anything reads the body: an answer that is not
+    # JSON is quoted in the error, and a snippet must never cut a key in two before masking.
+    text = _scrub(text, key)
     if not 200 <= status < 300:
         raise EndpointError(
-            f"endpoint {url} answered HTTP {status}: {_snippet(_scrub(text, key))!r}", status=status
+            f"endpoint {url} answered HTTP {status}: {_snippet(text)!r}", status=status
         )
     return text
 

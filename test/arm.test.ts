@@ -180,6 +180,23 @@ describe("createArmClient", () => {
     expect(retries[0]).toMatch(/network error/);
   });
 
+  it.each(["GET", "PUT", "DELETE"] as const)("retries a %s whose answer is cut off mid-body (PARSE_ERROR), as a reset", async (method) => {
+    fake.route(method, "/x", [{ status: 200, body: { padding: "p".repeat(2048) }, drop: true }, { status: 200, body: { ok: 1 } }]);
+    const res = await client().request(method, "/x", method === "PUT" ? { a: 1 } : undefined);
+    expect(res.body).toEqual({ ok: 1 });
+    expect(fake.requests).toHaveLength(2);
+    expect(retries[0]).toMatch(/network error \(the connection dropped while reading the answer/);
+  });
+
+  it.each(["POST", "PATCH"] as const)("never repeats a %s whose answer is cut off mid-body (not idempotent)", async (method) => {
+    fake.route(method, "/x", [{ status: 200, body: { padding: "p".repeat(2048) }, drop: true }, { status: 200, body: { ok: 1 } }]);
+    const err = await client().request(method, "/x", { a: 1 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ArmError);
+    expect(err.code).toBe("NetworkError");
+    expect(err.message).toMatch(/PARSE_ERROR.*after 1 attempt/);
+    expect(fake.requests).toHaveLength(1);
+  });
+
   it("reports exhausted network retries as ArmError NetworkError", async () => {
     fake.route("GET", "/x", { destroy: true });
     const err = await client({ maxRetries: 1 }).get("/x").catch((e) => e);

@@ -22,7 +22,12 @@ import { workspacePath, type ScriptDeps } from "../lib/arm";
 import { preflightInput } from "../lib/preflight-input";
 import { containsSecret } from "../lib/secrets";
 import { readStackConfig } from "../lib/stack-config";
-import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeResponse } from "./helpers/fake-arm";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeHandler, type FakeResponse } from "./helpers/fake-arm";
+import { startFakeEntra } from "./helpers/fake-entra";
+import { spawnProgram } from "./helpers/spawn-program";
 import { ROOT } from "./helpers/stack";
 
 const TOKEN = "eyJ0eXAiOiJKV1QifQ.fault-table-token-7f3a9c.c2lnbmF0dXJl";
@@ -271,6 +276,12 @@ const ROWS: Row[] = [
   { program: "preflight", name: "the token endpoint hangs", realTime: true, routes: healthy, credential: never, code: 3, message: /did not finish within/ },
 ];
 
+/** The process runner itself: a `main` that never returns, or returns but leaves work running. */
+const PENDING_ROWS = [
+  { name: "main never returns: exit 3 at the deadline", env: { PENDING_DEADLINE_SECONDS: "1" }, code: 3, message: /Gave up waiting .*\(deadline 1 s, PENDING_DEADLINE_SECONDS\)/, boundMs: 1000 + SLACK_MS + 20_000 },
+  { name: "main returns, a timer left running: exits with its code", env: { PENDING_MODE: "returns", PENDING_DEADLINE_SECONDS: "600" }, code: 0, message: /^$/, boundMs: SLACK_MS + 20_000 },
+];
+
 /** Chat rows: a scoring server on 127.0.0.1 (plain HTTP on loopback, as serve:local). */
 interface ChatRow {
   name: string;
@@ -338,9 +349,219 @@ async function runRow(row: Row): Promise<{ code: number; output: string; puts: n
   return { code, output: lines.join("\n"), puts: fake.requests.filter((r) => r.method === "PUT").length, elapsedMs: Date.now() - started };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Process rows: every program of jobs/ spawned as `pulumi up` spawns it (its own Node process,
+// a real credential, ARM_CLIENT_SECRET against a fake Entra ID, the real clock), against the
+// faults every program must survive. Each asserts the exit code, that the PROCESS has exited
+// within its deadline + 10 s of its first network call (and was never killed), the PUTs, and
+// that no secret is in its output.
+// ---------------------------------------------------------------------------------------------
+
+type ProcessProgram = "preflight" | "submit-job" | "wait-for-job" | "set-traffic apply" | "set-traffic release" | "upload-blobs";
+type Fault = "token endpoint hangs" | "first request hangs" | "first answer dropped mid-body" | "429 with Retry-After" | "persistent 5xx" | "malformed JSON";
+
+const PROCESS_SECRET = "proc-client-secret-Zq9+/x=&%ü-0123";
+const TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+const UPLOAD_CONTAINER = "/stx/azureml-blobstore-0000";
+const UPLOAD_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-fault-upload-"));
+fs.writeFileSync(path.join(UPLOAD_DIR, "train.jsonl"), '{"messages": []}\n');
+const UPLOAD_BLOB = "LocalUpload/0123abcd/train.jsonl";
+
+/** `fault` answers first (in order; the last one repeats when `persistent`), then `healthy`. */
+function faultThen(fault: FakeResponse[], healthy: FakeHandler | FakeResponse, persistent = false): FakeHandler {
+  let n = 0;
+  return (req, fk) => {
+    const i = n++;
+    if (i < fault.length || (persistent && fault.length)) return fault[Math.min(i, fault.length - 1)];
+    return typeof healthy === "function" ? healthy(req, fk) : healthy;
+  };
+}
+
+/** Routes of a healthy world for `program`, its first request answered by `fault` first. */
+function processRoutes(program: ProcessProgram, f: FakeArm, fault: FakeResponse[], persistent: boolean): void {
+  const first = (healthy: FakeHandler | FakeResponse) => faultThen(fault, healthy, persistent);
+  switch (program) {
+    case "wait-for-job":
+      return f.route("GET", JOB_PATH, first(job("Completed")));
+    case "submit-job": {
+      let created = false;
+      f.route("GET", JOB_PATH, first(() => (created ? job("Completed") : notFound)));
+      f.route("PUT", JOB_PATH, () => ((created = true), { status: 201, body: { name: JOB, properties: { ...BODY.properties, status: "NotStarted" } } }));
+      return;
+    }
+    case "set-traffic apply":
+      trafficUpdatable(f, {});
+      return f.route("GET", DEP_PATH, first(deployment("Succeeded")));
+    case "set-traffic release":
+      trafficUpdatable(f, { [DEP]: 100 });
+      return f.route("GET", EP_PATH, first((_r, fk) => endpoint(fk.requestsTo("PUT", EP_PATH).length ? { [DEP]: 0 } : { [DEP]: 100 })));
+    case "preflight":
+      healthy(f);
+      return f.route("GET", `/subscriptions/${SUB}`, first({ body: { subscriptionId: SUB, displayName: "Phi-3 dev", tenantId: TENANT, state: "Enabled" } }));
+    case "upload-blobs":
+      return f.route("PUT", `${UPLOAD_CONTAINER}/${UPLOAD_BLOB}`, first({ status: 201 }));
+  }
+}
+
+const PROCESS_FILE: Record<ProcessProgram, [string, string[]]> = {
+  preflight: ["jobs/preflight.ts", []],
+  "submit-job": ["jobs/submit-job.ts", []],
+  "wait-for-job": ["jobs/wait-for-job.ts", []],
+  "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
+  "set-traffic release": ["jobs/set-traffic.ts", ["release"]],
+  "upload-blobs": ["jobs/upload-blobs.ts", []],
+};
+const PROCESS_DEADLINE_VAR: Record<ProcessProgram, string> = {
+  preflight: "PREFLIGHT_DEADLINE_SECONDS",
+  "submit-job": "WAIT_DEADLINE_SECONDS",
+  "wait-for-job": "WAIT_DEADLINE_SECONDS",
+  "set-traffic apply": "TRAFFIC_DEADLINE_SECONDS",
+  "set-traffic release": "TRAFFIC_DEADLINE_SECONDS",
+  "upload-blobs": "UPLOAD_DEADLINE_SECONDS",
+};
+
+function processEnv(program: ProcessProgram, f: FakeArm): Record<string, string | undefined> {
+  if (program === "upload-blobs") return { BLOB_CONTAINER_URL: `${f.baseUrl}${UPLOAD_CONTAINER}`, UPLOADS: JSON.stringify([{ file: path.join(UPLOAD_DIR, "train.jsonl"), blob: UPLOAD_BLOB }]) };
+  return { ...baseEnv(program, f), WAIT_POLL_SECONDS: "1", TRAFFIC_POLL_SECONDS: "1" };
+}
+
+interface ProcessRow {
+  program: ProcessProgram;
+  fault: Fault;
+  /** Deadline given to the program (seconds): short where it must pass, long where the program must finish. */
+  deadline: number;
+  code: number;
+  message: RegExp;
+  /** Exact number of PUTs, or an inclusive range where retry timing decides. */
+  puts: number | [number, number];
+}
+
+const GAVE_UP = /Gave up waiting|deadline|did not finish within/i;
+const PROGRAMS: ProcessProgram[] = ["preflight", "submit-job", "wait-for-job", "set-traffic apply", "set-traffic release", "upload-blobs"];
+/** PUTs a healthy run sends: one job, one traffic update, one blob. */
+const HEALTHY_PUTS: Record<ProcessProgram, number> = { preflight: 0, "submit-job": 1, "wait-for-job": 0, "set-traffic apply": 1, "set-traffic release": 1, "upload-blobs": 1 };
+const SHORT = 2;
+const LONG = 40;
+const isPut = (p: ProcessProgram) => p === "upload-blobs";
+
+const FAULTS: Record<Fault, { answers: FakeResponse[]; persistent?: boolean; row: (p: ProcessProgram) => Omit<ProcessRow, "program" | "fault"> }> = {
+  "token endpoint hangs": { answers: [], row: () => ({ deadline: SHORT, code: 3, message: GAVE_UP, puts: 0 }) },
+  "first request hangs": { answers: [hang], row: (p) => ({ deadline: SHORT, code: 3, message: GAVE_UP, puts: isPut(p) ? 1 : 0 }) },
+  "first answer dropped mid-body": {
+    answers: [{ status: 200, body: { padding: "x".repeat(4096) }, drop: true }],
+    row: (p) => ({ deadline: LONG, code: 0, message: /connection dropped while reading the answer/, puts: HEALTHY_PUTS[p] + (isPut(p) ? 1 : 0) }),
+  },
+  "429 with Retry-After": {
+    answers: [{ status: 429, headers: { "retry-after": "1" }, body: { error: { code: "TooManyRequests", message: "slow down" } } }],
+    row: (p) => ({ deadline: LONG, code: 0, message: /HTTP 429; retry 1\/\d+ in 1000 ms/, puts: HEALTHY_PUTS[p] + (isPut(p) ? 1 : 0) }),
+  },
+  "persistent 5xx": {
+    answers: [{ status: 500, body: { error: { code: "InternalServerError", message: "try later" } } }],
+    persistent: true,
+    row: (p) => ({ deadline: SHORT, code: 3, message: GAVE_UP, puts: isPut(p) ? [1, 4] : 0 }),
+  },
+  "malformed JSON": {
+    answers: [{ status: 200, body: '{"properties": {"status": "Runn' }],
+    row: (p) =>
+      p === "upload-blobs"
+        ? { deadline: LONG, code: 4, message: /HTTP 400/, puts: 1 }
+        : p === "preflight"
+          ? { deadline: LONG, code: 1, message: /not JSON/, puts: 0 }
+          : { deadline: LONG, code: 4, message: /not JSON/, puts: 0 },
+  },
+};
+// Put Blob answers nothing on success; its malformed answer is an error whose body is cut off.
+const MALFORMED_UPLOAD: FakeResponse = { status: 400, body: '<?xml version="1.0"?><Error><Code>InvalidHea' };
+
+const PROCESS_ROWS: ProcessRow[] = PROGRAMS.flatMap((program) => (Object.keys(FAULTS) as Fault[]).map((fault) => ({ program, fault, ...FAULTS[fault].row(program) })));
+
+/**
+ * At most this many programs run at once: each is a Node process that loads the Azure SDK, and
+ * on a machine shared with other work fewer at once keeps every one's deadline meaningful.
+ */
+const PROCESS_SLOTS = 3;
+/** A row may wait for a slot, then run: a bound for the test, well above any row's own bound. */
+const PROCESS_TEST_TIMEOUT_MS = 180_000;
+let freeSlots = PROCESS_SLOTS;
+const waiting: (() => void)[] = [];
+async function inSlot<T>(run: () => Promise<T>): Promise<T> {
+  if (freeSlots > 0) freeSlots--;
+  else await new Promise<void>((ok) => waiting.push(ok));
+  try {
+    return await run();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else freeSlots++;
+  }
+}
+
+async function runProcessRow(row: ProcessRow) {
+  return inSlot(() => runProcessRowNow(row));
+}
+
+async function runProcessRowNow(row: ProcessRow) {
+  const fake = await startFakeArm();
+  const entra = await startFakeEntra({ clientSecret: PROCESS_SECRET });
+  try {
+    const spec = FAULTS[row.fault];
+    const answers = row.fault === "malformed JSON" && row.program === "upload-blobs" ? [MALFORMED_UPLOAD] : spec.answers;
+    processRoutes(row.program, fake, answers, spec.persistent ?? false);
+    if (row.fault === "token endpoint hangs") entra.hang = true;
+    const [file, args] = PROCESS_FILE[row.program];
+    const r = await spawnProgram(file, args, {
+      ...processEnv(row.program, fake),
+      [PROCESS_DEADLINE_VAR[row.program]]: String(row.deadline),
+      ARM_TENANT_ID: TENANT,
+      ARM_CLIENT_ID: "bbbbbbbb-0000-0000-0000-000000000001",
+      ARM_CLIENT_SECRET: PROCESS_SECRET,
+      AZURE_AUTHORITY_HOST: entra.authorityHost,
+    });
+    const puts = fake.requests.filter((q) => q.method === "PUT").length;
+    const secrets = [PROCESS_SECRET, ...entra.issued.map((t) => t.token)];
+    return { ...r, puts, secrets, firstCallAt: entra.firstRequestAt ?? r.startedAt };
+  } finally {
+    await fake.close();
+    await entra.close();
+  }
+}
+
 describe("the fault table", () => {
-  it("has at least 90 scenarios across every program in jobs/ (and the chat client)", () => {
-    expect(ROWS.length + CHAT_ROWS.length).toBeGreaterThanOrEqual(90);
+  it("has at least 120 scenarios, and every program in jobs/ meets every fault as a process", () => {
+    expect(ROWS.length + CHAT_ROWS.length + PROCESS_ROWS.length + PENDING_ROWS.length).toBeGreaterThanOrEqual(120);
+    const jobs = fs.readdirSync(path.join(ROOT, "jobs")).filter((f) => f.endsWith(".ts"));
+    expect(new Set(PROCESS_ROWS.map((r) => PROCESS_FILE[r.program][0]))).toEqual(new Set(jobs.map((f) => `jobs/${f}`)));
+    for (const p of PROGRAMS) expect(new Set(PROCESS_ROWS.filter((r) => r.program === p).map((r) => r.fault)), p).toEqual(new Set(Object.keys(FAULTS)));
+  });
+
+  // Spawned side by side, PROCESS_SLOTS at a time; every bound is generous.
+  describe.concurrent("as processes (real clock, real credential, deadlines of 2 s where they must pass)", () => {
+    it.each(PROCESS_ROWS.map((r) => [r.program, r.fault, r] as const))("%s: %s", async (_p, _f, row) => {
+      const r = await runProcessRow(row);
+      const output = `${r.stdout}\n${r.stderr}`;
+      expect(r.killed, `still running after 60 s:\n${output}`).toBe(false);
+      expect(r.code, output).toBe(row.code);
+      expect(output).toMatch(row.message);
+      expect(r.exitedAt - r.firstCallAt, output).toBeLessThan(row.deadline * 1000 + SLACK_MS);
+      if (typeof row.puts === "number") expect(r.puts, output).toBe(row.puts);
+      else {
+        expect(r.puts, output).toBeGreaterThanOrEqual(row.puts[0]);
+        expect(r.puts, output).toBeLessThanOrEqual(row.puts[1]);
+      }
+      for (const secret of r.secrets) expect(containsSecret(output, secret), `a secret leaked:\n${output}`).toBe(false);
+      expect(output).not.toMatch(/\n\s+at .+:\d+:\d+\)?/);
+    }, PROCESS_TEST_TIMEOUT_MS);
+
+    it.each(PENDING_ROWS.map((r) => [r.name, r] as const))("runAsMain: %s", async (_n, row) => {
+      const r = await inSlot(() => spawnProgram("test/fixtures/programs/pending.ts", [], row.env));
+      expect(r.killed).toBe(false);
+      expect(r.code, r.stderr).toBe(row.code);
+      expect(r.stderr).toMatch(row.message);
+      expect(r.exitedAt - r.startedAt).toBeLessThan(row.boundMs);
+    }, PROCESS_TEST_TIMEOUT_MS);
+  });
+
+  it("the in-process rows cover submit-job, wait-for-job, set-traffic and preflight, each against a hanging server", () => {
     expect(new Set(ROWS.map((r) => r.program.split(" ")[0]))).toEqual(new Set(["submit-job", "wait-for-job", "set-traffic", "preflight"]));
     for (const p of ["submit-job", "wait-for-job", "set-traffic apply", "set-traffic release", "preflight"]) {
       expect(ROWS.some((r) => r.program === p && r.realTime && /never answers/.test(r.name)), `${p} has a hanging-server row`).toBe(true);

@@ -58,7 +58,7 @@ describe("upload-blobs", () => {
     const credential = fakeCredential();
     const code = await main({ BLOB_CONTAINER_URL: fake.baseUrl + CONTAINER, UPLOADS: JSON.stringify(uploads()) }, { credential, log: (l) => out.push(l), err: (l) => err.push(l) });
     expect(code).toBe(4);
-    expect(err.join("\n")).toMatch(/HTTP 403 AuthorizationPermissionMismatch .*Storage Blob Data Contributor/);
+    expect(err.join("\n")).toMatch(/HTTP 403 AuthorizationPermissionMismatch\b.*Storage Blob Data Contributor/);
     expect([...out, ...err].join("\n")).not.toContain(credential.token);
   });
 
@@ -69,7 +69,7 @@ describe("upload-blobs", () => {
     expect(fake.requests).toEqual([]);
   });
 
-  it("never sends a token over plain HTTP to anything but loopback", async () => {
-    await expect(uploadBlobs("http://storage.invalid/c", uploads().slice(0, 1), { credential: fakeCredential(), log: () => undefined, maxRetries: 0 })).rejects.toThrow(/plain HTTP/);
+  it("never sends a token over plain HTTP", async () => {
+    await expect(uploadBlobs("http://storage.invalid/c", uploads().slice(0, 1), { credential: fakeCredential(), log: () => undefined, maxRetries: 0 })).rejects.toThrow(/non-https|non-TLS/);
   });
 });

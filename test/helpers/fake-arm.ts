@@ -29,7 +29,9 @@ export interface RecordedRequest {
 /**
  * A scripted answer. `destroy: true` closes the socket without answering (network error);
  * `hang: true` accepts the request and never answers; `trickle: true` sends the headers and
- * then one byte of body every 200 ms, never finishing.
+ * then one byte of body every 200 ms, never finishing; `drop: true` sends the headers (with the
+ * full `content-length`) and half of the body, then closes the connection (a connection lost in
+ * the middle of an answer: core-rest-pipeline's `PARSE_ERROR: Error reading response as text: aborted`).
  */
 export interface FakeResponse {
   status?: number;
@@ -38,6 +40,7 @@ export interface FakeResponse {
   destroy?: boolean;
   hang?: boolean;
   trickle?: boolean;
+  drop?: boolean;
 }
 
 /** Computes an answer from the request (may read/modify test state). */
@@ -129,6 +132,12 @@ export async function startFakeArm(): Promise<FakeArm> {
           return;
         }
         const payload = answer.body === undefined ? "" : typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
+        if (answer.drop) {
+          const bytes = Buffer.from(payload.length >= 2 ? payload : `${payload}{"padding": "so that half of it is something"}`);
+          res.writeHead(answer.status ?? 200, { "content-type": "application/json", "content-length": String(bytes.length), ...(answer.headers ?? {}) });
+          res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => setTimeout(() => req.socket.destroy(), 20));
+          return;
+        }
         // ARM answers every 401 with a Bearer challenge; clients refresh their token on it.
         const challenge = answer.status === 401 ? { "www-authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"' } : {};
         res.writeHead(answer.status ?? 200, {

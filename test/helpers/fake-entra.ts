@@ -38,6 +38,15 @@ export interface FakeEntra {
   githubTokens: string[];
   /** Token requests refused (bad secret, unknown assertion). */
   refused: string[];
+  /** Epoch ms of the first request received (a program's first network call is for a token). */
+  firstRequestAt?: number;
+  /** While true, every request is accepted and never answered (a hung token endpoint). */
+  hang: boolean;
+  /**
+   * While set, every token request (and the GitHub OIDC endpoint) is refused with this answer:
+   * a proxy or a token service that echoes what it was sent (secret sweeps).
+   */
+  refuse?: (req: { path: string; body: string; headers: Record<string, string | string[] | undefined> }) => { status: number; body: string; headers?: Record<string, string> };
   /** Whether `token` was issued here and has not expired. */
   isLive(token: string): boolean;
   close(): Promise<void>;
@@ -47,9 +56,9 @@ export interface FakeEntra {
  * Starts the service.
  *
  * @param opts - `lifetimeSeconds` of the Azure tokens it issues (default 3600), the client
- *   secret it accepts (default `s3cret-value-0123`).
+ *   secret it accepts (default `s3cret-value-0123`), the GitHub request token it accepts.
  */
-export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSecret?: string } = {}): Promise<FakeEntra> {
+export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSecret?: string; githubRequestToken?: string } = {}): Promise<FakeEntra> {
   const lifetime = opts.lifetimeSeconds ?? 3600;
   const secret = opts.clientSecret ?? "s3cret-value-0123";
   let n = 0;
@@ -63,8 +72,15 @@ export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSec
   const server = https.createServer(LOOPBACK_TLS, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
+    fake.firstRequestAt ??= Date.now();
     req.on("end", () => {
+      if (fake.hang) return;
       const url = new URL(req.url ?? "/", fake.authorityHost);
+      if (fake.refuse && /\/oauth2\/v2\.0\/token$/.test(url.pathname)) {
+        const answer = fake.refuse({ path: url.pathname, body: Buffer.concat(chunks).toString("utf8"), headers: req.headers });
+        res.writeHead(answer.status, { "content-type": "application/json", ...(answer.headers ?? {}) });
+        return res.end(answer.body);
+      }
       const send = (status: number, body: unknown) => {
         res.writeHead(status, { "content-type": "application/json" });
         res.end(JSON.stringify(body));
@@ -129,12 +145,13 @@ export async function startFakeEntra(opts: { lifetimeSeconds?: number; clientSec
   fake = {
     authorityHost: base,
     githubOidcUrl: `${base}/github/token?api-version=2.0`,
-    githubRequestToken: "gh-request-token-abc123",
+    githubRequestToken: opts.githubRequestToken ?? "gh-request-token-abc123",
     identityEndpoint: `${base}/msi/token`,
     identityHeader: "msi-header-xyz",
     issued: [],
     githubTokens: [],
     refused: [],
+    hang: false,
     isLive: (token) => fake.issued.some((t) => t.token === token && t.expiresAt > Date.now()),
     close: () =>
       new Promise<void>((ok) => {

@@ -8,8 +8,55 @@
 import { afterAll } from "vitest";
 import { containsSecret } from "../../lib/secrets";
 
+/**
+ * The secret kinds of the sweep (test/secret-sweep.test.ts), one value each, under the variable
+ * that hands it to a program. Each holds characters that every encoding changes (`+ / = & % " \`
+ * and a non-ASCII letter), so the five encodings of {@link encodings} all differ.
+ */
+export const SWEEP_SECRETS = {
+  ARM_CLIENT_SECRET: 'sweep-cs~Zq9+/x=&%"\\ü-0001',
+  ARM_CLIENT_CERTIFICATE_PASSWORD: 'sweep-pw+/?&="\\ä-0002',
+  ARM_OIDC_TOKEN: 'static-oidc-sweep.eyJ+/=&"\\-0003',
+  ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'sweep-gh~req+/=&"\\ö-0004',
+  ENDPOINT_KEY: 'sweep-ek+/=&%"\\é-0005',
+} as const;
+
+/** The five encodings a server, a proxy or a library may echo a secret in. */
+export type Encoding = "plain" | "base64" | "base64url" | "url" | "json";
+
+/** `secret` in each of the five encodings. */
+export function encodings(secret: string): Record<Encoding, string> {
+  return {
+    plain: secret,
+    base64: Buffer.from(secret, "utf8").toString("base64"),
+    base64url: Buffer.from(secret, "utf8").toString("base64url"),
+    url: encodeURIComponent(secret),
+    json: JSON.stringify(secret).slice(1, -1),
+  };
+}
+
+/** Text that holds every secret in every encoding (and base64 of `Bearer <secret>`, mid-blob). */
+export function echoText(secrets: readonly string[]): string {
+  return secrets
+    .flatMap((s) => [...Object.entries(encodings(s)).map(([e, v]) => `${e}=${v}`), `b64auth=${Buffer.from(`Bearer ${s}`).toString("base64")}`])
+    .join(" ");
+}
+
+/** Response headers that carry every secret in every encoding (all Latin-1: valid header values). */
+export function echoHeaders(secrets: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  secrets.forEach((s, i) => {
+    for (const [e, v] of Object.entries(encodings(s))) out[`x-echo-${i}-${e}`] = v;
+  });
+  // The headers programs read and may print: storage's error code, the auth challenge.
+  out["x-ms-error-code"] = secrets[0] ?? "";
+  out["www-authenticate"] = `Bearer error="invalid_token", error_description="${encodings(secrets[0] ?? "").url}"`;
+  return out;
+}
+
 /** Every secret the tests give the code under test. */
 export const TEST_SECRETS = [
+  ...Object.values(SWEEP_SECRETS),
   "eyFAKE.secret-token-value.sig-0123456789", // test/helpers/fake-arm.ts fakeCredential
   "eyJ0eXAiOiJKV1QifQ.fault-table-token-7f3a9c.c2lnbmF0dXJl", // test/faults.test.ts TOKEN
   "chat-endpoint-key-5b2e8d4c1a9f0e7d6c3b", // test/faults.test.ts KEY

@@ -26,7 +26,16 @@ export function stackConfig(stack: string, overrides: Overrides = {}): { project
 
 /** Run the program fresh (modules reset) and return the registrations and outputs. */
 export async function runStack(
-  opts: { preview?: boolean; stack?: string; overrides?: Overrides; subscriptionId?: string; cwd?: string; secretKeys?: string[] } = {},
+  opts: {
+    preview?: boolean;
+    stack?: string;
+    overrides?: Overrides;
+    subscriptionId?: string;
+    cwd?: string;
+    secretKeys?: string[];
+    /** What each command printed (its recorded stdout/stderr), see lib/mock-runtime.ts. */
+    commandOutput?: (name: string, inputs: Record<string, unknown>) => { stdout: string; stderr: string };
+  } = {},
 ): Promise<ProgramRun> {
   const stack = opts.stack ?? "dev";
   const { project, config } = stackConfig(stack, opts.overrides);
@@ -40,6 +49,7 @@ export async function runStack(
       stack,
       config,
       secretKeys: opts.secretKeys,
+      commandOutput: opts.commandOutput,
       preview: opts.preview ?? false,
       subscriptionId: opts.subscriptionId,
       load: async () => (await import("../../index.js")) as Record<string, unknown>,

@@ -29,6 +29,10 @@ import call_endpoint  # noqa: E402
 import fine_tune  # noqa: E402  (standard library at module level: the serving contract's constants)
 
 KEY = "test-key-3f9a1c"
+# The table of secret forms lib/secrets.ts makes (test/secret-sweep.test.ts keeps it current):
+# the tool's own masking must cover the same forms.
+with open(os.path.join(helpers.REPO_ROOT, "test", "fixtures", "secret-forms.json"), encoding="utf-8") as _f:
+    FORMS_TABLE = json.load(_f)
 NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
@@ -62,12 +66,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(200, "[]")
         elif self.path == "/notjson":
             self.reply(200, "<html>upstream</html>")
+        elif self.path.startswith("/echo/"):
+            # Echoes the key it was sent in every encoding of the shared table, in the body
+            # (past and across the 300-character cut) and in headers.
+            key = self.headers.get("Authorization", "")[len("Bearer "):]
+            row = next((r for r in FORMS_TABLE if r["secret"] == key), None)
+            encoded = list(row["encodings"].values()) if row else [key]
+            body = "x" * 290 + key + " " + " ".join(f"{i}={v}" for i, v in enumerate(encoded))
+            status = int(self.path.split("/")[2])
+            self.reply(status, body, {f"x-echo-{i}": v for i, v in enumerate(encoded)})
         else:
             self.reply(404, "no route")
 
-    def reply(self, status, text):
+    def reply(self, status, text, headers=None):
         data = text.encode("utf-8")
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -182,6 +197,44 @@ class ParseResponseTest(unittest.TestCase):
             call_endpoint.parse_response("<html>" + "y" * 1000)
         except ValueError as err:
             self.assertLess(len(str(err)), 400)
+
+
+class SecretFormsTest(unittest.TestCase):
+    """The tool masks the key in every form lib/secrets.ts masks, in every channel of its errors."""
+
+    def test_forms_are_the_table_of_lib_secrets(self):
+        for row in FORMS_TABLE:
+            self.assertEqual(set(call_endpoint.secret_forms(row["secret"])), set(row["forms"]), row["secret"])
+
+    def test_every_encoding_is_masked_inside_text(self):
+        for row in FORMS_TABLE:
+            for name, value in row["encodings"].items():
+                masked = call_endpoint.mask_secret(f"a{value}b", row["secret"])
+                self.assertNotIn(value, masked, f"{name} of {row['secret']!r}")
+
+    def assert_no_form(self, text, secret):
+        for form in call_endpoint.secret_forms(secret):
+            self.assertNotIn(form, text)
+        self.assertNotIn(secret[:8], text)
+
+    def test_errors_never_hold_the_key_in_any_form(self):
+        for row in FORMS_TABLE:
+            key = row["secret"]
+            for status in (400, 401, 500):
+                with self.assertRaises(call_endpoint.EndpointError) as ctx:
+                    call_endpoint.call_endpoint(BASE + f"/echo/{status}", key, {}, 5, opener=NO_PROXY_OPENER)
+                self.assertIn(f"HTTP {status}", str(ctx.exception))
+                self.assert_no_form(str(ctx.exception), key)
+
+    def test_a_200_that_is_not_json_is_quoted_without_the_key(self):
+        for row in FORMS_TABLE:
+            key = row["secret"]
+            body = call_endpoint.call_endpoint(BASE + "/echo/200", key, {}, 5, opener=NO_PROXY_OPENER)
+            self.assert_no_form(body, key)
+            with self.assertRaises(ValueError) as ctx:
+                call_endpoint.parse_response(body)
+            self.assertIn("not JSON", str(ctx.exception))
+            self.assert_no_form(str(ctx.exception), key)
 
 
 class CallEndpointTest(unittest.TestCase):
