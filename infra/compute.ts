@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
-import { ClusterConfig } from "./config";
+import type { ClusterConfig, StackConfig } from "./config";
+import { isPrivate } from "./security";
 import { isoSeconds } from "./naming";
 import type { Tags } from "./secrets";
 
@@ -15,6 +16,8 @@ export interface ComputeClustersArgs {
   training: ClusterConfig;
   /** Optional CPU cluster for the data preparation job. */
   prep?: ClusterConfig;
+  /** Optional CPU cluster only for image builds (`private` without a prep cluster; see {@link imageBuildCluster}). */
+  imageBuild?: ClusterConfig;
   /** Resource tags (values may be secrets). */
   tags: Tags;
 }
@@ -28,7 +31,7 @@ export interface ComputeClustersArgs {
 export function amlCluster(
   logicalName: string,
   cluster: ClusterConfig,
-  args: Omit<ComputeClustersArgs, "training" | "prep">,
+  args: Omit<ComputeClustersArgs, "training" | "prep" | "imageBuild">,
   opts: pulumi.CustomResourceOptions,
 ): ml.Compute {
   return new ml.Compute(
@@ -65,10 +68,42 @@ export function amlCluster(
   );
 }
 
+/** The CPU cluster the `private` profile adds for image builds when it has no prep cluster. */
+export const IMAGE_BUILD_CLUSTER: ClusterConfig = {
+  name: "image-build-cpu",
+  vmSize: "Standard_DS3_v2",
+  vmPriority: "Dedicated",
+  minNodes: 0,
+  maxNodes: 1,
+  idleSeconds: 120,
+};
+
+/**
+ * The compute cluster Azure ML builds environment images on in the `private` profile, where the
+ * workspace's registry has no public endpoint and so cannot build them itself ("When the Azure
+ * Container Registry for your workspace is behind a virtual network, it can't be used to directly
+ * build Docker images. Instead, configure your workspace to use a compute cluster or compute
+ * instance to build images": learn.microsoft.com/azure/machine-learning/how-to-managed-network,
+ * "Configure image builds"). The prep cluster when there is one (a small CPU cluster in the managed
+ * network, whose FQDN rules reach PyPI and conda, as image builds must), else
+ * {@link IMAGE_BUILD_CLUSTER}, which `add` then says the stack must declare. Undefined outside
+ * `private`. The workspace takes the cluster's name (`imageBuildCompute` is a compute name in
+ * Azure ML REST 2025-12-01), so it is set when the workspace is created, before the cluster exists.
+ */
+export function imageBuildCluster(c: Pick<StackConfig, "security" | "data" | "trainingCluster">): { name: string; add?: ClusterConfig } | undefined {
+  if (!isPrivate(c.security)) return undefined;
+  if (c.data.source === "ultrachat") return { name: c.data.prepCluster.name };
+  if (c.trainingCluster.name === IMAGE_BUILD_CLUSTER.name) {
+    throw new Error(`phi3-finetune:trainingCluster.name: "${IMAGE_BUILD_CLUSTER.name}" is the private profile's image-build cluster; choose another name`);
+  }
+  return { name: IMAGE_BUILD_CLUSTER.name, add: IMAGE_BUILD_CLUSTER };
+}
+
 /**
  * The stack's compute clusters: the GPU training cluster and, when the data comes from
- * ultrachat_200k, a small CPU cluster that runs the preparation job. Both run as the
- * user-assigned identity so jobs can read the assets container.
+ * ultrachat_200k, a small CPU cluster that runs the preparation job; in `private` without a prep
+ * cluster, a small CPU cluster for image builds. All run as the user-assigned identity so jobs
+ * can read the assets container.
  */
 export class ComputeClusters extends pulumi.ComponentResource {
   /** ARM id of the training cluster. */
@@ -80,6 +115,7 @@ export class ComputeClusters extends pulumi.ComponentResource {
     super("phi3:infra:Compute", name, {}, opts);
     this.trainingClusterId = amlCluster(`${name}-training`, args.training, args, { parent: this }).id;
     if (args.prep) this.prepClusterId = amlCluster(`${name}-prep`, args.prep, args, { parent: this }).id;
+    if (args.imageBuild) amlCluster(`${name}-image-build`, args.imageBuild, args, { parent: this });
     this.registerOutputs({ trainingClusterId: this.trainingClusterId, prepClusterId: this.prepClusterId });
   }
 }

@@ -242,31 +242,56 @@ describe("security profile private (Pulumi.private.yaml)", () => {
     run = await runStack({ stack: "private" });
   });
 
-  it("managed network isolation AllowOnlyApprovedOutbound with the jobs' outbound rules, on workspace and hub", () => {
+  it("managed network AllowOnlyApprovedOutbound on workspace and hub, provisioned at creation; FQDN rules (and so a firewall) on the workspace only", () => {
+    const fqdnsOf = (name: string) => Object.values<any>(plain(byName(run, name)).managedNetwork.outboundRules).filter((r) => r.type === "FQDN").map((r) => r.destination);
     for (const name of ["phi3-workspace", "phi3-promptflow-hub"]) {
-      const mn = plain(byName(run, name)).managedNetwork;
-      expect(mn.isolationMode, name).toBe("AllowOnlyApprovedOutbound");
-      const fqdns = Object.values<any>(mn.outboundRules).filter((r) => r.type === "FQDN").map((r) => r.destination);
-      for (const f of ["huggingface.co", "cdn-lfs.huggingface.co", "*.hf.co", "pypi.org", "*.pythonhosted.org", "*.anaconda.org"]) expect(fqdns, name).toContain(f);
+      const ws = plain(byName(run, name));
+      expect(ws.managedNetwork.isolationMode, name).toBe("AllowOnlyApprovedOutbound");
+      expect(ws.provisionNetworkNow, name).toBe(true);
     }
-    const pe = plain(byName(run, "phi3-promptflow-hub")).managedNetwork.outboundRules["ml-workspace"];
-    expect(pe).toEqual({ type: "PrivateEndpoint", category: "UserDefined", destination: { serviceResourceId: byName(run, "phi3-workspace").id, subresourceTarget: "amlworkspace", sparkEnabled: false } });
+    for (const f of ["huggingface.co", "cdn-lfs.huggingface.co", "*.hf.co", "pypi.org", "*.pythonhosted.org", "*.anaconda.org"]) expect(fqdnsOf("phi3-workspace")).toContain(f);
+    expect(plain(byName(run, "phi3-workspace")).managedNetwork.firewallSku).toBe("Standard");
+    // The hub: one user rule, the private endpoint to the ML workspace; no FQDN rule, so Azure creates no firewall.
+    const hub = plain(byName(run, "phi3-promptflow-hub")).managedNetwork;
+    expect(fqdnsOf("phi3-promptflow-hub")).toEqual([]);
+    expect(hub.firewallSku).toBeUndefined();
+    expect(hub.outboundRules).toEqual({
+      "ml-workspace": { type: "PrivateEndpoint", category: "UserDefined", destination: { serviceResourceId: byName(run, "phi3-workspace").id, subresourceTarget: "amlworkspace", sparkEnabled: false } },
+    });
+    // The project uses its hub's network.
+    expect(plain(byName(run, "phi3-promptflow-project")).provisionNetworkNow).toBeUndefined();
   });
 
-  it("public network access is disabled on every resource that has the property", () => {
+  it("images are built on the prep cluster, named on the workspace before the cluster exists", () => {
+    const ws = plain(byName(run, "phi3-workspace"));
+    const prep = plain(byName(run, "phi3-compute-prep"));
+    expect(ws.imageBuildCompute).toBe("prep-cpu");
+    expect(prep.computeName).toBe(ws.imageBuildCompute);
+    expect(prep.workspaceName).toBe(ws.workspaceName);
+    expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-prep", "phi3-compute-training"]);
+  });
+
+  it("public network access is disabled on every resource that has it, except storage, open to security.deployerNetwork only", () => {
     const settings = publicNetworkSettings(run);
     const names = settings.map(([n]) => n);
     for (const n of ["phi3-workspace", "phi3-promptflow-hub", "phi3-promptflow-project", "phi3-storage", "phi3-keyvault", "phi3-registry", "phi3-serving-endpoint"]) expect(names).toContain(n);
-    expect(settings.filter(([, v]) => v !== "Disabled")).toEqual([]);
+    expect(settings.filter(([, v]) => v !== "Disabled")).toEqual([["phi3-storage", "Enabled"]]);
+    expect(plain(byName(run, "phi3-storage")).networkRuleSet).toEqual({
+      defaultAction: "Deny",
+      bypass: "AzureServices",
+      ipRules: [{ iPAddressOrRange: "203.0.113.0/24", action: "Allow" }],
+    });
     expect(plain(byName(run, "phi3-registry")).sku).toEqual({ name: "Premium" });
   });
 
-  it("no storage account keys: shared key off, identity-based system datastores, the identities' data roles", () => {
-    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ allowSharedKeyAccess: false, networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } });
+  it("no storage account keys: shared key off, identity-based system datastores; no data role that Azure ML assigns itself", () => {
+    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ allowSharedKeyAccess: false });
     for (const n of ["phi3-workspace", "phi3-promptflow-hub"]) expect(plain(byName(run, n)).systemDatastoresAuthMode).toBe("identity");
-    const ws = byName(run, "phi3-workspace").state.identity.principalId;
-    const roles = ofType(run, "azure-native:authorization:RoleAssignment").map(plain).filter((a) => a.principalId === ws).map((a) => nameOfRole(roleOf(a))).sort();
-    expect(roles).toEqual(["Storage Blob Data Contributor", "Storage File Data Privileged Contributor"]);
+    const rolesOfPrincipal = (principal: string) =>
+      ofType(run, "azure-native:authorization:RoleAssignment").map(plain).filter((a) => a.principalId === principal).map((a) => nameOfRole(roleOf(a))).sort();
+    // Storage Blob Data Contributor of the workspace and hub identities is Azure ML's own (409 RoleAssignmentExists if declared again).
+    expect(rolesOfPrincipal(byName(run, "phi3-workspace").state.identity.principalId)).toEqual(["Storage File Data Privileged Contributor"]);
+    expect(rolesOfPrincipal(byName(run, "phi3-promptflow-hub").state.identity.principalId)).toEqual(["Azure AI Enterprise Network Connection Approver", "Storage File Data Privileged Contributor"]);
   });
 
   it("uploads go through Entra ID (no storage.Blob, which signs with the key), after the deployer's role is in effect", () => {
@@ -316,16 +341,25 @@ describe("the private example's offline plan", () => {
   const TSX = path.join(ROOT, "node_modules/.bin/tsx");
   const plan = (...args: string[]) => spawnSync(TSX, ["cli/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
 
-  it("plans, and its cost estimate includes the private endpoints, the firewalls and the Premium registry", () => {
+  it("plans with imageBuildCompute, provisionNetworkNow, an inbound path and no self-made role; its cost has the private endpoints, the firewall and the Premium registry", () => {
     const text = plan("--stack", "private");
     expect(text.status, text.stderr).toBe(0);
     const json = plan("--stack", "private", "--json");
     const p = JSON.parse(json.stdout);
-    expect(p.network).toMatchObject({ privateEndpoints: 9, firewalls: 2, firewallSku: "Standard", premiumRegistry: true });
-    expect(p.network.perHour).toBeCloseTo(9 * 0.01 + 2 * 1.25 + (0.0694 - 0.00694), 6);
-    expect(text.stdout).toMatch(/9 private endpoints \(managed networks\) @ USD 0\.01\/h = USD 0\.09\/h/);
-    expect(text.stdout).toMatch(/2 × Azure Firewall Standard/);
-    expect(p.warnings.join("\n")).toMatch(/security\.profile: private: `pulumi up` uploads/);
+    // 5 per managed network (storage blob and file, vault, registry, the workspace itself) × 2, plus the hub's to the ML workspace.
+    expect(p.network).toMatchObject({ privateEndpoints: 11, firewalls: 1, firewallSku: "Standard", premiumRegistry: true });
+    expect(p.network.perHour).toBeCloseTo(11 * 0.01 + 1 * 1.25 + (0.0694 - 0.00694), 6);
+    expect(text.stdout).toMatch(/11 private endpoints \(managed networks\) @ USD 0\.01\/h = USD 0\.11\/h/);
+    expect(text.stdout).toMatch(/1 × Azure Firewall Standard \(FQDN outbound rules\) = USD 1\.25\/h/);
+    const inputsOf = (name: string) => p.resources.find((r: { name: string }) => r.name === name).inputs;
+    expect(inputsOf("phi3-workspace")).toMatchObject({ imageBuildCompute: "prep-cpu", provisionNetworkNow: true });
+    expect(inputsOf("phi3-promptflow-hub")).toMatchObject({ provisionNetworkNow: true });
+    expect(inputsOf("phi3-storage").networkRuleSet).toMatchObject({ defaultAction: "Deny", ipRules: [{ iPAddressOrRange: "203.0.113.0/24", action: "Allow" }] });
+    const storageRoles = p.access.filter((a: { role: string; grantee: string }) => a.role === "Storage Blob Data Contributor").map((a: { grantee: string }) => a.grantee);
+    expect(storageRoles).not.toContain("workspace identity");
+    expect(storageRoles).not.toContain("hub identity");
+    expect(p.resources.some((r: { name: string }) => r.name === "phi3-training-storage-reach")).toBe(true);
+    expect(p.warnings.join("\n")).toMatch(/security\.profile: private: `pulumi up` uploads .* accepts only 203\.0\.113\.0\/24 \(security\.deployerNetwork\)/);
     // The dev stack's plan has no network section.
     expect(JSON.parse(plan("--stack", "dev", "--json").stdout).network).toBeUndefined();
   });
