@@ -10,7 +10,8 @@ import { parseConfig } from "../infra/config";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
-import { deployerPrincipalType, SECURITY_DEFAULTS } from "../infra/security";
+import { deployerAddressProblem, deployerPrincipalType, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
+import { imageBuildCluster } from "../infra/compute";
 import { buildPlan, formatPlan } from "../cli/plan";
 import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
@@ -362,5 +363,66 @@ describe("the private example's offline plan", () => {
     expect(p.warnings.join("\n")).toMatch(/security\.profile: private: `pulumi up` uploads .* accepts only 203\.0\.113\.0\/24 \(security\.deployerNetwork\)/);
     // The dev stack's plan has no network section.
     expect(JSON.parse(plan("--stack", "dev", "--json").stdout).network).toBeUndefined();
+  });
+});
+
+describe("security.deployerNetwork: the inbound path of the uploads (issue 19)", () => {
+  const accepted = ["203.0.113.7", "203.0.113.0/24", "52.0.0.0/8", "198.51.100.0/30"];
+  const refused: [string, RegExp][] = [
+    ["10.1.2.3", /private, loopback or link-local/],
+    ["172.20.0.0/16", /private/],
+    ["192.168.1.10", /private/],
+    ["127.0.0.1", /loopback/],
+    ["203.0.113.7/32", /\/8 to \/30/],
+    ["203.0.113.0/31", /\/8 to \/30/],
+    ["52.0.0.0/7", /\/8 to \/30/],
+    ["256.1.1.1", /0-255/],
+    ["2001:db8::1", /public IPv4 address/],
+    ["example.com", /public IPv4 address/],
+  ];
+  it.each(accepted)("accepts %s", (ip) => expect(deployerAddressProblem(ip)).toBeUndefined());
+  it.each(refused)("refuses %s", (ip, why) => expect(deployerAddressProblem(ip)).toMatch(why));
+
+  it("config validation names the key and the entry", () => {
+    expect(() => parseConfig({ security: JSON.stringify({ profile: "private", deployerNetwork: ["203.0.113.0/24", "10.0.0.1"] }) })).toThrow(/security\.deployerNetwork\[1\]: .*private/);
+  });
+
+  it("storage: Disabled without the list (no IP rules, which Azure would ignore), Enabled only for the listed ranges with it", () => {
+    const priv = securitySchema.parse({ profile: "private" });
+    expect(storageNetwork(priv)).toEqual({ publicNetworkAccess: "Disabled", networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } });
+    expect(storageNetwork({ ...priv, deployerNetwork: ["203.0.113.7"] })).toEqual({
+      publicNetworkAccess: "Enabled",
+      networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices", ipRules: [{ iPAddressOrRange: "203.0.113.7", action: "Allow" }] },
+    });
+    expect(storageNetwork(SECURITY_DEFAULTS)).toEqual({ publicNetworkAccess: "Enabled" });
+    // The list is ignored outside private.
+    expect(storageNetwork({ ...SECURITY_DEFAULTS, deployerNetwork: ["203.0.113.7"] })).toEqual({ publicNetworkAccess: "Enabled" });
+  });
+
+  it("without the list the private stack keeps storage private-endpoint only and warns where to run up", async () => {
+    const run = await runStack({ stack: "private", overrides: { security: { profile: "private", lock: true, deployerNetwork: [] } } });
+    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ publicNetworkAccess: "Disabled", networkRuleSet: { defaultAction: "Deny" } });
+    expect(plain(byName(run, "phi3-storage")).networkRuleSet.ipRules).toBeUndefined();
+    expect(securityWarnings(securitySchema.parse({ profile: "private" })).join("\n")).toMatch(/no public endpoint \(no security\.deployerNetwork\)/);
+  });
+});
+
+describe("image builds of the private profile (issue 19)", () => {
+  it("without a prep cluster (your own JSONL) the stack adds a small CPU cluster and names it on the workspace", async () => {
+    const run = await runStack({
+      stack: "private",
+      overrides: { data: { source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" } },
+    });
+    const ws = plain(byName(run, "phi3-workspace"));
+    const builder = plain(byName(run, "phi3-compute-image-build"));
+    expect(ws.imageBuildCompute).toBe("image-build-cpu");
+    expect(builder).toMatchObject({ computeName: "image-build-cpu", properties: { properties: { vmSize: "Standard_DS3_v2", scaleSettings: { minNodeCount: 0, maxNodeCount: 1 } } } });
+    expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-image-build", "phi3-compute-training"]);
+  });
+
+  it("the standard profile names no image-build compute and adds no cluster", () => {
+    const { config } = parseConfig({ location: "eastus2" });
+    expect(imageBuildCluster(config)).toBeUndefined();
+    expect(imageBuildCluster({ ...config, security: securitySchema.parse({ profile: "private" }) })).toEqual({ name: "prep-cpu" });
   });
 });
