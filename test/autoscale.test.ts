@@ -157,12 +157,12 @@ describe("invalid autoscale and quota are refused at plan time, naming the key",
     ["one rule", { serving: deployment({}, { minInstances: 1, maxInstances: 2, rules: [{ metric: "GpuUtilizationPercentage", scale: "out", threshold: 70 }] }) }, `${D}.autoscale.rules`, /at least one scale-out and one scale-in rule/],
     ["an unknown metric", { serving: deployment({}, { minInstances: 1, maxInstances: 2, rules: [{ metric: "Percentage CPU", scale: "out", threshold: 70 }, { metric: "GpuUtilizationPercentage", scale: "in", threshold: 20 }] }) }, `${D}.autoscale.rules[0].metric`, /GpuUtilizationPercentage/],
     ["a window shorter than Azure's 5 minutes", { serving: deployment({}, { minInstances: 1, maxInstances: 2, rules: [{ metric: "GpuUtilizationPercentage", scale: "out", threshold: 70, windowMinutes: 1 }, { metric: "GpuUtilizationPercentage", scale: "in", threshold: 20 }] }) }, `${D}.autoscale.rules[0].windowMinutes`, />= 5/],
-    ["a quota family that does not exist", { quota: json({ standardNCASv3_T4Famly: 16, standardNCADSA100v4Family: 192 }) }, "phi3-finetune:quota.standardNCASv3_T4Famly", /not the quota family of any size.*standardNCASv3_T4Family/],
-    ["a training cluster above its family's quota", { quota: json({ standardNCASv3_T4Family: 16, standardNCADSA100v4Family: 96 }) }, "phi3-finetune:quota.standardNCADSA100v4Family", /needs 192 vCPUs of standardNCADSA100v4Family .*above the declared quota of 96/],
+    ["a quota family that does not exist", { quota: json({ standardNCASv3_T4Famly: 16, standardNDASv4_A100Family: 96 }) }, "phi3-finetune:quota.standardNCASv3_T4Famly", /not the quota family of any size.*standardNCASv3_T4Family/],
+    ["a training cluster above its family's quota", { quota: json({ standardNCASv3_T4Family: 16, standardNDASv4_A100Family: 48 }) }, "phi3-finetune:quota.standardNDASv4_A100Family", /needs 96 vCPUs of standardNDASv4_A100Family .*above the declared quota of 48/],
   ];
   it.each(cases)("%s", (_label, over, key, rule) => expectRefused({ ...scaleRaw(), ...over }, key, rule));
 
-  it("the scale stack itself passes: 15 T4 vCPUs within 16, 192 A100 vCPUs within 192", () => {
+  it("the scale stack itself passes: 15 T4 vCPUs within 16, 96 ND A100 vCPUs within 96", () => {
     expect(() => parseConfig(scaleRaw())).not.toThrow();
   });
 });
