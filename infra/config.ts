@@ -225,7 +225,12 @@ const requestSettingsSchema = z.strictObject({
   maxConcurrentRequestsPerInstance: int(1, 1000).default(3),
   /** Request timeout in milliseconds (seed: 180000; Azure allows up to 180000). */
   requestTimeoutMs: int(1000, 180000).default(180000),
-  /** Maximum queue wait in milliseconds (seed: 120000). */
+  /**
+   * Maximum queue wait in milliseconds (seed: 120000). Deprecated for managed online endpoints
+   * in Azure ML REST 2025-12-01 ("Now increase request_timeout_ms to account for any
+   * networking/queue delays"): still sent so deployed stacks see no change, but it bounds
+   * nothing; size `requestTimeoutMs` instead.
+   */
   maxQueueWaitMs: int(0, 600000).default(120000),
 });
 

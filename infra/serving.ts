@@ -149,6 +149,8 @@ export class Serving extends pulumi.ComponentResource {
             requestSettings: {
               maxConcurrentRequestsPerInstance: d.requestSettings.maxConcurrentRequestsPerInstance,
               requestTimeout: isoMillis(d.requestSettings.requestTimeoutMs),
+              // Deprecated for managed online endpoints (2025-12-01 types): kept so deployed stacks see no
+              // change; the queue wait is bounded by requestTimeout (infra/config.ts maxQueueWaitMs).
               maxQueueWait: isoMillis(d.requestSettings.maxQueueWaitMs),
             },
             livenessProbe: probeSettings(d.probes),
