@@ -175,6 +175,11 @@ export interface RunOptions {
   subscriptionId?: string;
   /** Loads the program module (a fresh import) and returns its exports. */
   load: () => Promise<Record<string, unknown>>;
+  /**
+   * Outputs of `@pulumi/command` resources, as if their program had run (e.g. `{ stdout: "3" }`),
+   * by logical name; undefined leaves a command's state as its inputs (commands do not run here).
+   */
+  commandOutputs?: (name: string, inputs: Record<string, any>) => Record<string, unknown> | undefined;
 }
 
 /**
@@ -197,7 +202,8 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
         if (!args.custom) id = "";
         else if (args.type.startsWith("azure-native:")) id = mockArmId(args.type, unwrapSecrets(inputs), sub);
         else id = `${args.name}-${sha256(JSON.stringify(unwrapSecrets(inputs))).slice(0, 8)}`;
-        const state = args.custom ? { ...inputs, name: azureName(id), ...computedState(args.type, inputs, id) } : {};
+        const ran = args.type === "command:local:Command" ? opts.commandOutputs?.(args.name, inputs) : undefined;
+        const state = args.custom ? { ...inputs, name: azureName(id), ...computedState(args.type, inputs, id), ...(ran ?? {}) } : {};
         const key = `${args.type}::${args.name}`;
         const reg = { ...(pending.get(key) ?? {}), type: args.type, name: args.name, custom: !!args.custom, inputs, id, state };
         registrations.push(reg as Registration);

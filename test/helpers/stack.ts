@@ -26,7 +26,16 @@ export function stackConfig(stack: string, overrides: Overrides = {}): { project
 
 /** Run the program fresh (modules reset) and return the registrations and outputs. */
 export async function runStack(
-  opts: { preview?: boolean; stack?: string; overrides?: Overrides; subscriptionId?: string; cwd?: string; secretKeys?: string[] } = {},
+  opts: {
+    preview?: boolean;
+    stack?: string;
+    overrides?: Overrides;
+    subscriptionId?: string;
+    cwd?: string;
+    secretKeys?: string[];
+    /** Outputs of command resources as if they had run (see RunOptions.commandOutputs). */
+    commandOutputs?: (name: string, inputs: Record<string, any>) => Record<string, unknown> | undefined;
+  } = {},
 ): Promise<ProgramRun> {
   const stack = opts.stack ?? "dev";
   const { project, config } = stackConfig(stack, opts.overrides);
@@ -42,6 +51,7 @@ export async function runStack(
       secretKeys: opts.secretKeys,
       preview: opts.preview ?? false,
       subscriptionId: opts.subscriptionId,
+      commandOutputs: opts.commandOutputs,
       load: async () => (await import("../../index.js")) as Record<string, unknown>,
     });
   } finally {
