@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
-import type { ClusterConfig, StackConfig } from "./config";
-import { isPrivate } from "./security";
+import type { ClusterConfig } from "./config";
+
+export { IMAGE_BUILD_CLUSTER, imageBuildCluster } from "./security";
 import { isoSeconds } from "./naming";
 import type { Tags } from "./secrets";
 
@@ -16,7 +17,7 @@ export interface ComputeClustersArgs {
   training: ClusterConfig;
   /** Optional CPU cluster for the data preparation job. */
   prep?: ClusterConfig;
-  /** Optional CPU cluster only for image builds (`private` without a prep cluster; see {@link imageBuildCluster}). */
+  /** Optional CPU cluster only for image builds (`private` without a prep cluster; see `imageBuildCluster` in infra/security.ts). */
   imageBuild?: ClusterConfig;
   /** Resource tags (values may be secrets). */
   tags: Tags;
@@ -66,37 +67,6 @@ export function amlCluster(
       deleteBeforeReplace: true,
     },
   );
-}
-
-/** The CPU cluster the `private` profile adds for image builds when it has no prep cluster. */
-export const IMAGE_BUILD_CLUSTER: ClusterConfig = {
-  name: "image-build-cpu",
-  vmSize: "Standard_DS3_v2",
-  vmPriority: "Dedicated",
-  minNodes: 0,
-  maxNodes: 1,
-  idleSeconds: 120,
-};
-
-/**
- * The compute cluster Azure ML builds environment images on in the `private` profile, where the
- * workspace's registry has no public endpoint and so cannot build them itself ("When the Azure
- * Container Registry for your workspace is behind a virtual network, it can't be used to directly
- * build Docker images. Instead, configure your workspace to use a compute cluster or compute
- * instance to build images": learn.microsoft.com/azure/machine-learning/how-to-managed-network,
- * "Configure image builds"). The prep cluster when there is one (a small CPU cluster in the managed
- * network, whose FQDN rules reach PyPI and conda, as image builds must), else
- * {@link IMAGE_BUILD_CLUSTER}, which `add` then says the stack must declare. Undefined outside
- * `private`. The workspace takes the cluster's name (`imageBuildCompute` is a compute name in
- * Azure ML REST 2025-12-01), so it is set when the workspace is created, before the cluster exists.
- */
-export function imageBuildCluster(c: Pick<StackConfig, "security" | "data" | "trainingCluster">): { name: string; add?: ClusterConfig } | undefined {
-  if (!isPrivate(c.security)) return undefined;
-  if (c.data.source === "ultrachat") return { name: c.data.prepCluster.name };
-  if (c.trainingCluster.name === IMAGE_BUILD_CLUSTER.name) {
-    throw new Error(`phi3-finetune:trainingCluster.name: "${IMAGE_BUILD_CLUSTER.name}" is the private profile's image-build cluster; choose another name`);
-  }
-  return { name: IMAGE_BUILD_CLUSTER.name, add: IMAGE_BUILD_CLUSTER };
 }
 
 /**

@@ -74,6 +74,8 @@ export const securitySchema = z.strictObject({
    * `defaultAction: Deny` with these `ipRules`, trusted Azure services bypassing). Empty (default):
    * public network access stays Disabled and `pulumi up` must run inside a network with a private
    * endpoint to the account; the upload step checks it can reach the account first either way.
+   * The workspace takes no such list: Azure ML REST 2025-12-01 has no IP allow-list property on
+   * workspaces (azure-native's WorkspaceArgs), so the workspace stays private-endpoint only.
    */
   deployerNetwork: z.array(z.string().superRefine((value, ctx) => {
       const problem = deployerAddressProblem(value);
@@ -263,6 +265,51 @@ const INTERACTIVE_CLIENT_IDS = ["04b07795-8ddb-461a-bbee-02f9e1bf7b46", "1950a25
  */
 export function deployerPrincipalType(s: SecurityConfig, clientId: string): "User" | "ServicePrincipal" | "Group" {
   return s.deployerPrincipalType ?? (INTERACTIVE_CLIENT_IDS.includes(clientId.toLowerCase()) ? "User" : "ServicePrincipal");
+}
+
+/** A cluster as `trainingCluster` / `data.prepCluster` declare it (infra/config.ts `ClusterConfig`). */
+export interface ImageBuildClusterConfig {
+  name: string;
+  vmSize: string;
+  vmPriority: "Dedicated" | "LowPriority";
+  minNodes: number;
+  maxNodes: number;
+  idleSeconds: number;
+}
+
+/** The CPU cluster the `private` profile adds for image builds when it has no prep cluster. */
+export const IMAGE_BUILD_CLUSTER: ImageBuildClusterConfig = {
+  name: "image-build-cpu",
+  vmSize: "Standard_DS3_v2",
+  vmPriority: "Dedicated",
+  minNodes: 0,
+  maxNodes: 1,
+  idleSeconds: 120,
+};
+
+/**
+ * The compute cluster Azure ML builds environment images on in the `private` profile, where the
+ * workspace's registry has no public endpoint and so cannot build them itself ("When the Azure
+ * Container Registry for your workspace is behind a virtual network, it can't be used to directly
+ * build Docker images. Instead, configure your workspace to use a compute cluster or compute
+ * instance to build images": learn.microsoft.com/azure/machine-learning/how-to-managed-network,
+ * "Configure image builds"). The prep cluster when there is one (a small CPU cluster in the managed
+ * network, whose FQDN rules reach PyPI and conda, as image builds must), else
+ * {@link IMAGE_BUILD_CLUSTER}, which `add` then says the stack must declare. Undefined outside
+ * `private`. The workspace takes the cluster's name (`imageBuildCompute` is a compute name in
+ * Azure ML REST 2025-12-01), so it is set when the workspace is created, before the cluster exists.
+ */
+export function imageBuildCluster(c: {
+  security: SecurityConfig;
+  data: { source: string; prepCluster?: { name: string } };
+  trainingCluster: { name: string };
+}): { name: string; add?: ImageBuildClusterConfig } | undefined {
+  if (!isPrivate(c.security)) return undefined;
+  if (c.data.source === "ultrachat" && c.data.prepCluster) return { name: c.data.prepCluster.name };
+  if (c.trainingCluster.name === IMAGE_BUILD_CLUSTER.name) {
+    throw new Error(`phi3-finetune:trainingCluster.name: "${IMAGE_BUILD_CLUSTER.name}" is the private profile's image-build cluster; choose another name`);
+  }
+  return { name: IMAGE_BUILD_CLUSTER.name, add: IMAGE_BUILD_CLUSTER };
 }
 
 /** Diagnostic settings: every log category (`allLogs` group) and `AllMetrics`, to the stack's Log Analytics (AVM's default). */

@@ -138,6 +138,7 @@ export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployme
   cluster("trainingCluster", "training cluster", "phi3-finetune:trainingCluster.vmSize", config.trainingCluster);
   const prep = config.data?.source === "ultrachat" ? config.data.prepCluster : undefined;
   if (prep) cluster("prepCluster", "prep cluster", "phi3-finetune:data.prepCluster.vmSize", prep);
+  if (config.imageBuildCluster) cluster("imageBuildCluster", "image-build cluster", "phi3-finetune:security.profile", config.imageBuildCluster);
   config.serving.deployments.forEach((d, i) => {
     out.push({
       kind: "deployment",

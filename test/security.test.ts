@@ -10,8 +10,8 @@ import { parseConfig } from "../infra/config";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
-import { deployerAddressProblem, deployerPrincipalType, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
-import { imageBuildCluster } from "../infra/compute";
+import { deployerAddressProblem, deployerPrincipalType, imageBuildCluster, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
+import { preflightInput, sizeConsumers } from "../lib/preflight";
 import { buildPlan, formatPlan } from "../cli/plan";
 import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
@@ -418,6 +418,14 @@ describe("image builds of the private profile (issue 19)", () => {
     expect(ws.imageBuildCompute).toBe("image-build-cpu");
     expect(builder).toMatchObject({ computeName: "image-build-cpu", properties: { properties: { vmSize: "Standard_DS3_v2", scaleSettings: { minNodeCount: 0, maxNodeCount: 1 } } } });
     expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-image-build", "phi3-compute-training"]);
+  });
+
+  it("the preflight counts the image-build cluster's quota when the profile adds it, and only then", () => {
+    const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
+    const withBuilder = sizeConsumers(preflightInput(parseConfig(raw).config));
+    expect(withBuilder.find((c) => c.id === "imageBuildCluster")).toMatchObject({ vmSize: "Standard_DS3_v2", count: 1, key: "phi3-finetune:security.profile" });
+    expect(preflightInput(parseConfig({ ...raw, security: undefined } as any).config).imageBuildCluster).toBeUndefined();
+    expect(preflightInput(parseConfig({ location: "eastus2", security: JSON.stringify({ profile: "private" }) }).config).imageBuildCluster).toBeUndefined();
   });
 
   it("the standard profile names no image-build compute and adds no cluster", () => {
