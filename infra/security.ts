@@ -306,9 +306,7 @@ export function imageBuildCluster(c: {
 }): { name: string; add?: ImageBuildClusterConfig } | undefined {
   if (!isPrivate(c.security)) return undefined;
   if (c.data.source === "ultrachat" && c.data.prepCluster) return { name: c.data.prepCluster.name };
-  if (c.trainingCluster.name === IMAGE_BUILD_CLUSTER.name) {
-    throw new Error(`phi3-finetune:trainingCluster.name: "${IMAGE_BUILD_CLUSTER.name}" is the private profile's image-build cluster; choose another name`);
-  }
+  // infra/config.ts refuses a training cluster of that name in this case.
   return { name: IMAGE_BUILD_CLUSTER.name, add: IMAGE_BUILD_CLUSTER };
 }
 

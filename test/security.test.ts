@@ -420,6 +420,11 @@ describe("image builds of the private profile (issue 19)", () => {
     expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-image-build", "phi3-compute-training"]);
   });
 
+  it("a training cluster named like the image-build cluster is refused naming the key", () => {
+    const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
+    expect(() => parseConfig({ ...raw, trainingCluster: JSON.stringify({ name: "image-build-cpu" }) })).toThrow(/phi3-finetune:trainingCluster\.name: is the name of the private profile's image-build cluster/);
+  });
+
   it("the preflight counts the image-build cluster's quota when the profile adds it, and only then", () => {
     const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
     const withBuilder = sizeConsumers(preflightInput(parseConfig(raw).config));
