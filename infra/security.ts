@@ -16,6 +16,8 @@
  *   online endpoint (registry Premium: Basic has no private link).
  */
 import { z } from "zod";
+// Types only (nothing loaded at run time): the storage settings below are checked against azure-native's.
+import type { StorageAccountArgs } from "@pulumi/azure-native/storage";
 
 /** A DNS name or `*.`-wildcard, as managed-network FQDN rules take them. */
 const FQDN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -221,10 +223,7 @@ export function firewallCount(s: SecurityConfig): number {
  * trusted Azure services (diagnostics) allowed (learn.microsoft.com/azure/storage/common/
  * storage-network-security).
  */
-export function storageNetwork(s: SecurityConfig): {
-  publicNetworkAccess: "Enabled" | "Disabled";
-  networkRuleSet?: { defaultAction: "Deny"; bypass: "AzureServices"; ipRules?: { iPAddressOrRange: string; action: "Allow" }[] };
-} {
+export function storageNetwork(s: SecurityConfig): Pick<StorageAccountArgs, "publicNetworkAccess" | "networkRuleSet"> {
   if (!isPrivate(s)) return { publicNetworkAccess: "Enabled" };
   if (s.deployerNetwork.length === 0) return { publicNetworkAccess: "Disabled", networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } };
   return {
