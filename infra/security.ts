@@ -79,10 +79,15 @@ export const securitySchema = z.strictObject({
    * The workspace takes no such list: Azure ML REST 2025-12-01 has no IP allow-list property on
    * workspaces (azure-native's WorkspaceArgs), so the workspace stays private-endpoint only.
    */
-  deployerNetwork: z.array(z.string().superRefine((value, ctx) => {
-      const problem = deployerAddressProblem(value);
-      if (problem) ctx.addIssue({ code: "custom", message: problem });
-    })).max(200).default([]),
+  deployerNetwork: z
+    .array(
+      z.string().superRefine((value, ctx) => {
+        const problem = deployerAddressProblem(value);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+      }),
+    )
+    .max(200)
+    .default([]),
 });
 
 /** The validated `security` setting. */
@@ -155,7 +160,8 @@ export interface ManagedNetworkOptions {
    * Give the network the FQDN rules of {@link outboundFqdns} (the ML workspace: its jobs and image
    * builds download packages and the base model). Each managed network with at least one FQDN
    * rule gets its own Azure Firewall (billed: the cost estimate counts it); without FQDN rules
-   * Azure creates none (how-to-managed-network, "Pricing").
+   * Azure creates none ("The firewall isn't created until you add an outbound FQDN rule":
+   * learn.microsoft.com/azure/machine-learning/how-to-managed-network, "Pricing").
    */
   fqdnRules: boolean;
   /** More rules, e.g. the hub's private endpoint to the ML workspace. */
