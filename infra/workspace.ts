@@ -48,8 +48,10 @@ export interface MlWorkspaceArgs {
   security: SecurityConfig;
   /**
    * `private`: name of the compute cluster Azure ML builds environment images on
-   * (`imageBuildCompute`; see {@link imageBuildCluster} in infra/compute.ts). A name, not an id, so
-   * it can be set when the workspace is created, before the cluster (a child of the workspace) exists.
+   * (`imageBuildCompute`; see `imageBuildCluster` in infra/security.ts). A name, not an id (REST
+   * 2025-12-01: "The compute name for image build"), so it is set when the workspace is created,
+   * before the cluster (a child of the workspace) exists, as azure-ai-ml's `Workspace(image_build_compute=...)`
+   * takes it at creation; Azure ML uses it only when it builds an image, after the cluster exists.
    */
   imageBuildCompute?: string;
 }
