@@ -95,7 +95,8 @@ const training = new Training("phi3-training", {
   workspaceGuid: workspace.workspaceGuid,
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
-  dependsOn: [identity.rolesInEffect],
+  // private: Azure ML builds the jobs' images on the image-build cluster, so it must exist first.
+  dependsOn: [identity.rolesInEffect, ...(compute.imageBuildCluster ? [compute.imageBuildCluster] : [])],
   secrets,
   entraIdUploads: isPrivate(config.security),
 });

@@ -80,12 +80,14 @@ export class ComputeClusters extends pulumi.ComponentResource {
   public readonly trainingClusterId: pulumi.Output<string>;
   /** ARM id of the preparation cluster (undefined without one). */
   public readonly prepClusterId?: pulumi.Output<string>;
+  /** The image-build cluster (`private` without a prep cluster): jobs wait for it, as Azure ML builds their images there. */
+  public readonly imageBuildCluster?: ml.Compute;
 
   constructor(name: string, args: ComputeClustersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Compute", name, {}, opts);
     this.trainingClusterId = amlCluster(`${name}-training`, args.training, args, { parent: this }).id;
     if (args.prep) this.prepClusterId = amlCluster(`${name}-prep`, args.prep, args, { parent: this }).id;
-    if (args.imageBuild) amlCluster(`${name}-image-build`, args.imageBuild, args, { parent: this });
+    if (args.imageBuild) this.imageBuildCluster = amlCluster(`${name}-image-build`, args.imageBuild, args, { parent: this });
     this.registerOutputs({ trainingClusterId: this.trainingClusterId, prepClusterId: this.prepClusterId });
   }
 }

@@ -418,6 +418,8 @@ describe("image builds of the private profile (issue 19)", () => {
     expect(ws.imageBuildCompute).toBe("image-build-cpu");
     expect(builder).toMatchObject({ computeName: "image-build-cpu", properties: { properties: { vmSize: "Standard_DS3_v2", scaleSettings: { minNodeCount: 0, maxNodeCount: 1 } } } });
     expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-image-build", "phi3-compute-training"]);
+    // The fine-tune job (whose image Azure ML builds there) waits for the cluster.
+    expect(byName(run, "phi3-training-finetune-job").dependencies).toContain(byName(run, "phi3-compute-image-build").urn);
   });
 
   it("a training cluster named like the image-build cluster is refused naming the key", () => {
