@@ -202,7 +202,7 @@ function maskWithDigest(v: unknown): unknown {
 
 /** Monthly cost of a plan: serving per 30 days plus clusters kept up when idle (null when a price is unknown). */
 export function monthlyCost(cost: CostEstimate): number | null {
-  const parts = [cost.serving.per30Days, cost.training.idlePer30Days, cost.prep?.idlePer30Days ?? 0];
+  const parts = [cost.serving.per30Days, cost.training.idlePer30Days, cost.prep?.idlePer30Days ?? 0, cost.imageBuild?.idlePer30Days ?? 0];
   return parts.some((x) => x === null) ? null : (parts as number[]).reduce((a, b) => a + b, 0);
 }
 

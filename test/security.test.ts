@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
-import { estimateCost, loadPriceTable } from "../infra/cost";
+import { costInputOf, estimateCost, formatCostReport, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
 import { deployerAddressProblem, deployerPrincipalType, imageBuildCluster, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
@@ -425,6 +425,14 @@ describe("image builds of the private profile (issue 19)", () => {
   it("a training cluster named like the image-build cluster is refused naming the key", () => {
     const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
     expect(() => parseConfig({ ...raw, trainingCluster: JSON.stringify({ name: "image-build-cpu" }) })).toThrow(/phi3-finetune:trainingCluster\.name: is the name of the private profile's image-build cluster/);
+  });
+
+  it("the cost estimate lists the image-build cluster when the profile adds it", () => {
+    const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
+    const cost = estimateCost(costInputOf(parseConfig(raw).config), loadPriceTable(), "eastus2");
+    expect(cost.imageBuild).toMatchObject({ vmSize: "Standard_DS3_v2", unitPerHour: 0.229, idlePer30Days: 0 });
+    expect(formatCostReport(cost).join("\n")).toMatch(/Image-build cluster: Standard_DS3_v2, 0–1 nodes @ USD 0\.23\/node-hour/);
+    expect(estimateCost(costInputOf(parseConfig({ location: "eastus2" }).config), loadPriceTable(), "eastus2").imageBuild).toBeUndefined();
   });
 
   it("the preflight counts the image-build cluster's quota when the profile adds it, and only then", () => {
