@@ -9,7 +9,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
-import { ComputeClusters } from "./infra/compute";
+import { ComputeClusters, imageBuildCluster } from "./infra/compute";
 import { loadConfig } from "./infra/config";
 import { secretTags } from "./infra/secrets";
 import { deployerPrincipalType, isPrivate } from "./infra/security";
@@ -25,6 +25,8 @@ import { MlWorkspace } from "./infra/workspace";
 // Validate everything (config, files, data) before the first resource is registered.
 const { config, warnings, secrets } = loadConfig();
 const trainingPlan = planTraining(config);
+// private: the cluster Azure ML builds environment images on (the registry has no public endpoint).
+const imageBuild = imageBuildCluster(config);
 for (const w of warnings) pulumi.log.warn(w);
 
 // Secret config stays secret: tag values are pulumi.secret when the tags key is (infra/secrets.ts).
@@ -47,6 +49,7 @@ const workspace = new MlWorkspace("phi3", {
   tags,
   after: [preflight.done],
   security: config.security,
+  imageBuildCompute: imageBuild?.name,
 });
 
 const identity = new WorkloadIdentity("phi3-identity", {
@@ -78,6 +81,7 @@ const compute = new ComputeClusters("phi3-compute", {
   identityId: identity.computeId,
   training: config.trainingCluster,
   prep: config.data.source === "ultrachat" ? config.data.prepCluster : undefined,
+  imageBuild: imageBuild?.add,
   tags,
 });
 
@@ -91,7 +95,8 @@ const training = new Training("phi3-training", {
   workspaceGuid: workspace.workspaceGuid,
   trainingClusterId: compute.trainingClusterId,
   prepClusterId: compute.prepClusterId,
-  dependsOn: [identity.rolesInEffect],
+  // private: Azure ML builds the jobs' images on the image-build cluster, so it must exist first.
+  dependsOn: [identity.rolesInEffect, ...(compute.imageBuildCluster ? [compute.imageBuildCluster] : [])],
   secrets,
   entraIdUploads: isPrivate(config.security),
 });

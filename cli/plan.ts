@@ -18,7 +18,7 @@ import { ConfigError, type StackConfig } from "../infra/config";
 import { costInputOf, estimateCost, formatCostReport, hourlyPriceOf, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
 import { describeAutoscale } from "../infra/autoscale";
 import { describeTrainingMode } from "../infra/managed-finetune";
-import { isPrivate, managedNetworkCount, privateEndpointCount } from "../infra/security";
+import { firewallCount, isPrivate, privateEndpointCount } from "../infra/security";
 import { accessLine, AccessLine, accessSummary, formatAccess, scopeLabel } from "../lib/access";
 import { validateChatJsonlFile } from "../infra/jsonl";
 import { sha256 } from "../infra/naming";
@@ -202,7 +202,7 @@ function maskWithDigest(v: unknown): unknown {
 
 /** Monthly cost of a plan: serving per 30 days plus clusters kept up when idle (null when a price is unknown). */
 export function monthlyCost(cost: CostEstimate): number | null {
-  const parts = [cost.serving.per30Days, cost.training.idlePer30Days, cost.prep?.idlePer30Days ?? 0];
+  const parts = [cost.serving.per30Days, cost.training.idlePer30Days, cost.prep?.idlePer30Days ?? 0, cost.imageBuild?.idlePer30Days ?? 0];
   return parts.some((x) => x === null) ? null : (parts as number[]).reduce((a, b) => a + b, 0);
 }
 
@@ -332,7 +332,7 @@ export async function planStack(root: string, stack: string, subscriptionId: str
   const network = isPrivate(cfg.security)
     ? estimateNetworkCost({
         privateEndpoints: privateEndpointCount(cfg.security, cfg.promptFlow.enabled),
-        firewalls: managedNetworkCount(cfg.security, cfg.promptFlow.enabled),
+        firewalls: firewallCount(cfg.security),
         firewallSku: cfg.security.firewallSku,
         premiumRegistry: true,
       })

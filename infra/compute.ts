@@ -1,6 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ml from "@pulumi/azure-native/machinelearningservices";
-import { ClusterConfig } from "./config";
+import type { ClusterConfig } from "./config";
+
+export { IMAGE_BUILD_CLUSTER, imageBuildCluster } from "./security";
 import { isoSeconds } from "./naming";
 import type { Tags } from "./secrets";
 
@@ -15,6 +17,8 @@ export interface ComputeClustersArgs {
   training: ClusterConfig;
   /** Optional CPU cluster for the data preparation job. */
   prep?: ClusterConfig;
+  /** Optional CPU cluster only for image builds (`private` without a prep cluster; see `imageBuildCluster` in infra/security.ts). */
+  imageBuild?: ClusterConfig;
   /** Resource tags (values may be secrets). */
   tags: Tags;
 }
@@ -28,7 +32,7 @@ export interface ComputeClustersArgs {
 export function amlCluster(
   logicalName: string,
   cluster: ClusterConfig,
-  args: Omit<ComputeClustersArgs, "training" | "prep">,
+  args: Omit<ComputeClustersArgs, "training" | "prep" | "imageBuild">,
   opts: pulumi.CustomResourceOptions,
 ): ml.Compute {
   return new ml.Compute(
@@ -67,19 +71,23 @@ export function amlCluster(
 
 /**
  * The stack's compute clusters: the GPU training cluster and, when the data comes from
- * ultrachat_200k, a small CPU cluster that runs the preparation job. Both run as the
- * user-assigned identity so jobs can read the assets container.
+ * ultrachat_200k, a small CPU cluster that runs the preparation job; in `private` without a prep
+ * cluster, a small CPU cluster for image builds. All run as the user-assigned identity so jobs
+ * can read the assets container.
  */
 export class ComputeClusters extends pulumi.ComponentResource {
   /** ARM id of the training cluster. */
   public readonly trainingClusterId: pulumi.Output<string>;
   /** ARM id of the preparation cluster (undefined without one). */
   public readonly prepClusterId?: pulumi.Output<string>;
+  /** The image-build cluster (`private` without a prep cluster): jobs wait for it, as Azure ML builds their images there. */
+  public readonly imageBuildCluster?: ml.Compute;
 
   constructor(name: string, args: ComputeClustersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("phi3:infra:Compute", name, {}, opts);
     this.trainingClusterId = amlCluster(`${name}-training`, args.training, args, { parent: this }).id;
     if (args.prep) this.prepClusterId = amlCluster(`${name}-prep`, args.prep, args, { parent: this }).id;
+    if (args.imageBuild) this.imageBuildCluster = amlCluster(`${name}-image-build`, args.imageBuild, args, { parent: this });
     this.registerOutputs({ trainingClusterId: this.trainingClusterId, prepClusterId: this.prepClusterId });
   }
 }

@@ -17,7 +17,7 @@ import { azureNames } from "./naming";
 import { trafficRuleIssues } from "./traffic";
 import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
-import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
+import { IMAGE_BUILD_CLUSTER, isPrivate, SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { distributionIssues, distributionKeys, distributionWarnings } from "./distribution";
 import { managedIssues, managedWarnings, modeKeys } from "./managed-finetune";
@@ -225,7 +225,12 @@ const requestSettingsSchema = z.strictObject({
   maxConcurrentRequestsPerInstance: int(1, 1000).default(3),
   /** Request timeout in milliseconds (seed: 180000; Azure allows up to 180000). */
   requestTimeoutMs: int(1000, 180000).default(180000),
-  /** Maximum queue wait in milliseconds (seed: 120000). */
+  /**
+   * Maximum queue wait in milliseconds (seed: 120000). Deprecated for managed online endpoints
+   * in Azure ML REST 2025-12-01 ("Now increase request_timeout_ms to account for any
+   * networking/queue delays"): still sent so deployed stacks see no change, but it bounds
+   * nothing; size `requestTimeoutMs` instead.
+   */
   maxQueueWaitMs: int(0, 600000).default(120000),
 });
 
@@ -401,6 +406,10 @@ export const configSchema = z
         "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
     for (const i of distributionIssues(c.training, c.trainingCluster)) problem(i.path, i.input, i.message);
+    // private without a prep cluster adds the image-build cluster under its fixed name (infra/security.ts).
+    if (isPrivate(c.security) && c.data.source !== "ultrachat" && c.trainingCluster.name === IMAGE_BUILD_CLUSTER.name) {
+      problem(["trainingCluster", "name"], c.trainingCluster.name, `is the name of the private profile's image-build cluster; choose another`);
+    }
     for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c), ...managedIssues(c)]) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {

@@ -8,6 +8,7 @@
 
 import { z } from "zod";
 import type { StackConfig } from "./config";
+import { imageBuildCluster } from "./security";
 import rawTable from "./prices.json";
 
 /** Hours in the 30-day month used for monthly figures (30 × 24). */
@@ -190,6 +191,7 @@ const inputSchema = z.object({
   training: clusterSchema,
   trainingJob: z.object({ nodes: count.min(1), processesPerNode: count.min(1) }).optional(),
   prep: clusterSchema.optional(),
+  imageBuild: clusterSchema.optional(),
   deployments: z.array(
     z.object({
       name: z.string().min(1),
@@ -234,6 +236,8 @@ export interface CostInput {
   /** The fine-tune job's nodes; priced as unit price × nodes per hour while it runs. */
   trainingJob?: TrainingJobSpec;
   prep?: ClusterSpec;
+  /** The `private` profile's image-build cluster, when it adds one (infra/security.ts `imageBuildCluster`). */
+  imageBuild?: ClusterSpec;
   deployments: DeploymentSpec[];
 }
 
@@ -295,6 +299,7 @@ export interface CostEstimate {
   /** The fine-tune job while it runs: unit price × nodes per hour (null when the price is unknown). */
   trainingJob?: TrainingJobSpec & { perHour: number | null };
   prep?: ClusterEstimate;
+  imageBuild?: ClusterEstimate;
   /** VM sizes used by the input that have no price in the table (each listed once, in order of first use). */
   unknownSizes: string[];
 }
@@ -327,7 +332,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
   if (!parsed.success) {
     throw new Error(`Invalid cost input: ${z.prettifyError(parsed.error)}`);
   }
-  const { training, trainingJob, prep, deployments } = parsed.data;
+  const { training, trainingJob, prep, imageBuild, deployments } = parsed.data;
   const unknownSizes: string[] = [];
   const priceOf = (vmSize: string): number | null => {
     const p = hourlyPriceOf(prices, vmSize);
@@ -377,6 +382,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
 
   const trainingEstimate = cluster(training);
   const prepEstimate = prep === undefined ? undefined : cluster(prep);
+  const imageBuildEstimate = imageBuild === undefined ? undefined : cluster(imageBuild);
 
   return {
     currency: prices.currency,
@@ -396,6 +402,7 @@ export function estimateCost(input: CostInput, prices: PriceTable, stackRegion?:
       ? {}
       : { trainingJob: { ...trainingJob, perHour: trainingEstimate.unitPerHour === null ? null : trainingEstimate.unitPerHour * trainingJob.nodes } }),
     ...(prepEstimate === undefined ? {} : { prep: prepEstimate }),
+    ...(imageBuildEstimate === undefined ? {} : { imageBuild: imageBuildEstimate }),
     unknownSizes,
   };
 }
@@ -469,6 +476,7 @@ export function formatCostReport(estimate: CostEstimate): string[] {
     );
   }
   if (estimate.prep !== undefined) cluster("Prep", estimate.prep);
+  if (estimate.imageBuild !== undefined) cluster("Image-build", estimate.imageBuild);
 
   if (estimate.unknownSizes.length > 0) {
     out.push(
@@ -490,6 +498,7 @@ export function costInputOf(c: StackConfig): CostInput {
     training: c.trainingCluster,
     trainingJob: { nodes: c.training.instanceCount, processesPerNode: c.training.processesPerInstance },
     prep: c.data.source === "ultrachat" ? c.data.prepCluster : undefined,
+    ...(imageBuildCluster(c)?.add ? { imageBuild: imageBuildCluster(c)!.add } : {}),
     deployments: c.serving.deployments.map((d) => ({
       name: d.name,
       instanceType: d.instanceType,

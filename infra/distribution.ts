@@ -11,7 +11,7 @@
  * and writes the model, so the command itself does not change.
  */
 import { z } from "zod";
-import { recordedVmSize } from "./vm-sizes";
+import { hasInfiniBand, INFINIBAND_GPU_SIZES, recordedVmSize } from "./vm-sizes";
 
 /** Nodes and processes of one training job: what `training.instanceCount` / `processesPerInstance` declare. */
 export interface Distribution {
@@ -106,22 +106,34 @@ export function distributionIssues(d: Distribution, cluster: { vmSize: string; m
 }
 
 /**
- * Warnings that do not block: a size the recorded list does not know (its GPUs cannot be
- * checked), and a GPU node left partly idle (fewer processes than GPUs: billed for all of them).
+ * Warnings that do not block: more than one node of a size without InfiniBand (naming the
+ * InfiniBand sizes), a size the recorded list does not know (its GPUs cannot be checked), and a
+ * GPU node left partly idle (fewer processes than GPUs: billed for all of them).
  */
 export function distributionWarnings(d: Distribution, vmSize: string): string[] {
+  const warnings: string[] = [];
+  // More than one node on a size without InfiniBand: gradients cross nodes over Ethernet, which
+  // is much slower than NVLink inside a node (how-to-train-distributed-gpu; infra/vm-sizes.ts hasInfiniBand).
+  if (d.instanceCount > 1 && !hasInfiniBand(vmSize)) {
+    warnings.push(
+      `phi3-finetune:training.instanceCount: ${d.instanceCount} nodes of ${vmSize}, which has no InfiniBand: the processes exchange gradients ` +
+        `between nodes over Ethernet, far slower than within a node. Use an InfiniBand size (an "r" in the name): ` +
+        `${INFINIBAND_GPU_SIZES.join(", ")} (8 GPUs each; one node of 8 GPUs often replaces two smaller nodes), or one node.`,
+    );
+  }
   const size = recordedVmSize(vmSize);
   if (!size) {
-    return isDistributed(d)
-      ? [`phi3-finetune:training.processesPerInstance: ${vmSize} is not in infra/vm-sizes.ts, so its GPU count cannot be checked against ${d.processesPerInstance} processes per node`]
-      : [];
+    if (isDistributed(d)) {
+      warnings.push(`phi3-finetune:training.processesPerInstance: ${vmSize} is not in infra/vm-sizes.ts, so its GPU count cannot be checked against ${d.processesPerInstance} processes per node`);
+    }
+    return warnings;
   }
   if (size.gpus > d.processesPerInstance) {
-    return [
+    warnings.push(
       `phi3-finetune:training.processesPerInstance: ${d.processesPerInstance} of the ${size.gpus} GPUs of ${size.name} train; the node bills for all ${size.gpus} (set processesPerInstance: ${size.gpus})`,
-    ];
+    );
   }
-  return [];
+  return warnings;
 }
 
 /**

@@ -132,8 +132,11 @@ export interface WorkloadIdentityArgs {
  * Endpoint identity (`<name>-uai`, user-assigned; the endpoint's identity cannot change later):
  * - AcrPull on the registry: the deployment pulls the image Azure ML builds;
  * - Storage Blob Data Reader on the storage account: the deployment reads the model files.
- * Microsoft documents exactly these two for an online endpoint; the MLflow no-code deployment's
- * scoring container needs nothing else (it neither reads the workspace nor writes data).
+ * For a system-assigned endpoint identity Azure assigns three roles itself (AcrPull, Storage Blob
+ * Data Reader and AzureML Metrics Writer (preview) on the workspace; concept-endpoints-online-auth,
+ * "Automatic role assignment for endpoint identity"); a user-assigned identity gets what its owner
+ * grants. This stack grants the first two: the MLflow no-code deployment's scoring container needs
+ * nothing else (it neither writes custom metrics to the workspace nor writes data).
  *
  * Compute identity (`<name>-compute-uai`, user-assigned, the clusters' and so the jobs' identity):
  * - AzureML Data Scientist on the workspace: jobs read the datastore's connection

@@ -171,7 +171,7 @@ export function managedWarnings(c: StackConfig): string[] {
 
 /**
  * The component's literal inputs: model source, hyperparameters (epochs, learning rate, batch
- * size, sequence length, scheduler, seed), {@link MANAGED_FIXED_INPUTS}, nodes and GPUs per node,
+ * size, sequence length with the padding that makes it bound the sequence, scheduler, seed), {@link MANAGED_FIXED_INPUTS}, nodes and GPUs per node,
  * and the training cluster's name for every step. Values are strings, as pipeline literals are.
  */
 export function managedLiteralInputs(c: StackConfig): Record<string, string> {
@@ -185,6 +185,13 @@ export function managedLiteralInputs(c: StackConfig): Record<string, string> {
     learning_rate: String(h.learningRate),
     per_device_train_batch_size: String(h.perDeviceBatchSize),
     per_device_eval_batch_size: String(h.perDeviceBatchSize),
+    // What bounds the sequence: the component's max_seq_length applies only with pad_to_max_length
+    // "true" (spec of chat_completion_pipeline 0.0.81, Azure/azureml-assets: "Controls the maximum
+    // length to use when pad_to_max_length parameter is set to `true`"); with its default "false"
+    // sequences run to the model's max length (4096 for Phi-3-mini-4k) whatever max_seq_length says.
+    // So both are sent, and hyperparameters.maxSeqLength bounds training as in the script mode
+    // (every example is padded to it: memory and time as at full length).
+    pad_to_max_length: "true",
     max_seq_length: String(h.maxSeqLength),
     lr_scheduler_type: h.lrScheduler,
     seed: String(h.seed),

@@ -3,7 +3,7 @@ import * as ml from "@pulumi/azure-native/machinelearningservices";
 import type { ChatDefaults } from "./generation";
 import { grantRoles } from "./identity";
 import type { Tags } from "./secrets";
-import { isPrivate, managedNetwork, publicNetworkAccess, SecurityConfig } from "./security";
+import { isPrivate, managedNetwork, PROVISION_NETWORK_NOW, publicNetworkAccess, SecurityConfig } from "./security";
 
 /** Arguments of {@link PromptFlow}. */
 export interface PromptFlowArgs {
@@ -43,10 +43,12 @@ export interface PromptFlowArgs {
  * the deployment's instance type, so a CPU deployment is not asked for more than it can answer
  * within its request timeout, and `payload_shape`, the request body the served model takes.
  * The `private` profile disables public network access on hub and project and gives the hub a
- * managed network `AllowOnlyApprovedOutbound` (projects use their hub's) with the jobs' FQDN
- * rules plus a private endpoint to the ML workspace (`amlworkspace`), the only way a flow in the
- * hub's network reaches the endpoint once its public access is off; the hub's identity gets the
- * data roles of identity-based datastores and may approve that private endpoint.
+ * managed network `AllowOnlyApprovedOutbound` (projects use their hub's) whose one user rule is
+ * a private endpoint to the ML workspace (`amlworkspace`), the only way a flow in the
+ * hub's network reaches the endpoint once its public access is off (no FQDN rules, so no Azure
+ * Firewall), provisioned at creation (`provisionNetworkNow`); the hub's identity gets the file
+ * data role of identity-based datastores (Azure assigns the blob one itself) and may approve that
+ * private endpoint.
  */
 export class PromptFlow extends pulumi.ComponentResource {
   public readonly hubName: pulumi.Output<string>;
@@ -79,13 +81,19 @@ export class PromptFlow extends pulumi.ComponentResource {
         ...(privateNet
           ? {
               systemDatastoresAuthMode: "identity",
+              // No FQDN rules: the hub runs no job and no image build (the flow needs no package beyond
+              // its runtime, promptflow/requirements.txt), so Azure creates no firewall for it.
               managedNetwork: managedNetwork(args.security, {
-                "ml-workspace": {
-                  type: "PrivateEndpoint",
-                  category: "UserDefined",
-                  destination: { serviceResourceId: args.workspaceId, subresourceTarget: "amlworkspace", sparkEnabled: false },
+                fqdnRules: false,
+                extra: {
+                  "ml-workspace": {
+                    type: "PrivateEndpoint",
+                    category: "UserDefined",
+                    destination: { serviceResourceId: args.workspaceId, subresourceTarget: "amlworkspace", sparkEnabled: false },
+                  },
                 },
               }),
+              provisionNetworkNow: PROVISION_NETWORK_NOW,
             }
           : {}),
       },
@@ -93,8 +101,11 @@ export class PromptFlow extends pulumi.ComponentResource {
     );
     if (privateNet) {
       const hubPrincipal = hub.identity.apply((i) => i?.principalId ?? "");
+      // No Storage Blob Data Contributor here: Azure assigns it to the hub's system identity when it
+      // provisions the hub ("Automatically assigned the role when you provision the hub. Don't manually
+      // change this role assignment": learn.microsoft.com/azure/ai-foundry/how-to/disable-local-auth),
+      // and a second assignment of the same role, scope and principal fails with 409 RoleAssignmentExists.
       grantRoles(`${name}-hub`, hubPrincipal, args.subscriptionId, [
-        { suffix: "blob-contributor-storage", role: "Storage Blob Data Contributor", scope: args.storageAccountId, grantee: "hub identity", why: "identity-based system datastores (blob)" },
         { suffix: "file-contributor-storage", role: "Storage File Data Privileged Contributor", scope: args.storageAccountId, grantee: "hub identity", why: "identity-based system datastores (file share)" },
         // The managed network creates the private endpoint to the ML workspace; the hub's identity must
         // be allowed to approve it (learn.microsoft.com/azure/ai-foundry/how-to/configure-managed-network).

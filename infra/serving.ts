@@ -75,8 +75,20 @@ export interface ServingArgs {
  * until the identity's role assignments are in effect. Exposes the scoring URI and the
  * primary key as a secret. A deployment with `autoscale` also gets an Azure Monitor autoscale
  * setting (`monitor.AutoscaleSetting`, infra/autoscale.ts) targeting it, between its min and max
- * instances, and Pulumi leaves its instance count to that setting after creation.
+ * instances, and Pulumi leaves its instance count to that setting after creation: an update
+ * sends the live count, read just before by `jobs/deployment-capacity.ts` (see `liveCapacity`).
  */
+/**
+ * The instance count an autoscaled deployment is sent: a number printed by `jobs/deployment-capacity.ts`
+ * (the live `sku.capacity`, or `instanceCount` before the deployment exists); `fallback` when the
+ * output holds no positive integer (e.g. under test mocks, where commands do not run).
+ */
+export function parseCapacity(stdout: string | undefined, fallback: number): number {
+  const last = (stdout ?? "").trim().split(/\r?\n/).pop() ?? "";
+  const n = Number(last);
+  return /^\d+$/.test(last) && Number.isInteger(n) && n >= 1 ? n : fallback;
+}
+
 export class Serving extends pulumi.ComponentResource {
   public readonly endpointName: pulumi.Output<string>;
   public readonly scoringUri: pulumi.Output<string>;
@@ -128,42 +140,43 @@ export class Serving extends pulumi.ComponentResource {
         servesTrained || d.model === "trained"
           ? args.trainedModel.id
           : pulumi.interpolate`/subscriptions/${args.subscriptionId}/resourceGroups/${args.resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/${args.workspaceName}/models/${d.model.name}/versions/${d.model.version}`;
+      // Everything the deployment is sent but its instance count.
+      const body = {
+        ...ws,
+        endpointName: endpoint.name,
+        deploymentName: azureName,
+        location: args.location,
+        properties: {
+          endpointComputeType: "Managed",
+          instanceType: d.instanceType,
+          model: modelId,
+          appInsightsEnabled: true,
+          environmentVariables: {
+            ...secretEnvironment(d.environmentVariables, args.secrets),
+            SUBSCRIPTION_ID: args.subscriptionId,
+            RESOURCE_GROUP_NAME: args.resourceGroupName,
+            UAI_CLIENT_ID: args.identity.clientId,
+          },
+          requestSettings: {
+            maxConcurrentRequestsPerInstance: d.requestSettings.maxConcurrentRequestsPerInstance,
+            requestTimeout: isoMillis(d.requestSettings.requestTimeoutMs),
+            // Deprecated for managed online endpoints (2025-12-01 types): kept so deployed stacks see no
+            // change; the queue wait is bounded by requestTimeout (infra/config.ts maxQueueWaitMs).
+            maxQueueWait: isoMillis(d.requestSettings.maxQueueWaitMs),
+          },
+          livenessProbe: probeSettings(d.probes),
+          readinessProbe: probeSettings(d.probes),
+        },
+        tags,
+      } satisfies Omit<ml.OnlineDeploymentArgs, "sku">;
       const deployment = new ml.OnlineDeployment(
         `${name}-deployment-${d.name}`,
-        {
-          ...ws,
-          endpointName: endpoint.name,
-          deploymentName: azureName,
-          location: args.location,
-          sku: { name: "Default", capacity: d.instanceCount },
-          properties: {
-            endpointComputeType: "Managed",
-            instanceType: d.instanceType,
-            model: modelId,
-            appInsightsEnabled: true,
-            environmentVariables: {
-              ...secretEnvironment(d.environmentVariables, args.secrets),
-              SUBSCRIPTION_ID: args.subscriptionId,
-              RESOURCE_GROUP_NAME: args.resourceGroupName,
-              UAI_CLIENT_ID: args.identity.clientId,
-            },
-            requestSettings: {
-              maxConcurrentRequestsPerInstance: d.requestSettings.maxConcurrentRequestsPerInstance,
-              requestTimeout: isoMillis(d.requestSettings.requestTimeoutMs),
-              maxQueueWait: isoMillis(d.requestSettings.maxQueueWaitMs),
-            },
-            livenessProbe: probeSettings(d.probes),
-            readinessProbe: probeSettings(d.probes),
-          },
-          tags,
-        },
+        { ...body, sku: { name: "Default", capacity: d.autoscale ? this.liveCapacity(name, d, azureName, body, endpoint, args) : d.instanceCount } },
         {
           parent: this,
           // Microsoft documents that the endpoint identity must hold its roles before a deployment is
           // created; a pinned-model deployment waits on nothing else, so it waits here explicitly.
           dependsOn: [args.rolesInEffect],
-          // Autoscaled: Azure Monitor owns the instance count; instanceCount only starts the deployment.
-          ...(d.autoscale ? { ignoreChanges: ["sku.capacity"] } : {}),
         },
       );
       if (d.autoscale) {
@@ -221,5 +234,52 @@ export class Serving extends pulumi.ComponentResource {
     this.endpointName = endpoint.name;
     this.scoringUri = endpoint.properties.apply((p) => p.scoringUri ?? "");
     this.registerOutputs({ endpointName: this.endpointName, scoringUri: this.scoringUri, primaryKey: this.primaryKey });
+  }
+
+  /**
+   * The capacity of an autoscaled deployment, read live before Pulumi sends it (issue 19). An
+   * update of an online deployment is a PUT of the whole body: with `ignoreChanges: ["sku.capacity"]`
+   * Pulumi filled the field from its state (the capacity it created the deployment with) and so
+   * undid Azure Monitor's scale-out whenever the deployment changed for another reason. Instead
+   * `jobs/deployment-capacity.ts` (run by `@pulumi/command` once the endpoint exists) reads the
+   * live `sku.capacity` and the deployment is sent that. Its environment carries a digest of the
+   * rest of the body, so Pulumi runs it again exactly when the deployment is about to be updated;
+   * otherwise its stored output, the capacity last sent, leaves the deployment without a diff.
+   * Before the deployment exists it prints `instanceCount`. A scale-out between the read and the
+   * PUT (seconds) can still be undone once; Azure Monitor then scales out again.
+   */
+  private liveCapacity(
+    name: string,
+    d: DeploymentConfig,
+    azureName: string,
+    body: Omit<ml.OnlineDeploymentArgs, "sku">,
+    endpoint: ml.OnlineEndpoint,
+    args: ServingArgs,
+  ): pulumi.Output<number> {
+    const program = "npx --no-install tsx jobs/deployment-capacity.ts";
+    const read = new local.Command(
+      `${name}-capacity-${d.name}`,
+      {
+        create: program,
+        update: program,
+        environment: {
+          AZURE_SUBSCRIPTION_ID: args.subscriptionId,
+          AZURE_RESOURCE_GROUP: args.resourceGroupName,
+          AZUREML_WORKSPACE: args.workspaceName,
+          AZUREML_ENDPOINT: endpoint.name,
+          AZUREML_DEPLOYMENT: azureName,
+          CAPACITY_FALLBACK: String(d.instanceCount),
+          DEPLOYMENT_DIGEST: pulumi.jsonStringify(pulumi.output(body)).apply((j) => sha256(j)),
+          ...programCredentialEnv(),
+        },
+        // stdout is the number; the program's explanation goes to stderr, which is logged.
+        logging: "stderr",
+      },
+      // Reads the deployment of this endpoint: only once the endpoint exists. stderr (what the
+      // program explains) is kept secret in the state like every command's output; stdout is only
+      // the instance count, which the deployment's sku needs as a plain number.
+      { parent: this, dependsOn: [endpoint], additionalSecretOutputs: ["stderr"] },
+    );
+    return read.stdout.apply((out) => parseCapacity(out, d.instanceCount));
   }
 }

@@ -267,6 +267,23 @@ export class Training extends pulumi.ComponentResource {
         datastoreUri({ subscriptionId, resourceGroupName, workspaceName }, DEFAULT_DATASTORE, blobPath),
       );
     const uploadProgram = "npx --no-install tsx jobs/upload-blobs.ts";
+    const containerUrl = pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}`;
+    // Entra ID uploads: first check that this machine reaches the account at all (private profile:
+    // public access off, or open to security.deployerNetwork only), so that `up` stops with the remedy
+    // before anything is uploaded. It runs again whenever what is uploaded changes (the digest).
+    const reach = args.entraIdUploads
+      ? new local.Command(
+          `${name}-storage-reach`,
+          {
+            create: "npx --no-install tsx jobs/preflight.ts",
+            update: "npx --no-install tsx jobs/preflight.ts",
+            environment: { PREFLIGHT_STORAGE_URL: containerUrl, UPLOADS_DIGEST: sha256(plan.codeHash, plan.jobHash), ...programCredentialEnv() },
+            logging: "stdoutAndStderr",
+          },
+          // Checks with the deployer's data role in effect, as the uploads will run.
+          { parent: this, dependsOn: args.dependsOn, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
+        )
+      : undefined;
     const upload = (logical: string, blobName: string, file: string): pulumi.CustomResource =>
       args.entraIdUploads
         ? new local.Command(
@@ -275,15 +292,16 @@ export class Training extends pulumi.ComponentResource {
               create: uploadProgram,
               update: uploadProgram,
               environment: {
-                BLOB_CONTAINER_URL: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}`,
+                BLOB_CONTAINER_URL: containerUrl,
                 UPLOADS: JSON.stringify([{ file: rel(file), blob: blobName }]),
                 CONTENT_SHA256: hashFile(file),
                 ...programCredentialEnv(),
               },
               logging: "stdoutAndStderr",
             },
-            // The deployer's Storage Blob Data Contributor must be in effect first; no delete step: uploads are kept like the SDK's.
-            { parent: this, dependsOn: args.dependsOn, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
+            // The deployer's Storage Blob Data Contributor must be in effect first, and the account reachable
+            // (the storage check); no delete step: uploads are kept like the SDK's.
+            { parent: this, dependsOn: [...args.dependsOn, ...(reach ? [reach] : [])], additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
           )
         : new storage.Blob(
         logical,

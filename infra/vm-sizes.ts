@@ -76,6 +76,23 @@ export const RECORDED_VM_SIZES: readonly RecordedVmSize[] = [
 ];
 
 /**
+ * Does this size have an InfiniBand (RDMA) network between nodes? Azure marks RDMA-capable sizes
+ * with an "r" among the additive features after the vCPU count (Standard_ND96**asr**_v4, 8 × A100,
+ * 200 Gb/s HDR InfiniBand; Standard_ND96isr_H100_v5; HBv3's Standard_HB120rs_v3), per the VM
+ * naming conventions (learn.microsoft.com/azure/virtual-machines/vm-naming-conventions: "r =
+ * RDMA capable"). Multi-node PyTorch jobs on other sizes exchange gradients over Ethernet
+ * (learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu, "Accelerating
+ * distributed GPU training with InfiniBand"). Case-insensitive; false for names that do not parse.
+ */
+export function hasInfiniBand(vmSize: string): boolean {
+  const m = /^standard_[a-z]+\d+([a-z]*)_/i.exec(vmSize);
+  return m !== null && m[1].toLowerCase().includes("r");
+}
+
+/** Recorded GPU sizes with InfiniBand, for warnings that name the alternatives (8 GPUs each). */
+export const INFINIBAND_GPU_SIZES: readonly string[] = RECORDED_VM_SIZES.filter((s) => s.gpus > 0 && hasInfiniBand(s.name)).map((s) => s.name);
+
+/**
  * VM sizes Azure retired (2025-09-30: NCv3 series). Kept allowed because the seeds and the
  * users ask for Standard_NC6s_v3, but every plan warns and the preflight refuses a deployment on it.
  */

@@ -11,7 +11,23 @@ import * as storage from "@pulumi/azure-native/storage";
 import { AzureNames } from "./naming";
 import type { Tags } from "./secrets";
 import { grantRoles } from "./identity";
-import { BLOB_SOFT_DELETE_DAYS, DIAGNOSTICS, isPrivate, KEY_VAULT_RETENTION_DAYS, managedNetwork, publicNetworkAccess, SecurityConfig } from "./security";
+import {
+  BLOB_SOFT_DELETE_DAYS,
+  DIAGNOSTICS,
+  isPrivate,
+  KEY_VAULT_RETENTION_DAYS,
+  managedNetwork,
+  PROVISION_NETWORK_NOW,
+  publicNetworkAccess,
+  SecurityConfig,
+  storageNetwork,
+} from "./security";
+
+/** The image-build compute name of a private workspace; throws when the caller gave none (a programming error). */
+function requiredImageBuildCompute(name: string | undefined): string {
+  if (!name) throw new Error("MlWorkspace: the private profile needs imageBuildCompute (the compute cluster Azure ML builds images on)");
+  return name;
+}
 import { defaultDatastoreContainer } from "./training";
 
 /** Arguments of {@link MlWorkspace}. */
@@ -30,6 +46,14 @@ export interface MlWorkspaceArgs {
   after?: pulumi.Input<pulumi.Resource>[];
   /** The `security` setting: profile and lock (infra/security.ts). */
   security: SecurityConfig;
+  /**
+   * `private`: name of the compute cluster Azure ML builds environment images on
+   * (`imageBuildCompute`; see `imageBuildCluster` in infra/security.ts). A name, not an id (REST
+   * 2025-12-01: "The compute name for image build"), so it is set when the workspace is created,
+   * before the cluster (a child of the workspace) exists, as azure-ai-ml's `Workspace(image_build_compute=...)`
+   * takes it at creation; Azure ML uses it only when it builds an image, after the cluster exists.
+   */
+  imageBuildCompute?: string;
 }
 
 /**
@@ -68,10 +92,12 @@ export function diagnosticSetting(
  * optional `CanNotDelete` lock on the resource group (`security.lock`).
  * The `private` profile (infra/security.ts) also turns storage shared-key access off with
  * identity-based system datastores (the workspace identity gets the data roles this needs),
- * disables public network access on storage, vault, registry (Premium: Basic has no private
- * link) and workspace, and gives the workspace a managed network `AllowOnlyApprovedOutbound`
- * with the FQDN rules the jobs need (Azure adds the private endpoints to storage, vault and
- * registry and the required service tags itself).
+ * disables public network access on vault, registry (Premium: Basic has no private link) and
+ * workspace, and on storage unless `security.deployerNetwork` lists the deployer's addresses (then
+ * only those reach it), and gives the workspace a managed network `AllowOnlyApprovedOutbound`
+ * with the FQDN rules the jobs need (Azure adds the private endpoints to storage, vault, registry
+ * and the workspace and the required service tags itself), provisioned at creation, and names the
+ * compute cluster that builds environment images (`imageBuildCompute`).
  */
 export class MlWorkspace extends pulumi.ComponentResource {
   public readonly resourceGroupName: pulumi.Output<string>;
@@ -131,10 +157,12 @@ export class MlWorkspace extends pulumi.ComponentResource {
           requireInfrastructureEncryption: true,
           services: { blob: { enabled: true, keyType: "Account" }, file: { enabled: true, keyType: "Account" } },
         },
-        // private: no account keys (Entra ID only) and no public endpoint; Azure services bypass for diagnostics.
+        // private: no account keys (Entra ID only). Network: infra/security.ts storageNetwork: public access
+        // Disabled (private endpoints only; Azure then applies neither IP rules nor the trusted-services
+        // bypass), or, with security.deployerNetwork, Enabled for those IP ranges only (defaultAction Deny),
+        // where the AzureServices bypass lets trusted services such as diagnostics through.
         allowSharedKeyAccess: !privateNet,
-        publicNetworkAccess: access,
-        ...(privateNet ? { networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } } : {}),
+        ...storageNetwork(security),
         tags,
       },
       {
@@ -172,6 +200,8 @@ export class MlWorkspace extends pulumi.ComponentResource {
           enablePurgeProtection: true,
           softDeleteRetentionInDays: KEY_VAULT_RETENTION_DAYS,
           publicNetworkAccess: access,
+          // With public access Disabled only private endpoints reach the vault; these ACLs take effect
+          // only if public access is ever Enabled again (learn.microsoft.com/azure/key-vault/general/network-security).
           ...(privateNet ? { networkAcls: { defaultAction: "Deny", bypass: "AzureServices" } } : {}),
         },
         tags,
@@ -236,9 +266,18 @@ export class MlWorkspace extends pulumi.ComponentResource {
         applicationInsights: insights.id,
         containerRegistry: registry.id,
         publicNetworkAccess: access,
-        // private: system datastores use identities, not account keys (AVM WAF-aligned example),
-        // and a managed network allows only the outbound the jobs need.
-        ...(privateNet ? { systemDatastoresAuthMode: "identity", managedNetwork: managedNetwork(security) } : {}),
+        // private: system datastores use identities, not account keys (AVM WAF-aligned example);
+        // a managed network allows only the outbound the jobs need, provisioned with the workspace
+        // (PROVISION_NETWORK_NOW); and, the registry being private, Azure ML builds environment images
+        // on a compute cluster of the workspace ("Configure image builds", how-to-managed-network).
+        ...(privateNet
+          ? {
+              systemDatastoresAuthMode: "identity",
+              managedNetwork: managedNetwork(security, { fqdnRules: true }),
+              provisionNetworkNow: PROVISION_NETWORK_NOW,
+              imageBuildCompute: requiredImageBuildCompute(args.imageBuildCompute),
+            }
+          : {}),
         tags,
       },
       parent,
@@ -247,9 +286,12 @@ export class MlWorkspace extends pulumi.ComponentResource {
 
     if (privateNet) {
       // Identity-based system datastores: the workspace reads and writes its storage with its own identity
-      // (learn.microsoft.com/azure/machine-learning/how-to-disable-local-auth-storage).
+      // (learn.microsoft.com/azure/machine-learning/how-to-disable-local-auth-storage). Not Storage Blob Data
+      // Contributor: Azure ML assigns that one to the workspace's system identity when it creates the
+      // workspace ("the managed identity is automatically assigned the permissions it needs", ibid.;
+      // "Automatically assigned the role when provisioned. Don't manually change this role assignment",
+      // same page, "Scenarios for role assignments"); declaring it again fails with 409 RoleAssignmentExists.
       grantRoles(`${name}-workspace`, this.workspacePrincipalId, client.subscriptionId, [
-        { suffix: "blob-contributor-storage", role: "Storage Blob Data Contributor", scope: account.id, grantee: "workspace identity", why: "identity-based system datastores (blob)" },
         { suffix: "file-contributor-storage", role: "Storage File Data Privileged Contributor", scope: account.id, grantee: "workspace identity", why: "identity-based system datastores (file share)" },
       ], { parent: this });
     }

@@ -9,10 +9,15 @@
  * Env: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (JSON of `preflightInput(config)`),
  * ARM_ENDPOINT (optional). Credentials: DefaultAzureCredential. Exit codes: 0 passed (warnings
  * printed), 1 a check failed, 2 bad environment.
+ *
+ * With PREFLIGHT_STORAGE_URL (`https://<account>.blob.core.windows.net/<container>`) it runs
+ * only the storage check instead ({@link runStorageReachFromEnv}): the `private` profile's step
+ * before any upload (infra/training.ts), once the account exists, so that an upload path that
+ * cannot reach the account stops `pulumi up` with the remedy before anything is uploaded.
  */
 import { EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
-import { DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
+import { checkStorageReach, DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
 /** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
 export function parsePreflightInput(raw: string | undefined): PreflightInput | string {
@@ -96,19 +101,52 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
   return EXIT_OK;
 }
 
+/**
+ * The storage check from the environment (PREFLIGHT_STORAGE_URL; credentials as the uploads':
+ * DefaultAzureCredential): prints the one-row report; returns 0 when the account answered,
+ * 1 when it cannot be reached or refuses (the report names the remedy), 2 for a bad environment.
+ * Never throws.
+ */
+export async function runStorageReachFromEnv(env: Env, deps: ScriptDeps): Promise<number> {
+  const error = deps.error ?? deps.log;
+  const containerUrl = env.PREFLIGHT_STORAGE_URL?.trim();
+  if (!containerUrl) {
+    error("preflight: missing environment variable(s): PREFLIGHT_STORAGE_URL");
+    return EXIT_CONFIG;
+  }
+  let credential;
+  try {
+    credential = deps.credential ?? defaultCredential(env);
+  } catch (e) {
+    error(`preflight: ${(e as Error).message}`);
+    return EXIT_CONFIG;
+  }
+  const check = await checkStorageReach(containerUrl, { credential, httpClient: deps.httpClient });
+  if (check.status === "FAIL") {
+    error("Preflight (storage) failed: nothing was uploaded. Fix what is marked FAIL below, then run `pulumi up` again.");
+    error(formatReport([check]));
+    return EXIT_FAILED;
+  }
+  deps.log(formatReport([check]));
+  return EXIT_OK;
+}
+
 /** The command line of the preflight step: configured by its environment (lib/cli.ts style). */
 export const PREFLIGHT_COMMAND: CommandSpec = {
   name: "preflight",
   usage: "npx tsx jobs/preflight.ts",
   summary: "The first step of `pulumi up`: the checks of `npm run doctor` against the subscription being deployed to.\nRun by `pulumi up` (infra/preflight.ts); configured by environment variables.",
   options: {},
-  details: "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); PREFLIGHT_DEADLINE_SECONDS (default 600), ARM_ENDPOINT (https).",
+  details:
+    "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); PREFLIGHT_DEADLINE_SECONDS (default 600), ARM_ENDPOINT (https).\n" +
+    "With PREFLIGHT_STORAGE_URL (https://<account>.blob.core.windows.net/<container>) only the check that this machine reaches the storage account (before uploads).",
 };
 
 if (require.main === module) {
   runAsMain("preflight", async () => {
     const cl = programCommandLine(PREFLIGHT_COMMAND, process.argv.slice(2), console.log, console.error);
     if ("exit" in cl) return cl.exit;
-    return runPreflightFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
+    const deps = { log: (l: string) => console.log(l), error: (l: string) => console.error(l) };
+    return process.env.PREFLIGHT_STORAGE_URL ? runStorageReachFromEnv(process.env, deps) : runPreflightFromEnv(process.env, deps);
   }, "set", { deadline: { variable: "PREFLIGHT_DEADLINE_SECONDS", defaultSeconds: DOCTOR_DEADLINE_SECONDS } });
 }

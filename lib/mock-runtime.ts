@@ -189,10 +189,11 @@ export interface RunOptions {
   /** Loads the program module (a fresh import) and returns its exports. */
   load: () => Promise<Record<string, unknown>>;
   /**
-   * What each `command:local:Command` printed, as its `stdout` and `stderr` outputs in the
-   * recorded state (a `pulumi up` keeps them in the state file); none by default.
+   * Outputs of `@pulumi/command` resources, as if their program had run (e.g. `{ stdout: "3" }`; a `pulumi up` keeps
+   * `stdout`/`stderr` in the state file),
+   * by logical name; undefined leaves a command's state as its inputs (commands do not run here).
    */
-  commandOutput?: (name: string, inputs: Record<string, any>) => { stdout: string; stderr: string };
+  commandOutputs?: (name: string, inputs: Record<string, any>) => Record<string, unknown> | undefined;
 }
 
 /**
@@ -215,8 +216,8 @@ export async function runProgram(opts: RunOptions): Promise<ProgramRun> {
         if (!args.custom) id = "";
         else if (args.type.startsWith("azure-native:")) id = mockArmId(args.type, unwrapSecrets(inputs), sub);
         else id = `${args.name}-${sha256(JSON.stringify(unwrapSecrets(inputs))).slice(0, 8)}`;
-        const state = args.custom ? { ...inputs, name: azureName(id), ...computedState(args.type, inputs, id) } : {};
-        if (args.type === "command:local:Command" && opts.commandOutput) Object.assign(state, opts.commandOutput(args.name, unwrapSecrets(inputs)));
+        const ran = args.type === "command:local:Command" ? opts.commandOutputs?.(args.name, unwrapSecrets(inputs) as Record<string, any>) : undefined;
+        const state = args.custom ? { ...inputs, name: azureName(id), ...computedState(args.type, inputs, id), ...(ran ?? {}) } : {};
         const key = `${args.type}::${args.name}`;
         const reg = { ...(pending.get(key) ?? {}), type: args.type, name: args.name, custom: !!args.custom, inputs, id, state };
         registrations.push(reg as Registration);

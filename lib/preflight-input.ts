@@ -4,6 +4,7 @@
  * Pulumi program (infra/preflight.ts) and the offline plan load nothing they do not use.
  */
 import type { StackConfig } from "../infra/config";
+import { imageBuildCluster } from "../infra/security";
 
 export type ClusterLike = { name?: string; vmSize: string; maxNodes: number; vmPriority?: "Dedicated" | "LowPriority" };
 
@@ -11,6 +12,8 @@ export type ClusterLike = { name?: string; vmSize: string; maxNodes: number; vmP
 export interface QuotaInput {
   trainingCluster: ClusterLike;
   data?: { source: string; prepCluster?: ClusterLike };
+  /** The `private` profile's image-build cluster, when it adds one (infra/security.ts `imageBuildCluster`). */
+  imageBuildCluster?: ClusterLike;
   /** `maxInstances`: an autoscaled deployment's ceiling (`autoscale.maxInstances`), which the quota must cover. */
   serving: { deployments: { name: string; instanceType: string; instanceCount: number; maxInstances?: number }[] };
 }
@@ -38,6 +41,7 @@ export interface PreflightInput extends QuotaInput {
 /** The {@link PreflightInput} of a validated stack config (only the keys the checks read). */
 export function preflightInput(c: StackConfig): PreflightInput {
   const cluster = (k: ClusterLike): ClusterLike => ({ name: k.name, vmSize: k.vmSize, maxNodes: k.maxNodes, vmPriority: k.vmPriority });
+  const imageBuild = imageBuildCluster(c)?.add;
   return {
     location: c.location,
     namePrefix: c.namePrefix,
@@ -45,6 +49,8 @@ export function preflightInput(c: StackConfig): PreflightInput {
     resourceGroupName: c.resourceGroupName,
     trainingCluster: cluster(c.trainingCluster),
     data: c.data.source === "ultrachat" ? { source: c.data.source, prepCluster: cluster(c.data.prepCluster) } : { source: c.data.source },
+    // Only when the profile adds one, so the input (and so the step) of other stacks stays the same.
+    ...(imageBuild ? { imageBuildCluster: cluster(imageBuild) } : {}),
     serving: {
       deployments: c.serving.deployments.map((d) => ({
         name: d.name,

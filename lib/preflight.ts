@@ -15,6 +15,8 @@
  *     this stack's, no soft-deleted key vault or workspace holds the names (remedy: the
  *     `nameGeneration` setting, or a purge), and the workspace names;
  *  6. every pinned model version (`existing: true`) exists in the stack's workspace.
+ * And, once the storage account exists (`private` profile, before any upload; jobs/preflight.ts
+ * with PREFLIGHT_STORAGE_URL): {@link checkStorageReach}, that this machine reaches it.
  * Each problem is a FAIL (blocks) or WARN check with the remedy named. Never prints a token.
  */
 import type { TokenCredential } from "@azure/identity";
@@ -29,7 +31,8 @@ import {
   withApiVersion,
   type ArmClient,
 } from "./arm";
-import type { HttpClient } from "@azure/core-rest-pipeline";
+import { createDefaultHttpClient, createHttpHeaders, createPipelineFromOptions, createPipelineRequest, type HttpClient } from "@azure/core-rest-pipeline";
+import { maskRegistered, registerSecret } from "./secrets";
 
 /** API versions of every call the doctor makes. */
 export const API_VERSIONS = {
@@ -136,6 +139,7 @@ export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployme
   cluster("trainingCluster", "training cluster", "phi3-finetune:trainingCluster.vmSize", config.trainingCluster);
   const prep = config.data?.source === "ultrachat" ? config.data.prepCluster : undefined;
   if (prep) cluster("prepCluster", "prep cluster", "phi3-finetune:data.prepCluster.vmSize", prep);
+  if (config.imageBuildCluster) cluster("imageBuildCluster", "image-build cluster", "phi3-finetune:security.profile", config.imageBuildCluster);
   config.serving.deployments.forEach((d, i) => {
     out.push({
       kind: "deployment",
@@ -987,4 +991,107 @@ async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<Doct
     ...(names ? await checkPinnedModels(client, sub, names, config) : []),
   );
   return { checks, exitCode: exitCodeOf(checks), subscription, names, quota };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Line of sight to the storage account (private profile, before any upload)
+// ---------------------------------------------------------------------------------------------
+
+/** Blob service REST version of the reach check (as jobs/upload-blobs.ts). */
+export const STORAGE_REACH_API_VERSION = "2023-11-03";
+/** OAuth scope of Azure Storage. */
+export const STORAGE_REACH_SCOPE = "https://storage.azure.com/.default";
+
+/** Injected dependencies of {@link checkStorageReach}. */
+export interface StorageReachDeps {
+  credential: TokenCredential;
+  /** Transport (tests: a loopback server); default `@azure/core-rest-pipeline`'s. */
+  httpClient?: HttpClient;
+  /** Time one request may take (ms); default 30 000. */
+  requestTimeoutMs?: number;
+  /** Retries of 408/429/5xx and network errors; default 2. */
+  maxRetries?: number;
+}
+
+/**
+ * Can this machine reach the storage account the uploads go to? `Get Container Properties`
+ * (`GET <container>?restype=container`, Blob REST 2023-11-03) with an Entra ID token, the way the
+ * uploads authenticate. PASS on 200. FAIL, naming the remedy, when:
+ * - the account's network refuses this machine (403 `AuthorizationFailure`, "not authorized to
+ *   perform this operation using this network": public access Disabled, or an IP not in
+ *   `security.deployerNetwork`; learn.microsoft.com/azure/storage/common/storage-network-security);
+ * - the name does not resolve, the connection is refused or times out (no route: a private
+ *   endpoint's DNS is missing, or a firewall on the way);
+ * - the identity lacks the data role (403 `AuthorizationPermissionMismatch`) or the container is
+ *   missing (404), or any other answer.
+ * Never throws for what storage or the network answers; never prints the token.
+ */
+export async function checkStorageReach(containerUrl: string, deps: StorageReachDeps): Promise<Check> {
+  const id = "storage:reach";
+  const name = "Storage account reachable for uploads";
+  let url: URL;
+  try {
+    url = new URL(containerUrl);
+  } catch {
+    return { id, name, status: "FAIL", detail: `not a URL: ${short(containerUrl, 120)}`, remedy: "a bug in the stack: BLOB_CONTAINER_URL must be https://<account>.blob.core.windows.net/<container>" };
+  }
+  const loopback = ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+  if (url.protocol !== "https:" && !loopback) {
+    return { id, name, status: "FAIL", detail: `refusing to send a token to ${url.origin} over plain HTTP`, remedy: "use the account's https:// blob endpoint" };
+  }
+  const where = `${url.host}${url.pathname}`;
+  const inbound =
+    "add the public IP address this machine reaches Azure from to phi3-finetune:security.deployerNetwork and run `pulumi up` again, " +
+    "or run `pulumi up` from a machine in a network with a private endpoint (and its privatelink.blob.core.windows.net DNS) to the account";
+  const pipeline = createPipelineFromOptions({ retryOptions: { maxRetries: deps.maxRetries ?? 2, retryDelayInMs: 500, maxRetryDelayInMs: 5000 } });
+  pipeline.addPolicy({
+    name: "storageReachBearerToken",
+    async sendRequest(request, next) {
+      // Under the request's own time limit; the token joins the process's masking set (lib/secrets.ts).
+      const token = await deps.credential.getToken(STORAGE_REACH_SCOPE, { abortSignal: AbortSignal.timeout(deps.requestTimeoutMs ?? 30_000) });
+      if (!token) throw new Error("the credential returned no token for Azure Storage");
+      registerSecret(token.token);
+      request.headers.set("authorization", `Bearer ${token.token}`);
+      return next(request);
+    },
+  });
+  const request = createPipelineRequest({
+    url: `${containerUrl.replace(/\/+$/, "")}?restype=container`,
+    method: "GET",
+    timeout: deps.requestTimeoutMs ?? 30_000,
+    allowInsecureConnection: url.protocol === "http:",
+    headers: createHttpHeaders({ "x-ms-version": STORAGE_REACH_API_VERSION }),
+  });
+  let status: number;
+  let code: string;
+  try {
+    const response = await pipeline.sendRequest(deps.httpClient ?? createDefaultHttpClient(), request);
+    status = response.status;
+    // An error header can echo what was sent (a proxy's): masked like every answer.
+    code = maskRegistered(response.headers.get("x-ms-error-code") ?? "");
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    const reason = short(`${err.code ? `${err.code}: ` : ""}${err.message ?? String(e)}`, 200);
+    if (/token|credential/i.test(err.message ?? "") && !err.code) {
+      return { id, name, status: "FAIL", detail: `no Entra ID token for Azure Storage: ${reason}`, remedy: "log in (az login) or set the AZURE_* / ARM_* variables of the identity running pulumi up" };
+    }
+    return { id, name, status: "FAIL", detail: `cannot reach ${where}: ${reason}`, remedy: inbound };
+  }
+  if (status >= 200 && status < 300) return { id, name, status: "PASS", detail: `${where} answered HTTP ${status}` };
+  if (status === 403 && code === "AuthorizationFailure") {
+    return { id, name, status: "FAIL", detail: `${where} refuses this machine's network (HTTP 403 AuthorizationFailure)`, remedy: inbound };
+  }
+  if (status === 403 && code === "AuthorizationPermissionMismatch") {
+    return {
+      id,
+      name,
+      status: "FAIL",
+      detail: `${where} is reachable, but this identity may not read it (HTTP 403 AuthorizationPermissionMismatch)`,
+      remedy: "the stack grants the deployer Storage Blob Data Contributor on the container; wait for it to propagate (up to 10 minutes) and run `pulumi up` again",
+    };
+  }
+  if (status === 404) {
+    return { id, name, status: "FAIL", detail: `${where} is reachable, but the container does not exist (HTTP 404${code ? ` ${code}` : ""})`, remedy: "Azure ML creates it with the workspace: check the workspace's default datastore" };
+  }
+  return { id, name, status: "FAIL", detail: `${where} answered HTTP ${status}${code ? ` ${code}` : ""}`, remedy: inbound };
 }

@@ -4,7 +4,7 @@
  * the key named; the preflight's quota covers the max (20% online reservation included); the
  * cost estimate shows min and max.
  */
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type * as monitor from "@pulumi/azure-native/monitor";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import * as enums from "@pulumi/azure-native/types/enums/monitor";
@@ -16,7 +16,10 @@ import { preflightInput, requiredQuota } from "../lib/preflight";
 import type { ProgramRun } from "../lib/mock-runtime";
 import { unwrapSecrets } from "../lib/mock-runtime";
 import { expectRefused } from "./helpers/config";
-import { byName, ofType, runStack, stackConfig } from "./helpers/stack";
+import { byName, commandEnv, ofType, runStack, stackConfig } from "./helpers/stack";
+import { fakeCredential, startFakeArm, type FakeArm } from "./helpers/fake-arm";
+import { runDeploymentCapacityFromEnv } from "../jobs/deployment-capacity";
+import { parseCapacity } from "../infra/serving";
 
 const json = (v: unknown) => JSON.stringify(v);
 const AUTOSCALE = "azure-native:monitor:AutoscaleSetting";
@@ -95,17 +98,99 @@ describe("the scale stack's autoscale setting", () => {
     ]);
   });
 
-  it("the deployment starts at instanceCount and leaves its count to Azure Monitor afterwards", () => {
+  it("the deployment starts at instanceCount, sent through the live-capacity read, with no ignoreChanges that would resend a stale count", () => {
     const deployment = byName(run, "phi3-serving-deployment-blue");
+    // Commands do not run under mocks: the read's output is empty, so the deployment starts at instanceCount.
     expect(unwrapSecrets(deployment.inputs).sku).toEqual({ name: "Default", capacity: 1 });
-    expect(deployment.ignoreChanges).toContain("sku.capacity");
+    expect(deployment.ignoreChanges ?? []).not.toContain("sku.capacity");
+    const read = byName(run, "phi3-serving-capacity-blue");
+    expect(deployment.dependencies).toContain(read.urn);
+    expect(unwrapSecrets(read.inputs).create).toBe("npx --no-install tsx jobs/deployment-capacity.ts");
+    expect(commandEnv(read)).toMatchObject({
+      AZUREML_DEPLOYMENT: unwrapSecrets(deployment.inputs).deploymentName,
+      AZUREML_ENDPOINT: unwrapSecrets(deployment.inputs).endpointName,
+      CAPACITY_FALLBACK: "1",
+    });
   });
 
-  it("a stack without autoscale has no setting and keeps managing its count", async () => {
+  it("a stack without autoscale has no setting, no capacity read, and keeps managing its count", async () => {
     const dev = await runStack();
     expect(ofType(dev, AUTOSCALE)).toEqual([]);
+    expect(dev.registrations.some((r) => r.name.startsWith("phi3-serving-capacity-"))).toBe(false);
     expect(byName(dev, "phi3-serving-deployment-blue").ignoreChanges ?? []).not.toContain("sku.capacity");
   });
+});
+
+describe("an update for another reason leaves the live capacity alone (issue 19)", () => {
+  // Two configs of the scale stack: A as written, B with a longer request timeout (a reason to update
+  // the deployment); Azure Monitor has meanwhile scaled the deployment out to 3 instances.
+  const B = { requestSettings: { maxConcurrentRequestsPerInstance: 3, requestTimeoutMs: 90000, maxQueueWaitMs: 120000 } };
+  const servingWith = (over: Record<string, unknown>) => {
+    const serving = structuredClone(parseConfig(rawProjectConfig(stackConfig("scale").config)).config.serving) as any;
+    Object.assign(serving.deployments[0], over);
+    return serving;
+  };
+  const readEnv = (run: ProgramRun) => commandEnv(byName(run, "phi3-serving-capacity-blue"));
+  let fake: FakeArm;
+  let a: ProgramRun;
+  let again: ProgramRun;
+  beforeAll(async () => {
+    fake = await startFakeArm();
+    a = await runStack({ stack: "scale" });
+    again = await runStack({ stack: "scale" });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  it("the read runs again exactly when the rest of the deployment changes (its digest), not on a rerun of the same config", async () => {
+    expect(readEnv(again).DEPLOYMENT_DIGEST).toBe(readEnv(a).DEPLOYMENT_DIGEST);
+    const b = await runStack({ stack: "scale", overrides: { serving: servingWith(B) } });
+    expect(readEnv(b).DEPLOYMENT_DIGEST).not.toBe(readEnv(a).DEPLOYMENT_DIGEST);
+    // A new instanceCount alone does not touch the body the digest covers (only the creation fallback).
+    const count = await runStack({ stack: "scale", overrides: { serving: servingWith({ instanceCount: 2 }) } });
+    expect(readEnv(count).DEPLOYMENT_DIGEST).toBe(readEnv(a).DEPLOYMENT_DIGEST);
+  });
+
+  it("config B's update sends the live 3 instances, read by jobs/deployment-capacity.ts with B's own environment, not the 1 it was created with", async () => {
+    const b0 = await runStack({ stack: "scale", overrides: { serving: servingWith(B) } });
+    const env = readEnv(b0);
+    const path = `/subscriptions/${env.AZURE_SUBSCRIPTION_ID}/resourceGroups/${env.AZURE_RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/${env.AZUREML_WORKSPACE}/onlineEndpoints/${env.AZUREML_ENDPOINT}/deployments/${env.AZUREML_DEPLOYMENT}`;
+    fake.route("GET", path, { body: { name: env.AZUREML_DEPLOYMENT, sku: { name: "Default", capacity: 3 }, properties: { provisioningState: "Succeeded" } } });
+    const out: string[] = [];
+    const code = await runDeploymentCapacityFromEnv({ ...env, ARM_ENDPOINT: fake.baseUrl }, { log: (l) => out.push(l), error: () => undefined, credential: fakeCredential() });
+    expect(code).toBe(0);
+    expect(out).toEqual(["3"]);
+    expect(fake.requestsTo("GET", path)[0].query["api-version"]).toBe("2025-12-01");
+
+    const b = await runStack({ stack: "scale", overrides: { serving: servingWith(B) }, commandOutputs: (name) => (name === "phi3-serving-capacity-blue" ? { stdout: out.join("\n") + "\n" } : undefined) });
+    const sent = unwrapSecrets(byName(b, "phi3-serving-deployment-blue").inputs);
+    expect(sent.sku).toEqual({ name: "Default", capacity: 3 });
+    expect(sent.properties.requestSettings.requestTimeout).toBe("PT90S");
+    // A's deployment was sent 1 (created at instanceCount): B does not send that back.
+    expect(unwrapSecrets(byName(a, "phi3-serving-deployment-blue").inputs).sku.capacity).toBe(1);
+  });
+
+  it("before the deployment exists the read prints instanceCount (404), and refuses a bad environment", async () => {
+    const env = readEnv(a);
+    fake.route("GET", new RegExp(`/deployments/${env.AZUREML_DEPLOYMENT}$`), { status: 404, body: { error: { code: "ResourceNotFound", message: "not found" } } });
+    const out: string[] = [];
+    expect(await runDeploymentCapacityFromEnv({ ...env, CAPACITY_FALLBACK: "2", ARM_ENDPOINT: fake.baseUrl }, { log: (l) => out.push(l), error: () => undefined, credential: fakeCredential() })).toBe(0);
+    expect(out).toEqual(["2"]);
+    const err: string[] = [];
+    expect(await runDeploymentCapacityFromEnv({ ...env, CAPACITY_FALLBACK: "0" }, { log: () => undefined, error: (l) => err.push(l), credential: fakeCredential() })).toBe(2);
+    expect(err.join("\n")).toMatch(/CAPACITY_FALLBACK must be an integer >= 1/);
+  });
+
+  it.each([
+    ["3\n", 3],
+    ["deployment-capacity: ...\n4", 4],
+    ["", 1],
+    [undefined, 1],
+    ["0", 1],
+    ["2.5", 1],
+    ["three", 1],
+  ])("parseCapacity(%j) is %i (fallback 1)", (stdout, n) => expect(parseCapacity(stdout as string | undefined, 1)).toBe(n));
 });
 
 describe("the profile builder", () => {
@@ -157,12 +242,12 @@ describe("invalid autoscale and quota are refused at plan time, naming the key",
     ["one rule", { serving: deployment({}, { minInstances: 1, maxInstances: 2, rules: [{ metric: "GpuUtilizationPercentage", scale: "out", threshold: 70 }] }) }, `${D}.autoscale.rules`, /at least one scale-out and one scale-in rule/],
     ["an unknown metric", { serving: deployment({}, { minInstances: 1, maxInstances: 2, rules: [{ metric: "Percentage CPU", scale: "out", threshold: 70 }, { metric: "GpuUtilizationPercentage", scale: "in", threshold: 20 }] }) }, `${D}.autoscale.rules[0].metric`, /GpuUtilizationPercentage/],
     ["a window shorter than Azure's 5 minutes", { serving: deployment({}, { minInstances: 1, maxInstances: 2, rules: [{ metric: "GpuUtilizationPercentage", scale: "out", threshold: 70, windowMinutes: 1 }, { metric: "GpuUtilizationPercentage", scale: "in", threshold: 20 }] }) }, `${D}.autoscale.rules[0].windowMinutes`, />= 5/],
-    ["a quota family that does not exist", { quota: json({ standardNCASv3_T4Famly: 16, standardNCADSA100v4Family: 192 }) }, "phi3-finetune:quota.standardNCASv3_T4Famly", /not the quota family of any size.*standardNCASv3_T4Family/],
-    ["a training cluster above its family's quota", { quota: json({ standardNCASv3_T4Family: 16, standardNCADSA100v4Family: 96 }) }, "phi3-finetune:quota.standardNCADSA100v4Family", /needs 192 vCPUs of standardNCADSA100v4Family .*above the declared quota of 96/],
+    ["a quota family that does not exist", { quota: json({ standardNCASv3_T4Famly: 16, standardNDASv4_A100Family: 96 }) }, "phi3-finetune:quota.standardNCASv3_T4Famly", /not the quota family of any size.*standardNCASv3_T4Family/],
+    ["a training cluster above its family's quota", { quota: json({ standardNCASv3_T4Family: 16, standardNDASv4_A100Family: 48 }) }, "phi3-finetune:quota.standardNDASv4_A100Family", /needs 96 vCPUs of standardNDASv4_A100Family .*above the declared quota of 48/],
   ];
   it.each(cases)("%s", (_label, over, key, rule) => expectRefused({ ...scaleRaw(), ...over }, key, rule));
 
-  it("the scale stack itself passes: 15 T4 vCPUs within 16, 192 A100 vCPUs within 192", () => {
+  it("the scale stack itself passes: 15 T4 vCPUs within 16, 96 ND A100 vCPUs within 96", () => {
     expect(() => parseConfig(scaleRaw())).not.toThrow();
   });
 });

@@ -19,8 +19,12 @@ import {
 } from "../infra/distribution";
 import { canonicalJson, sha256 } from "../infra/naming";
 import { planTraining } from "../infra/training";
+import { hasInfiniBand } from "../infra/vm-sizes";
+import { unwrapSecrets, type Registration } from "../lib/mock-runtime";
 import { expectRefused } from "./helpers/config";
 import { byName, commandEnv, runStack, stackConfig } from "./helpers/stack";
+
+const plain = (r: Registration) => unwrapSecrets(r.inputs) as Record<string, any>;
 
 const json = (v: unknown) => JSON.stringify(v);
 const base: RawConfig = { location: "eastus2" };
@@ -51,6 +55,31 @@ describe("plan-time rules: processes per node against GPUs, nodes against maxNod
   it.each(accepted)("%s passes", (_label, raw) => {
     expect(() => parseConfig({ ...base, ...raw })).not.toThrow();
   });
+
+  it("warns when a multi-node job runs on a size without InfiniBand, naming the InfiniBand sizes", () => {
+    const ethernet = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_NC96ads_A100_v4", maxNodes: 2 }), training: json({ instanceCount: 2, processesPerInstance: 4 }) });
+    const w = ethernet.warnings.join("\n");
+    expect(w).toMatch(/training\.instanceCount: 2 nodes of Standard_NC96ads_A100_v4, which has no InfiniBand/);
+    for (const alt of ["Standard_ND96asr_v4", "Standard_ND96amsr_A100_v4", "Standard_ND96isr_H100_v5"]) expect(w).toContain(alt);
+    // Two InfiniBand nodes, or one node of any size: no such warning.
+    const ib = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_ND96asr_v4", maxNodes: 2 }), training: json({ instanceCount: 2, processesPerInstance: 8 }) });
+    const one = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_NC96ads_A100_v4" }), training: json({ processesPerInstance: 4 }) });
+    for (const ok of [ib, one]) expect(ok.warnings.join("\n")).not.toMatch(/InfiniBand/);
+  });
+
+  const names: [string, boolean][] = [
+    ["Standard_ND96asr_v4", true],
+    ["Standard_ND96amsr_A100_v4", true],
+    ["standard_nd96isr_h100_v5", true],
+    ["Standard_HB120rs_v3", true],
+    ["Standard_NC24rs_v3", true],
+    ["Standard_NC96ads_A100_v4", false],
+    ["Standard_NC24ads_A100_v4", false],
+    ["Standard_NC4as_T4_v3", false],
+    ["Standard_DS3_v2", false],
+    ["not a size", false],
+  ];
+  it.each(names)("hasInfiniBand(%s) is %s", (name, ib) => expect(hasInfiniBand(name)).toBe(ib));
 
   it("warns when a GPU node is left partly idle, and when the size's GPUs are not recorded", () => {
     const partly = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_NC96ads_A100_v4" }), training: json({ processesPerInstance: 2 }) });
@@ -97,18 +126,22 @@ describe("the job body", () => {
   // The PyTorch discriminated type of `distribution` (azure-native 3.28 PyTorchArgs, generated from 2025-12-01).
   const REST_PYTORCH_KEYS = ["distributionType", "processCountPerInstance"];
 
-  it("the scale stack submits 2 nodes × 4 processes in the REST shape, the dev stack none", async () => {
+  it("the scale stack submits 1 InfiniBand node × 8 processes in the REST shape, the dev stack none", async () => {
     const scale = await runStack({ stack: "scale" });
     const body = JSON.parse(commandEnv(byName(scale, "phi3-training-finetune-job")).AZUREML_JOB_BODY).properties;
     for (const k of Object.keys(body)) expect(REST_COMMAND_JOB_KEYS, k).toContain(k);
     for (const k of Object.keys(body.resources)) expect(REST_RESOURCES_KEYS, k).toContain(k);
     expect(Object.keys(body.distribution).sort()).toEqual(REST_PYTORCH_KEYS);
     expect(body.jobType).toBe("Command");
-    expect(body.resources).toEqual({ instanceCount: 2 });
-    expect(body.distribution).toEqual({ distributionType: "PyTorch", processCountPerInstance: 4 });
+    expect(body.resources).toEqual({ instanceCount: 1 });
+    expect(body.distribution).toEqual({ distributionType: "PyTorch", processCountPerInstance: 8 });
+    expect(body.computeId).toMatch(/\/computes\/a100x8-train$/);
+    expect(plain(byName(scale, "phi3-compute-training")).properties.properties.vmSize).toBe("Standard_ND96asr_v4");
+    expect(hasInfiniBand("Standard_ND96asr_v4")).toBe(true);
+    expect(parseConfig(rawProjectConfig(stackConfig("scale").config)).warnings.join("\n")).not.toMatch(/InfiniBand/);
     // The command is unchanged: Azure ML starts the processes and sets RANK/WORLD_SIZE.
     expect(body.command).toMatch(/^python fine_tune\.py /);
-    expect(body.description).toContain("2 nodes × 4 processes (world size 8, effective batch 8)");
+    expect(body.description).toContain("1 node × 8 processes (world size 8, effective batch 8)");
     // The prep job stays a single CPU process.
     const prep = JSON.parse(commandEnv(byName(scale, "phi3-training-prep-job")).AZUREML_JOB_BODY).properties;
     expect(prep.resources).toEqual({ instanceCount: 1 });

@@ -127,6 +127,24 @@ describe("the job body builder", () => {
   });
 });
 
+describe("the sequence length (issue 19)", () => {
+  const cfg = (maxSeqLength: number) => parseConfig({ location: "eastus2", training: json({ mode: "managed" }), hyperparameters: json({ warmupRatio: 0, maxSeqLength }) }).config;
+
+  it.each([512, 2048, 4096])("maxSeqLength %i bounds the sequence: max_seq_length with pad_to_max_length true (the only case the component reads it)", (n) => {
+    const literal = managedLiteralInputs(cfg(n));
+    expect(literal.max_seq_length).toBe(String(n));
+    expect(literal.pad_to_max_length).toBe("true");
+    for (const k of ["pad_to_max_length", "max_seq_length"]) expect(COMPONENT_INPUTS).toContain(k);
+  });
+
+  it("reaches the pipeline job's inputs as literals", () => {
+    const body = managedPipelineJob(cfg(1024), { computeId: "/computes/a100-train", data: { trainUri: "azureml://x/train.jsonl", testUri: "azureml://x/test.jsonl" }, tags: {} });
+    const text = JSON.stringify(body);
+    expect(text).toContain('"pad_to_max_length":{"job_input_type":"literal","value":"true"}');
+    expect(text).toContain('"max_seq_length":{"job_input_type":"literal","value":"1024"}');
+  });
+});
+
 describe("switching mode", () => {
   let script: ProgramRun;
   let managed: ProgramRun;

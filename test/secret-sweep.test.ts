@@ -269,7 +269,7 @@ describe("no secret in the state: the Commands' recorded output", () => {
         stack,
         overrides: { "azure-native:clientId": "bbbbbbbb-0000-0000-0000-000000000001", "azure-native:tenantId": TENANT, "azure-native:clientSecret": secret },
         secretKeys: ["azure-native:clientSecret"],
-        commandOutput: (name) => ({ stdout: `${raw}\n${(printed.get("preflight") ?? []).join("\n")}`, stderr: `${name}: ${raw}` }),
+        commandOutputs: (name) => ({ stdout: `${raw}\n${(printed.get("preflight") ?? []).join("\n")}`, stderr: `${name}: ${raw}` }),
       });
       const commands = run.registrations.filter((r) => r.type === "command:local:Command");
       expect(commands.length, stack).toBeGreaterThanOrEqual(stack === "private" ? 3 : 2);

@@ -7,10 +7,11 @@ import * as fs from "fs";
 import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
-import { estimateCost, loadPriceTable } from "../infra/cost";
+import { costInputOf, estimateCost, formatCostReport, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
-import { deployerPrincipalType, SECURITY_DEFAULTS } from "../infra/security";
+import { deployerAddressProblem, deployerPrincipalType, imageBuildCluster, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
+import { preflightInput, sizeConsumers } from "../lib/preflight";
 import { buildPlan, formatPlan } from "../cli/plan";
 import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
@@ -242,31 +243,56 @@ describe("security profile private (Pulumi.private.yaml)", () => {
     run = await runStack({ stack: "private" });
   });
 
-  it("managed network isolation AllowOnlyApprovedOutbound with the jobs' outbound rules, on workspace and hub", () => {
+  it("managed network AllowOnlyApprovedOutbound on workspace and hub, provisioned at creation; FQDN rules (and so a firewall) on the workspace only", () => {
+    const fqdnsOf = (name: string) => Object.values<any>(plain(byName(run, name)).managedNetwork.outboundRules).filter((r) => r.type === "FQDN").map((r) => r.destination);
     for (const name of ["phi3-workspace", "phi3-promptflow-hub"]) {
-      const mn = plain(byName(run, name)).managedNetwork;
-      expect(mn.isolationMode, name).toBe("AllowOnlyApprovedOutbound");
-      const fqdns = Object.values<any>(mn.outboundRules).filter((r) => r.type === "FQDN").map((r) => r.destination);
-      for (const f of ["huggingface.co", "cdn-lfs.huggingface.co", "*.hf.co", "pypi.org", "*.pythonhosted.org", "*.anaconda.org"]) expect(fqdns, name).toContain(f);
+      const ws = plain(byName(run, name));
+      expect(ws.managedNetwork.isolationMode, name).toBe("AllowOnlyApprovedOutbound");
+      expect(ws.provisionNetworkNow, name).toBe(true);
     }
-    const pe = plain(byName(run, "phi3-promptflow-hub")).managedNetwork.outboundRules["ml-workspace"];
-    expect(pe).toEqual({ type: "PrivateEndpoint", category: "UserDefined", destination: { serviceResourceId: byName(run, "phi3-workspace").id, subresourceTarget: "amlworkspace", sparkEnabled: false } });
+    for (const f of ["huggingface.co", "cdn-lfs.huggingface.co", "*.hf.co", "pypi.org", "*.pythonhosted.org", "*.anaconda.org"]) expect(fqdnsOf("phi3-workspace")).toContain(f);
+    expect(plain(byName(run, "phi3-workspace")).managedNetwork.firewallSku).toBe("Standard");
+    // The hub: one user rule, the private endpoint to the ML workspace; no FQDN rule, so Azure creates no firewall.
+    const hub = plain(byName(run, "phi3-promptflow-hub")).managedNetwork;
+    expect(fqdnsOf("phi3-promptflow-hub")).toEqual([]);
+    expect(hub.firewallSku).toBeUndefined();
+    expect(hub.outboundRules).toEqual({
+      "ml-workspace": { type: "PrivateEndpoint", category: "UserDefined", destination: { serviceResourceId: byName(run, "phi3-workspace").id, subresourceTarget: "amlworkspace", sparkEnabled: false } },
+    });
+    // The project uses its hub's network.
+    expect(plain(byName(run, "phi3-promptflow-project")).provisionNetworkNow).toBeUndefined();
   });
 
-  it("public network access is disabled on every resource that has the property", () => {
+  it("images are built on the prep cluster, named on the workspace before the cluster exists", () => {
+    const ws = plain(byName(run, "phi3-workspace"));
+    const prep = plain(byName(run, "phi3-compute-prep"));
+    expect(ws.imageBuildCompute).toBe("prep-cpu");
+    expect(prep.computeName).toBe(ws.imageBuildCompute);
+    expect(prep.workspaceName).toBe(ws.workspaceName);
+    expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-prep", "phi3-compute-training"]);
+  });
+
+  it("public network access is disabled on every resource that has it, except storage, open to security.deployerNetwork only", () => {
     const settings = publicNetworkSettings(run);
     const names = settings.map(([n]) => n);
     for (const n of ["phi3-workspace", "phi3-promptflow-hub", "phi3-promptflow-project", "phi3-storage", "phi3-keyvault", "phi3-registry", "phi3-serving-endpoint"]) expect(names).toContain(n);
-    expect(settings.filter(([, v]) => v !== "Disabled")).toEqual([]);
+    expect(settings.filter(([, v]) => v !== "Disabled")).toEqual([["phi3-storage", "Enabled"]]);
+    expect(plain(byName(run, "phi3-storage")).networkRuleSet).toEqual({
+      defaultAction: "Deny",
+      bypass: "AzureServices",
+      ipRules: [{ iPAddressOrRange: "203.0.113.0/24", action: "Allow" }],
+    });
     expect(plain(byName(run, "phi3-registry")).sku).toEqual({ name: "Premium" });
   });
 
-  it("no storage account keys: shared key off, identity-based system datastores, the identities' data roles", () => {
-    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ allowSharedKeyAccess: false, networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } });
+  it("no storage account keys: shared key off, identity-based system datastores; no data role that Azure ML assigns itself", () => {
+    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ allowSharedKeyAccess: false });
     for (const n of ["phi3-workspace", "phi3-promptflow-hub"]) expect(plain(byName(run, n)).systemDatastoresAuthMode).toBe("identity");
-    const ws = byName(run, "phi3-workspace").state.identity.principalId;
-    const roles = ofType(run, "azure-native:authorization:RoleAssignment").map(plain).filter((a) => a.principalId === ws).map((a) => nameOfRole(roleOf(a))).sort();
-    expect(roles).toEqual(["Storage Blob Data Contributor", "Storage File Data Privileged Contributor"]);
+    const rolesOfPrincipal = (principal: string) =>
+      ofType(run, "azure-native:authorization:RoleAssignment").map(plain).filter((a) => a.principalId === principal).map((a) => nameOfRole(roleOf(a))).sort();
+    // Storage Blob Data Contributor of the workspace and hub identities is Azure ML's own (409 RoleAssignmentExists if declared again).
+    expect(rolesOfPrincipal(byName(run, "phi3-workspace").state.identity.principalId)).toEqual(["Storage File Data Privileged Contributor"]);
+    expect(rolesOfPrincipal(byName(run, "phi3-promptflow-hub").state.identity.principalId)).toEqual(["Azure AI Enterprise Network Connection Approver", "Storage File Data Privileged Contributor"]);
   });
 
   it("uploads go through Entra ID (no storage.Blob, which signs with the key), after the deployer's role is in effect", () => {
@@ -316,17 +342,110 @@ describe("the private example's offline plan", () => {
   const TSX = path.join(ROOT, "node_modules/.bin/tsx");
   const plan = (...args: string[]) => spawnSync(TSX, ["cli/plan.ts", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
 
-  it("plans, and its cost estimate includes the private endpoints, the firewalls and the Premium registry", () => {
+  it("plans with imageBuildCompute, provisionNetworkNow, an inbound path and no self-made role; its cost has the private endpoints, the firewall and the Premium registry", () => {
     const text = plan("--stack", "private");
     expect(text.status, text.stderr).toBe(0);
     const json = plan("--stack", "private", "--json");
     const p = JSON.parse(json.stdout);
-    expect(p.network).toMatchObject({ privateEndpoints: 9, firewalls: 2, firewallSku: "Standard", premiumRegistry: true });
-    expect(p.network.perHour).toBeCloseTo(9 * 0.01 + 2 * 1.25 + (0.0694 - 0.00694), 6);
-    expect(text.stdout).toMatch(/9 private endpoints \(managed networks\) @ USD 0\.01\/h = USD 0\.09\/h/);
-    expect(text.stdout).toMatch(/2 × Azure Firewall Standard/);
-    expect(p.warnings.join("\n")).toMatch(/security\.profile: private: `pulumi up` uploads/);
+    // 5 per managed network (storage blob and file, vault, registry, the workspace itself) × 2, plus the hub's to the ML workspace.
+    expect(p.network).toMatchObject({ privateEndpoints: 11, firewalls: 1, firewallSku: "Standard", premiumRegistry: true });
+    expect(p.network.perHour).toBeCloseTo(11 * 0.01 + 1 * 1.25 + (0.0694 - 0.00694), 6);
+    expect(text.stdout).toMatch(/11 private endpoints \(managed networks\) @ USD 0\.01\/h = USD 0\.11\/h/);
+    expect(text.stdout).toMatch(/1 × Azure Firewall Standard \(FQDN outbound rules\) = USD 1\.25\/h/);
+    const inputsOf = (name: string) => p.resources.find((r: { name: string }) => r.name === name).inputs;
+    expect(inputsOf("phi3-workspace")).toMatchObject({ imageBuildCompute: "prep-cpu", provisionNetworkNow: true });
+    expect(inputsOf("phi3-promptflow-hub")).toMatchObject({ provisionNetworkNow: true });
+    expect(inputsOf("phi3-storage").networkRuleSet).toMatchObject({ defaultAction: "Deny", ipRules: [{ iPAddressOrRange: "203.0.113.0/24", action: "Allow" }] });
+    const storageRoles = p.access.filter((a: { role: string; grantee: string }) => a.role === "Storage Blob Data Contributor").map((a: { grantee: string }) => a.grantee);
+    expect(storageRoles).not.toContain("workspace identity");
+    expect(storageRoles).not.toContain("hub identity");
+    expect(p.resources.some((r: { name: string }) => r.name === "phi3-training-storage-reach")).toBe(true);
+    expect(p.warnings.join("\n")).toMatch(/security\.profile: private: `pulumi up` uploads .* accepts only 203\.0\.113\.0\/24 \(security\.deployerNetwork\)/);
     // The dev stack's plan has no network section.
     expect(JSON.parse(plan("--stack", "dev", "--json").stdout).network).toBeUndefined();
+  });
+});
+
+describe("security.deployerNetwork: the inbound path of the uploads (issue 19)", () => {
+  const accepted = ["203.0.113.7", "203.0.113.0/24", "52.0.0.0/8", "198.51.100.0/30"];
+  const refused: [string, RegExp][] = [
+    ["10.1.2.3", /private, loopback or link-local/],
+    ["172.20.0.0/16", /private/],
+    ["192.168.1.10", /private/],
+    ["127.0.0.1", /loopback/],
+    ["203.0.113.7/32", /\/8 to \/30/],
+    ["203.0.113.0/31", /\/8 to \/30/],
+    ["52.0.0.0/7", /\/8 to \/30/],
+    ["256.1.1.1", /0-255/],
+    ["2001:db8::1", /public IPv4 address/],
+    ["example.com", /public IPv4 address/],
+  ];
+  it.each(accepted)("accepts %s", (ip) => expect(deployerAddressProblem(ip)).toBeUndefined());
+  it.each(refused)("refuses %s", (ip, why) => expect(deployerAddressProblem(ip)).toMatch(why));
+
+  it("config validation names the key and the entry", () => {
+    expect(() => parseConfig({ security: JSON.stringify({ profile: "private", deployerNetwork: ["203.0.113.0/24", "10.0.0.1"] }) })).toThrow(/security\.deployerNetwork\[1\]: .*private/);
+  });
+
+  it("storage: Disabled without the list (no IP rules, which Azure would ignore), Enabled only for the listed ranges with it", () => {
+    const priv = securitySchema.parse({ profile: "private" });
+    expect(storageNetwork(priv)).toEqual({ publicNetworkAccess: "Disabled", networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices" } });
+    expect(storageNetwork({ ...priv, deployerNetwork: ["203.0.113.7"] })).toEqual({
+      publicNetworkAccess: "Enabled",
+      networkRuleSet: { defaultAction: "Deny", bypass: "AzureServices", ipRules: [{ iPAddressOrRange: "203.0.113.7", action: "Allow" }] },
+    });
+    expect(storageNetwork(SECURITY_DEFAULTS)).toEqual({ publicNetworkAccess: "Enabled" });
+    // The list is ignored outside private.
+    expect(storageNetwork({ ...SECURITY_DEFAULTS, deployerNetwork: ["203.0.113.7"] })).toEqual({ publicNetworkAccess: "Enabled" });
+  });
+
+  it("without the list the private stack keeps storage private-endpoint only and warns where to run up", async () => {
+    const run = await runStack({ stack: "private", overrides: { security: { profile: "private", lock: true, deployerNetwork: [] } } });
+    expect(plain(byName(run, "phi3-storage"))).toMatchObject({ publicNetworkAccess: "Disabled", networkRuleSet: { defaultAction: "Deny" } });
+    expect(plain(byName(run, "phi3-storage")).networkRuleSet.ipRules).toBeUndefined();
+    expect(securityWarnings(securitySchema.parse({ profile: "private" })).join("\n")).toMatch(/no public endpoint \(no security\.deployerNetwork\)/);
+  });
+});
+
+describe("image builds of the private profile (issue 19)", () => {
+  it("without a prep cluster (your own JSONL) the stack adds a small CPU cluster and names it on the workspace", async () => {
+    const run = await runStack({
+      stack: "private",
+      overrides: { data: { source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" } },
+    });
+    const ws = plain(byName(run, "phi3-workspace"));
+    const builder = plain(byName(run, "phi3-compute-image-build"));
+    expect(ws.imageBuildCompute).toBe("image-build-cpu");
+    expect(builder).toMatchObject({ computeName: "image-build-cpu", properties: { properties: { vmSize: "Standard_DS3_v2", scaleSettings: { minNodeCount: 0, maxNodeCount: 1 } } } });
+    expect(ofType(run, "azure-native:machinelearningservices:Compute").map((c) => c.name).sort()).toEqual(["phi3-compute-image-build", "phi3-compute-training"]);
+    // The fine-tune job (whose image Azure ML builds there) waits for the cluster.
+    expect(byName(run, "phi3-training-finetune-job").dependencies).toContain(byName(run, "phi3-compute-image-build").urn);
+  });
+
+  it("a training cluster named like the image-build cluster is refused naming the key", () => {
+    const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
+    expect(() => parseConfig({ ...raw, trainingCluster: JSON.stringify({ name: "image-build-cpu" }) })).toThrow(/phi3-finetune:trainingCluster\.name: is the name of the private profile's image-build cluster/);
+  });
+
+  it("the cost estimate lists the image-build cluster when the profile adds it", () => {
+    const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
+    const cost = estimateCost(costInputOf(parseConfig(raw).config), loadPriceTable(), "eastus2");
+    expect(cost.imageBuild).toMatchObject({ vmSize: "Standard_DS3_v2", unitPerHour: 0.229, idlePer30Days: 0 });
+    expect(formatCostReport(cost).join("\n")).toMatch(/Image-build cluster: Standard_DS3_v2, 0–1 nodes @ USD 0\.23\/node-hour/);
+    expect(estimateCost(costInputOf(parseConfig({ location: "eastus2" }).config), loadPriceTable(), "eastus2").imageBuild).toBeUndefined();
+  });
+
+  it("the preflight counts the image-build cluster's quota when the profile adds it, and only then", () => {
+    const raw = { location: "eastus2", security: JSON.stringify({ profile: "private" }), data: JSON.stringify({ source: "jsonl", trainFile: "test/fixtures/data/train.jsonl", testFile: "test/fixtures/data/test.jsonl" }) };
+    const withBuilder = sizeConsumers(preflightInput(parseConfig(raw).config));
+    expect(withBuilder.find((c) => c.id === "imageBuildCluster")).toMatchObject({ vmSize: "Standard_DS3_v2", count: 1, key: "phi3-finetune:security.profile" });
+    expect(preflightInput(parseConfig({ ...raw, security: undefined } as any).config).imageBuildCluster).toBeUndefined();
+    expect(preflightInput(parseConfig({ location: "eastus2", security: JSON.stringify({ profile: "private" }) }).config).imageBuildCluster).toBeUndefined();
+  });
+
+  it("the standard profile names no image-build compute and adds no cluster", () => {
+    const { config } = parseConfig({ location: "eastus2" });
+    expect(imageBuildCluster(config)).toBeUndefined();
+    expect(imageBuildCluster({ ...config, security: securitySchema.parse({ profile: "private" }) })).toEqual({ name: "prep-cpu" });
   });
 });

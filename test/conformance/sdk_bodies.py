@@ -194,6 +194,8 @@ def finetune_pipeline_job(stack):
         "learning_rate": number(h["learningRate"]),
         "per_device_train_batch_size": h["perDeviceBatchSize"],
         "per_device_eval_batch_size": h["perDeviceBatchSize"],
+        # The component reads max_seq_length only with pad_to_max_length true (its spec, 0.0.81).
+        "pad_to_max_length": "true",
         "max_seq_length": h["maxSeqLength"],
         "lr_scheduler_type": h["lrScheduler"],
         "seed": h["seed"],

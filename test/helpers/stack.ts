@@ -33,8 +33,8 @@ export async function runStack(
     subscriptionId?: string;
     cwd?: string;
     secretKeys?: string[];
-    /** What each command printed (its recorded stdout/stderr), see lib/mock-runtime.ts. */
-    commandOutput?: (name: string, inputs: Record<string, unknown>) => { stdout: string; stderr: string };
+    /** Outputs of command resources as if they had run (see RunOptions.commandOutputs). */
+    commandOutputs?: (name: string, inputs: Record<string, any>) => Record<string, unknown> | undefined;
   } = {},
 ): Promise<ProgramRun> {
   const stack = opts.stack ?? "dev";
@@ -49,9 +49,9 @@ export async function runStack(
       stack,
       config,
       secretKeys: opts.secretKeys,
-      commandOutput: opts.commandOutput,
       preview: opts.preview ?? false,
       subscriptionId: opts.subscriptionId,
+      commandOutputs: opts.commandOutputs,
       load: async () => (await import("../../index.js")) as Record<string, unknown>,
     });
   } finally {
