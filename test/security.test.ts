@@ -136,7 +136,7 @@ describe("secrets stay secret end to end", () => {
     });
 
     it("neither value appears in the plan's text or JSON", () => {
-      const { config } = parseConfig({ location: "eastus2", serving: JSON.stringify(overrides.serving), tags: JSON.stringify(overrides.tags) });
+      const { config } = parseConfig({ location: "eastus2", serving: JSON.stringify(overrides.serving), tags: JSON.stringify(overrides.tags) }, { secretKeys: ["serving", "tags"] });
       const cost = estimateCost({ training: config.trainingCluster, deployments: config.serving.deployments }, loadPriceTable(), config.location);
       const plan = buildPlan(run, { project: "phi3-finetune", stack: "dev", subscriptionId: "sub", training: "script", warnings: [], cost });
       const text = formatPlan(plan).join("\n");
@@ -150,9 +150,21 @@ describe("secrets stay secret end to end", () => {
   });
 
   it("without the secret marking the same values are plain (the test can fail)", async () => {
-    const run = await runStack({ overrides });
+    // A name that does not look like a credential (HF_TOKEN unmarked is refused: next test).
+    const plainServing = { ...overrides.serving, deployments: [{ ...overrides.serving.deployments[0], environmentVariables: { MODEL_NOTE: HF_TOKEN } }] };
+    const run = await runStack({ overrides: { ...overrides, serving: plainServing } });
     const d = ofType(run, "azure-native:machinelearningservices:OnlineDeployment")[0];
     expect(secretPaths(d.inputs)).toEqual([]);
+  });
+
+  it("a credential-looking environment variable that is not secret is refused, naming the fix and not the value", async () => {
+    const err = await runStack({ overrides }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toContain("phi3-finetune:serving.deployments[0].environmentVariables.HF_TOKEN: looks like a credential");
+    expect(err?.message).toContain("pulumi config set --secret --path 'phi3-finetune:serving.deployments[0].environmentVariables.HF_TOKEN'");
+    expect(err?.message).not.toContain(HF_TOKEN);
   });
 
   it("a secret key that cannot stay secret is refused by name, its value never printed", async () => {
