@@ -1041,10 +1041,16 @@ export function privateImageIssues(c: StackConfig): ConfigIssue[] {
   });
 }
 
-/** Environment variable names that hold a credential: a part TOKEN, SECRET, PASSWORD/PASSWD/PWD, CREDENTIAL(S), SAS, or ending in KEY (API_KEY, ACCESSKEY). */
+/**
+ * Whether an environment variable name names a credential: one of its words (split at `_`, `-`,
+ * `.` and camelCase) is or ends in TOKEN, SECRET(S), PASSWORD, PASSWD, PWD, CREDENTIAL(S), SAS or
+ * KEY(S) (HF_TOKEN, hfToken, OPENAI_API_KEY, MyAccessKey, DB_PASSWORD), or the name has a
+ * connection string (CONNECTION_STRING, CONNSTR). Counts such as MAX_TOKENS are not credentials.
+ */
 export function looksSecret(name: string): boolean {
-  const parts = name.toUpperCase().split(/[_\-.]+/).filter(Boolean);
-  return /TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|CONNECTION_?STRING/.test(name.toUpperCase()) || parts.some((p) => p === "PWD" || p === "SAS" || /KEYS?$/.test(p));
+  const words = name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase().split(/[^A-Z0-9]+/).filter(Boolean);
+  if (/CONNECTION_?STRING|CONNSTR/.test(name.toUpperCase())) return true;
+  return words.some((w) => /(TOKEN|SECRETS?|PASSWORD|KEYS?)$/.test(w) && !/^(MONKEY|TURKEY|HOCKEY|JOCKEY)$/.test(w) || /^(PASSWD|PWD|CREDENTIALS?|SAS)$/.test(w));
 }
 
 /**
