@@ -416,7 +416,8 @@ function generate(): Case[] {
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-fuzz-"));
 fs.copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(root, "Pulumi.yaml"));
 fs.cpSync(path.join(ROOT, "test/fixtures/data"), path.join(root, "test/fixtures/data"), { recursive: true });
-for (const f of ODD_DATA_FILES) fs.copyFileSync(path.join(ROOT, "test/fixtures/data/train.jsonl"), path.join(root, f));
+// The newline names exist too, so the loader refuses them for their name, not as missing files.
+for (const f of [...ODD_DATA_FILES, "test/fixtures/data/tr\nain.jsonl", "test/fixtures/data/a\rb.jsonl"]) fs.copyFileSync(path.join(ROOT, "test/fixtures/data/train.jsonl"), path.join(root, f));
 const outside = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-fuzz-outside-"));
 fs.copyFileSync(path.join(ROOT, "test/fixtures/data/train.jsonl"), path.join(outside, "secret.jsonl"));
 fs.symlinkSync(path.join(outside, "secret.jsonl"), path.join(root, LINK_OUT));
