@@ -7,7 +7,7 @@ import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BUILT_IN_ROLES, customRoleGuid, roleAssignmentName, TRAINING_JOB_ACTIONS } from "../infra/identity";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, isSecretValue, unwrapSecrets } from "../lib/mock-runtime";
-import { byName, commandEnv, ofType, ROOT, runStack } from "./helpers/stack";
+import { byName, commandEnv, ofType, projectCopy, ROOT, runStack } from "./helpers/stack";
 
 const ML = "azure-native:machinelearningservices";
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -315,5 +315,29 @@ describe("determinism and change isolation", () => {
     const b = await runStack({ subscriptionId: "11111111-2222-3333-4444-555555555555" });
     expect(plain(byName(b, "phi3-storage")).accountName).not.toBe(plain(byName(a, "phi3-storage")).accountName);
     expect(plain(byName(b, "phi3-rg")).resourceGroupName).toBe(plain(byName(a, "phi3-rg")).resourceGroupName);
+  });
+});
+
+describe("data file names that need URL-encoding reach Azure under a URL-safe blob name (issue 18)", () => {
+  it.each(["tr#ain.jsonl", "te?st.jsonl", "a%2e%2e.jsonl", "my data.jsonl"])("%s: the data asset's dataUri, the job input and the upload agree, without encoding", async (name) => {
+    const dir = projectCopy();
+    try {
+      fs.copyFileSync(path.join(ROOT, "test/fixtures/data/train.jsonl"), path.join(dir, "test/fixtures/data", name));
+      const run = await runStack({
+        stack: "local-data",
+        cwd: dir,
+        overrides: { data: { source: "jsonl", trainFile: `test/fixtures/data/${name}`, testFile: "test/fixtures/data/test.jsonl" } },
+      });
+      const data = plain(byName(run, "phi3-training-train-data")).properties.dataUri as string;
+      expect(data).toMatch(/\/paths\/LocalUpload\/[0-9a-f]{32}\/[A-Za-z0-9._-]+$/);
+      expect(decodeURIComponent(data)).toBe(data);
+      const job = JSON.stringify(unwrapSecrets(byName(run, "phi3-training-finetune-job").inputs));
+      expect(job).toContain(data);
+      expect(job).not.toContain(name);
+      const blob = unwrapSecrets(byName(run, "phi3-training-train-blob").inputs);
+      expect(data.endsWith(`/paths/${blob.blobName}`)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
