@@ -107,12 +107,12 @@ const computeName = z
 
 /**
  * A container image reference as Docker's reference grammar (distribution/reference) allows it,
- * with a registry host and at least one path part, and a tag or a sha256 digest: host labels
+ * with a registry host and at least one path part, and a tag, a sha256 digest or both: host labels
  * joined by single dots (optional :port), path parts of lowercase letters and digits joined by
  * one `.`, one or two `_`, or hyphens. So no part is `.` or `..` and nothing can climb a path.
  */
 export const IMAGE_REFERENCE =
-  /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)+(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[a-f0-9]{64})$/;
+  /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)+(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127}(?:@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})$/;
 
 /** The registry host of an image reference (Docker's rule: the first part when it has a `.` or `:` or is `localhost`, else docker.io). */
 export function imageRegistry(image: string): string {
