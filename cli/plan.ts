@@ -96,6 +96,8 @@ export function keySettings(r: Registration): string {
         (i.managedNetwork ? `, managed network ${i.managedNetwork.isolationMode} (${Object.keys(i.managedNetwork.outboundRules ?? {}).length} outbound rules, firewall ${i.managedNetwork.firewallSku})` : "") +
         (i.systemDatastoresAuthMode ? `, datastores auth=${i.systemDatastoresAuthMode}` : "")
       );
+    case "azure-native:authorization:RoleDefinition":
+      return `${i.roleName}: ${(i.permissions ?? []).flatMap((x: { actions?: string[] }) => x.actions ?? []).length} actions, assignable in ${(i.assignableScopes ?? []).map((x: string) => scopeLabel(x)).join(", ")}`;
     case "azure-native:authorization:RoleAssignment": {
       const a = accessLine(r);
       return `${a.role} on ${a.scope} → ${a.grantee}`;

@@ -18,6 +18,7 @@
  *   (learn.microsoft.com/azure/machine-learning/how-to-manage-quotas, "Number of instances per deployment").
  */
 import { z } from "zod";
+import { int, num } from "./config-values";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import { preflightInput, requiredQuota } from "../lib/preflight";
 import type { StackConfig } from "./config";
@@ -47,12 +48,6 @@ export type DeploymentMetric = keyof typeof DEPLOYMENT_METRICS;
 /** Azure ML's limit of instances per managed online deployment (adjustable by a support request). */
 export const MAX_INSTANCES_PER_DEPLOYMENT = 50;
 
-const int = (min: number, max: number) =>
-  z
-    .number({ error: "must be a number" })
-    .int({ error: "must be an integer" })
-    .min(min, { error: `must be >= ${min}` })
-    .max(max, { error: `must be <= ${max}` });
 
 /**
  * One scale rule. Every metric here grows with load, so `scale: out` fires when the metric is
@@ -64,7 +59,7 @@ export const ruleSchema = z.strictObject({
   /** `out` adds instances when the metric is above the threshold; `in` removes them when below. */
   scale: z.enum(["out", "in"]),
   /** Threshold in the metric's unit: percent, milliseconds or requests per minute. */
-  threshold: z.number().min(0),
+  threshold: num((n) => n.min(0, { error: "must be >= 0" })),
   /** Instances added or removed per action (default 1). */
   by: int(1, 10).default(1),
   /** Minutes of metric data the rule looks at (ISO-8601 `PT<n>M`; Azure: 5 minutes to 12 hours; default 5). */

@@ -21,7 +21,8 @@ import { IMAGE_BUILD_CLUSTER, isPrivate, SECURITY_DEFAULTS, securitySchema, secu
 import { HF_REPO_ID, SPLIT_EXPRESSION } from "./shell";
 import { distributionIssues, distributionKeys, distributionWarnings } from "./distribution";
 import { managedIssues, managedWarnings, modeKeys } from "./managed-finetune";
-import { closestName, isGpuSize, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+import { closestName, isGpuSize, recordedVmSize, RETIRED_SIZES, REPLACEMENT_SIZES, vmSizeProblem, vmSizeWarning } from "./vm-sizes";
+import { bool, int, num } from "./config-values";
 import { autoscaleIssues, autoscaleSchema, quotaIssues, quotaSchema } from "./autoscale";
 
 /** How a value is described in messages: `the string "x"`, `the number 3`, `an object`. */
@@ -85,16 +86,39 @@ export const BASE_MODELS = [
   "microsoft/Phi-3.5-mini-instruct",
 ] as const;
 
+/** Longest VM size name accepted (Azure's longest are about 30 characters); checked before any "did you mean" search. */
+export const MAX_VM_SIZE_LENGTH = 64;
+
 const vmSize = z
   .string()
+  .max(MAX_VM_SIZE_LENGTH, { error: `must be an Azure VM size (at most ${MAX_VM_SIZE_LENGTH} characters) such as Standard_NC24ads_A100_v4`, abort: true })
   .regex(/^Standard_[A-Za-z0-9_]+$/, { error: "must be an Azure VM size such as Standard_NC24ads_A100_v4" });
 
-/** Azure ML compute names: 2-16 characters, letters, digits and hyphens, starting with a letter. */
+/**
+ * Azure ML compute names: 2-16 characters, letters, digits and hyphens, starting with a letter
+ * and ending with a letter or digit (Azure ML REST 2025-12-01 Compute - Create Or Update:
+ * "It must start with a letter, end with a letter or digit").
+ */
 const computeName = z
   .string()
-  .regex(/^[a-zA-Z][a-zA-Z0-9-]{1,15}$/, {
-    error: "must be 2-16 characters: letters, digits and '-', starting with a letter",
+  .regex(/^[a-zA-Z](?:[a-zA-Z0-9-]{0,14}[a-zA-Z0-9])$/, {
+    error: "must be 2-16 characters: letters, digits and '-', starting with a letter and not ending with '-'",
   });
+
+/**
+ * A container image reference as Docker's reference grammar (distribution/reference) allows it,
+ * with a registry host and at least one path part, and a tag, a sha256 digest or both: host labels
+ * joined by single dots (optional :port), path parts of lowercase letters and digits joined by
+ * one `.`, one or two `_`, or hyphens. So no part is `.` or `..` and nothing can climb a path.
+ */
+export const IMAGE_REFERENCE =
+  /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)+(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127}(?:@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})$/;
+
+/** The registry host of an image reference (Docker's rule: the first part when it has a `.` or `:` or is `localhost`, else docker.io). */
+export function imageRegistry(image: string): string {
+  const first = image.split("/")[0];
+  return /[.:]/.test(first) || first === "localhost" ? first.replace(/:\d+$/, "") : "docker.io";
+}
 
 /** Online deployment names: 3-32 characters in Azure; we keep 23 for the model-version suffix. */
 const deploymentName = z
@@ -103,33 +127,8 @@ const deploymentName = z
     error: "must be 3-23 characters: lowercase letters, digits and '-', starting with a letter",
   });
 
-/**
- * `pulumi config set --path 'phi3-finetune:hyperparameters.learningRate' 1e-5` stores the value
- * as the string "1e-5" (and `... enabled false` as "false"): such strings are read as the
- * number or boolean they spell, exactly as Pulumi stores them. Anything else stays as given
- * and fails the type check with a message.
- */
-const NUMBER_TEXT = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
-const fromPulumiNumber = (v: unknown) => (typeof v === "string" && NUMBER_TEXT.test(v.trim()) ? Number(v) : v);
-const fromPulumiBoolean = (v: unknown) => (v === "true" ? true : v === "false" ? false : v);
-
-/** A number, also as Pulumi's `--path` string; `refine` adds the bounds. */
-const num = (refine: (n: z.ZodNumber) => z.ZodNumber = (n) => n, typeError = "must be a number") =>
-  z.preprocess(fromPulumiNumber, refine(z.number({ error: typeError })));
-
-/** true or false, also as Pulumi's `--path` strings. */
-const bool = () => z.preprocess(fromPulumiBoolean, z.boolean({ error: "must be true or false" }));
-
-const int = (min: number, max: number, typeError?: string) =>
-  num(
-    (n) =>
-      n
-        .int({ error: "must be an integer" })
-        .min(min, { error: `must be >= ${min}` })
-        .max(max, { error: `must be <= ${max}` }),
-    typeError,
-  );
-
+// Numbers and booleans: one rule for every key (infra/config-values.ts): also accepted as the
+// text Pulumi's `config set --path` stores.
 /** An AmlCompute cluster. `idleSeconds` is seconds (rendered as ISO-8601 `PT<n>S`). */
 const clusterSchema = (defaults: { vmSize: string; name: string }) =>
   z
@@ -194,7 +193,8 @@ const dataSchema = z.discriminatedUnion(
     /** Light CPU image of the preparation job's environment (with finetuning_dir/conda-prep.yml: python + datasets). */
     prepImage: z
       .string()
-      .regex(/^[a-z0-9.-]+(\/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$/, {
+      .max(512, { error: "must be at most 512 characters", abort: true })
+      .regex(IMAGE_REFERENCE, {
         error: "must be a container image reference with a tag, e.g. mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest",
       })
       .default("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"),
@@ -319,7 +319,7 @@ const promptFlowSchema = z.strictObject({
 
 const trainingSchema = z.strictObject({
   /** Curated training image (seed: acft-hf-nlp-gpu:59; CPU profile: openmpi4.1.0-ubuntu20.04). */
-  image: z.string().regex(/^[a-z0-9.-]+(\/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$/, {
+  image: z.string().max(512, { error: "must be at most 512 characters", abort: true }).regex(IMAGE_REFERENCE, {
     error: "must be a container image reference with a tag, e.g. mcr.microsoft.com/azureml/curated/acft-hf-nlp-gpu:59",
   }).default("mcr.microsoft.com/azureml/curated/acft-hf-nlp-gpu:59"),
   /** Experiment the jobs are grouped under in Studio. */
@@ -351,6 +351,7 @@ export const configSchema = z
     /** Azure region (`azure-native:location`; seed: eastus2 for Phi-3 fine-tuning). */
     location: z
       .string({ error: "is required: set azure-native:location (e.g. eastus2)" })
+      .max(64, { error: "must be an Azure region name such as eastus2 (at most 64 characters)", abort: true })
       .regex(/^[a-z]+[a-z0-9]*$/, { error: "must be an Azure region name such as eastus2" }),
     /** Existing resource group to deploy into; empty creates `rg-<prefix>-<stack>`. */
     resourceGroupName: z
@@ -365,8 +366,8 @@ export const configSchema = z
     nameGeneration: int(0, 999, "must be a whole number").default(0),
     /** Hugging Face id of the base model. */
     baseModel: z.enum(BASE_MODELS).default("microsoft/Phi-3-mini-4k-instruct"),
-    /** Tags on every taggable resource. */
-    tags: z.record(z.string(), z.string().max(256)).default({}),
+    /** Tags on every taggable resource (Azure's tag rules: {@link tagIssues}). */
+    tags: z.record(z.string(), z.string().max(256, { error: "must be at most 256 characters (Azure's limit for a tag value)" })).default({}),
     trainingCluster: clusterSchema({ vmSize: "Standard_NC24ads_A100_v4", name: "a100-train" }).default({
       name: "a100-train",
       vmSize: "Standard_NC24ads_A100_v4",
@@ -399,6 +400,7 @@ export const configSchema = z
       for (const key of ["trainFile", "testFile"] as const) problem(["data", key], c.data[key], dataPathProblem(c.data[key]));
     }
     for (const [path, size] of sizeKeys(c)) problem(path, size, vmSizeProblem(size));
+    for (const i of [...tagIssues(c.tags), ...clusterIssues(c), ...splitIssues(c), ...memoryIssues(c), ...privateImageIssues(c)]) problem(i.path, i.input, i.message);
     // fine_tune.py trains in bf16 on a GPU and refuses GPUs without native bf16 (compute
     // capability < 8.0) in its first second; refuse them here, before anything is created.
     if (isGpuSize(c.trainingCluster.vmSize) && lacksBf16(c.trainingCluster.vmSize)) {
@@ -495,9 +497,14 @@ export function validateTraffic(
 /**
  * Why a data file path cannot be used, or `undefined`: it must be a relative path inside the
  * project (uploaded from there; `..` or an absolute path would read whatever the machine
- * running `pulumi up` holds), ending in `.jsonl`.
+ * running `pulumi up` holds), without control characters, ending in `.jsonl`. A symbolic link
+ * out of the project is refused by {@link validateDataFiles}, which sees the file system.
  */
 export function dataPathProblem(file: string): string | undefined {
+  // A newline or other control character would break the plan, the logs and the data asset's
+  // description; rename the file (other characters are fine: the blob name is made URL-safe,
+  // infra/naming.ts blobFileName).
+  if (/[\u0000-\u001f\u007f]/.test(file)) return "must not contain a newline or other control character (rename the file)";
   if (path.isAbsolute(file) || /^[a-zA-Z]:[\\/]/.test(file)) return "must be a path relative to the project folder, not an absolute path";
   const normal = path.posix.normalize(file.replace(/\\/g, "/"));
   if (normal === ".." || normal.startsWith("../")) return "must stay inside the project folder (no ..)";
@@ -672,6 +679,9 @@ export function parseConfig(raw: RawConfig, source: ConfigSource = {}): ParsedCo
       problems.push(`${at(issue.path)}${keyName(issue.path)}: ${message}${given}`);
     }
   }
+  if (result.success) {
+    for (const i of plainSecretIssues(result.data, secretKeys, source.secretPlaceholder)) problems.push(`${at(i.path)}${keyName(i.path)}: ${i.message}`);
+  }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return { config: result.data, warnings: configWarnings(result.data), secrets: secretKeys.length ? secret.marks : NO_SECRETS };
 }
@@ -756,6 +766,10 @@ export function rawProjectConfig(qualified: Record<string, string>): RawConfig {
     const colon = key.indexOf(":");
     const ns = colon < 0 ? "" : key.slice(0, colon);
     const name = key.slice(colon + 1);
+    if (FORBIDDEN_KEYS.has(name)) {
+      problems.push({ key, message: `the key "${name}" is not allowed (it would change how objects behave, not set a value)` });
+      continue;
+    }
     if (key.startsWith(prefix)) {
       if (provider.includes(name)) {
         problems.push({ key, message: `shadows the provider key azure-native:${name}, which is the one this program reads; move the value there` });
@@ -854,6 +868,13 @@ export function validateDataFiles(c: StackConfig, root = "."): { problems: strin
   for (const [key, file] of [["trainFile", c.data.trainFile], ["testFile", c.data.testFile]] as const) {
     const full = path.resolve(root, file);
     try {
+      // The upload reads through symbolic links: the real file must be inside the project too.
+      const real = fs.realpathSync(full);
+      const realRoot = fs.realpathSync(root);
+      if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
+        problems.push(`${keyName(["data", key])}: ${file} is a link to ${real}, outside the project folder (it would be uploaded); copy the file into the project`);
+        continue;
+      }
       // Only a regular file is read (a FIFO or a device such as /dev/stdin would block forever).
       const stat = fs.statSync(full);
       if (!stat.isFile()) {
@@ -877,4 +898,191 @@ export function validateDataFiles(c: StackConfig, root = "."): { problems: strin
     }
   }
   return { problems, warnings };
+}
+
+/** A config problem found after the schema: path, value given, message. */
+export interface ConfigIssue {
+  path: (string | number)[];
+  input: unknown;
+  message: string;
+}
+
+/** Tags the stack adds to every resource itself (index.ts): a user tag may not reuse their names. */
+export const STACK_TAG_NAMES = ["project", "stack"] as const;
+
+/**
+ * Azure's tag limits (learn.microsoft.com/azure/azure-resource-manager/management/tag-resources,
+ * "Limitations"): at most 50 tags per resource; tag names of at most 512 characters, 128 on a
+ * storage account (which gets these tags too, so 128 is the limit here), without `< > % & \ ? /`;
+ * values of at most 256 characters (in the schema). Tag names are case-insensitive, so two names
+ * differing in case are one tag. The stack adds {@link STACK_TAG_NAMES}, which count towards the 50
+ * and may not be set here (they would be overwritten silently).
+ */
+export const TAG_LIMITS = { maxTags: 50, maxNameLength: 128, maxValueLength: 256, forbidden: /[<>%&\\?/]/ } as const;
+
+/** Every tag problem with its path (`["tags", name]`). */
+export function tagIssues(tags: Record<string, string>): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const names = Object.keys(tags);
+  const seen = new Map<string, string>();
+  for (const name of names) {
+    const at = (message: string) => issues.push({ path: ["tags", name], input: name, message });
+    if (name.trim() === "") at("a tag name cannot be empty or blank");
+    else if (name.length > TAG_LIMITS.maxNameLength) at(`tag name is ${name.length} characters; Azure allows at most ${TAG_LIMITS.maxNameLength} on a storage account, which gets the stack's tags`);
+    else if (TAG_LIMITS.forbidden.test(name)) at("a tag name cannot contain < > % & \\ ? / (Azure's tag rules)");
+    else if ((STACK_TAG_NAMES as readonly string[]).includes(name.toLowerCase())) at(`'${name}' is a tag the stack sets itself (${STACK_TAG_NAMES.join(", ")}); choose another name`);
+    const lower = name.toLowerCase();
+    if (seen.has(lower)) at(`is the same tag as '${seen.get(lower)}' (Azure compares tag names without case)`);
+    else seen.set(lower, name);
+  }
+  const total = names.length + STACK_TAG_NAMES.length;
+  if (total > TAG_LIMITS.maxTags) {
+    issues.push({ path: ["tags"], input: `${names.length} tags`, message: `has ${names.length} tags; with the stack's own ${STACK_TAG_NAMES.length} (${STACK_TAG_NAMES.join(", ")}) that is ${total}, and Azure allows at most ${TAG_LIMITS.maxTags} per resource: keep at most ${TAG_LIMITS.maxTags - STACK_TAG_NAMES.length}` });
+  }
+  return issues;
+}
+
+/**
+ * The stack declares the training cluster and (ultrachat data) the prep cluster as two
+ * resources: one Azure compute name for both would make two resources fight over one cluster
+ * (compute names are case-insensitive in a workspace).
+ */
+export function clusterIssues(c: StackConfig): ConfigIssue[] {
+  if (c.data.source !== "ultrachat" || c.data.prepCluster.name.toLowerCase() !== c.trainingCluster.name.toLowerCase()) return [];
+  return [{
+    path: ["data", "prepCluster", "name"],
+    input: c.data.prepCluster.name,
+    message: `is also trainingCluster.name; the stack creates two clusters (${c.data.prepCluster.vmSize} for preparation, ${c.trainingCluster.vmSize} for training), so give them different names`,
+  }];
+}
+
+/** Rows a `train_sft[:N]` split takes, or undefined for a percent (1% of any ultrachat split is thousands of rows). */
+export function splitRows(split: string): number | undefined {
+  const m = /\[:(\d+)\]$/.exec(split);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** prepare_data.py splits the rows into train and test, each at least one row: it needs 2 (its `split_rows` raises below that). */
+export const MIN_SPLIT_ROWS = 2;
+
+/** A row-count split too small for prepare_data.py (it fails after the clusters exist). */
+export function splitIssues(c: StackConfig): ConfigIssue[] {
+  if (c.data.source !== "ultrachat") return [];
+  const rows = splitRows(c.data.split);
+  if (rows === undefined || rows >= MIN_SPLIT_ROWS) return [];
+  return [{ path: ["data", "split"], input: c.data.split, message: `takes ${rows} row; prepare_data.py needs at least ${MIN_SPLIT_ROWS} (one for train, one for test), e.g. ${c.data.split.replace(/\[:\d+\]$/, "[:10]")}` }];
+}
+
+/** Parameters of each base model (Hugging Face model cards: Phi-3-mini and Phi-3.5-mini are 3.8B). */
+export const MODEL_PARAMETERS: Record<string, number> = {
+  "microsoft/Phi-3-mini-4k-instruct": 3.82e9,
+  "microsoft/Phi-3-mini-128k-instruct": 3.82e9,
+  "microsoft/Phi-3.5-mini-instruct": 3.82e9,
+};
+
+const BYTES_PER_PARAMETER = { float32: 4, float16: 2, bfloat16: 2 } as const;
+
+/**
+ * Memory (GB, 1e9 bytes) a VM needs at least, from the parameter count (a lower bound: the
+ * runtime, activations and the OS come on top, so a size below it cannot work at all):
+ * - serving: the weights in `training.servedDtype`: 3.82e9 × 4 B = 15.3 GB in float32 (CPU
+ *   serving), × 2 B = 7.6 GB in float16/bfloat16 (loaded through host memory before the GPU);
+ * - full fine-tune on a CPU size (fine_tune.py trains in float32 there): weights 4 B + gradients
+ *   4 B + AdamW's two moments 8 B = 16 B per parameter = 3.82e9 × 16 B = 61.1 GB;
+ * - full fine-tune on a GPU size: the state lives in GPU memory, but every process loads the
+ *   bfloat16 weights through host memory first: 7.6 GB × `training.processesPerInstance`.
+ * Compared with the `memoryGB` infra/vm-sizes.ts records; sizes it does not record are skipped.
+ */
+export function requiredMemoryGB(baseModel: string, use: { serve: keyof typeof BYTES_PER_PARAMETER } | { train: "cpu" | "gpu"; processes: number }): number {
+  const params = MODEL_PARAMETERS[baseModel] ?? 3.82e9;
+  const gb = (bytes: number) => Math.round((params * bytes) / 1e8) / 10;
+  if ("serve" in use) return gb(BYTES_PER_PARAMETER[use.serve]);
+  return use.train === "cpu" ? gb(16) : gb(2) * use.processes;
+}
+
+/** VM sizes whose recorded memory cannot hold the model for what they do. */
+export function memoryIssues(c: StackConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const t = recordedVmSize(c.trainingCluster.vmSize);
+  if (t) {
+    const gpu = isGpuSize(t.name);
+    const need = requiredMemoryGB(c.baseModel, { train: gpu ? "gpu" : "cpu", processes: c.training.processesPerInstance });
+    if (t.memoryGB < need) {
+      issues.push({ path: ["trainingCluster", "vmSize"], input: c.trainingCluster.vmSize, message: gpu
+        ? `has ${t.memoryGB} GB of memory; ${c.training.processesPerInstance} process(es) each loading ${c.baseModel} in bfloat16 need at least ${need} GB`
+        : `has ${t.memoryGB} GB of memory; a full fine-tune of ${c.baseModel} on a CPU (float32 weights, gradients and AdamW state: 16 bytes × ${MODEL_PARAMETERS[c.baseModel] ?? 3.82e9} parameters) needs at least ${need} GB: use e.g. Standard_E16s_v3 (128 GB)` });
+    }
+  }
+  c.serving.deployments.forEach((d, i) => {
+    if (d.model !== "trained") return;
+    const s = recordedVmSize(d.instanceType);
+    if (!s) return;
+    const need = requiredMemoryGB(c.baseModel, { serve: c.training.servedDtype });
+    if (s.memoryGB < need) {
+      issues.push({ path: ["serving", "deployments", i, "instanceType"], input: d.instanceType, message: `has ${s.memoryGB} GB of memory; the ${c.training.servedDtype} weights of ${c.baseModel} alone are ${need} GB: use e.g. Standard_E4s_v3 (32 GB) for CPU serving` });
+    }
+  });
+  return issues;
+}
+
+/** Registries the `private` profile's managed network reaches without an extra rule (the MicrosoftContainerRegistry service tag Azure adds). */
+export const PRIVATE_REGISTRIES = ["mcr.microsoft.com"] as const;
+
+/** Whether `host` is allowed by one of the FQDN rules (`*.example.com` covers subdomains). */
+function fqdnAllows(rules: readonly string[], host: string): boolean {
+  return rules.some((r) => (r.startsWith("*.") ? host.endsWith(r.slice(1)) : r === host));
+}
+
+/**
+ * In the `private` profile the managed network (AllowOnlyApprovedOutbound) pulls images only
+ * from Microsoft's registry or a host in `security.extraOutboundFqdns`
+ * (learn.microsoft.com/azure/machine-learning/how-to-managed-network, required rules): an image
+ * from docker.io or ghcr.io would fail to pull after the network and clusters exist.
+ */
+export function privateImageIssues(c: StackConfig): ConfigIssue[] {
+  if (c.security.profile !== "private") return [];
+  const images: [(string | number)[], string][] = [[["training", "image"], c.training.image]];
+  if (c.data.source === "ultrachat") images.push([["data", "prepImage"], c.data.prepImage]);
+  return images.flatMap(([path, image]) => {
+    const host = imageRegistry(image);
+    if ((PRIVATE_REGISTRIES as readonly string[]).includes(host) || fqdnAllows(c.security.extraOutboundFqdns, host)) return [];
+    return [{ path, input: image, message: `comes from ${host}, which the private profile's managed network does not reach; use an image from ${PRIVATE_REGISTRIES.join(", ")} or add ${host} to security.extraOutboundFqdns` }];
+  });
+}
+
+/**
+ * Whether an environment variable name names a credential: one of its words (split at `_`, `-`,
+ * `.` and camelCase) is or ends in TOKEN, SECRET(S), PASSWORD, PASSWD, PWD, CREDENTIAL(S), SAS or
+ * KEY(S) (HF_TOKEN, hfToken, OPENAI_API_KEY, MyAccessKey, DB_PASSWORD), or the name has a
+ * connection string (CONNECTION_STRING, CONNSTR). Counts such as MAX_TOKENS are not credentials.
+ */
+export function looksSecret(name: string): boolean {
+  const words = name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase().split(/[^A-Z0-9]+/).filter(Boolean);
+  if (/CONNECTION_?STRING|CONNSTR/.test(name.toUpperCase())) return true;
+  return words.some((w) => /(TOKEN|SECRETS?|PASSWORD|KEYS?)$/.test(w) && !/^(MONKEY|TURKEY|HOCKEY|JOCKEY)$/.test(w) || /^(PASSWD|PWD|CREDENTIALS?|SAS)$/.test(w));
+}
+
+/**
+ * `serving.deployments[].environmentVariables` whose name looks like a credential
+ * ({@link looksSecret}) must be `secure:` values: offline (`placeholder` given) the value must
+ * be the placeholder a `secure:` value reads as; in the Pulumi runtime the `serving` key must be
+ * secret (Pulumi marks secrets per top-level key). Otherwise the value would sit in plain text in
+ * the stack file, the state and the plan.
+ */
+export function plainSecretIssues(c: StackConfig, secretKeys: readonly string[], placeholder?: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  c.serving.deployments.forEach((d, i) => {
+    for (const [name, value] of Object.entries(d.environmentVariables)) {
+      if (!looksSecret(name)) continue;
+      const secure = placeholder !== undefined ? value === placeholder : secretKeys.includes("serving");
+      if (secure) continue;
+      issues.push({
+        path: ["serving", "deployments", i, "environmentVariables", name],
+        input: undefined,
+        message: `looks like a credential but is plain text (in the stack file, the state and the plan); store it as a secret: ` +
+          `pulumi config set --secret --path '${PROJECT}:serving.deployments[${i}].environmentVariables.${name}' <value>`,
+      });
+    }
+  });
+  return issues;
 }

@@ -10,7 +10,7 @@
  * "PyTorch"): `fine_tune.py` then trains its shard in every process and only rank 0 logs to MLflow
  * and writes the model, so the command itself does not change.
  */
-import { z } from "zod";
+import { int } from "./config-values";
 import { hasInfiniBand, INFINIBAND_GPU_SIZES, recordedVmSize } from "./vm-sizes";
 
 /** Nodes and processes of one training job: what `training.instanceCount` / `processesPerInstance` declare. */
@@ -24,12 +24,7 @@ export interface Distribution {
 /** Today's behaviour (and the default): one process on one node, no `distribution` block. */
 export const SINGLE_PROCESS: Distribution = { instanceCount: 1, processesPerInstance: 1 };
 
-const count = (max: number) =>
-  z
-    .number({ error: "must be a number" })
-    .int({ error: "must be an integer" })
-    .min(1, { error: "must be >= 1" })
-    .max(max, { error: `must be <= ${max}` });
+const count = (max: number) => int(1, max);
 
 /**
  * The keys `training.instanceCount` (nodes, 1..100, default 1: must be <= `trainingCluster.maxNodes`)

@@ -21,6 +21,113 @@ export const BUILT_IN_ROLES = {
 
 export type BuiltInRole = keyof typeof BUILT_IN_ROLES;
 
+/** One action of a role definition, with why the stack needs it and the page that says so. */
+export interface RoleAction {
+  action: string;
+  why: string;
+}
+
+/** Name of the compute identity's custom role (Azure appends nothing: {@link customRoleName} makes it tenant-unique). */
+export const TRAINING_JOB_ROLE = "phi3-finetune training job";
+
+const ML = "Microsoft.MachineLearningServices/workspaces";
+
+/**
+ * The actions of {@link TRAINING_JOB_ROLE}, the compute identity's only role on the workspace
+ * (issue 18: instead of AzureML Data Scientist, whose wildcards include
+ * `onlineEndpoints/listKeys/action`, `onlineEndpoints/deployments/write` and
+ * `datastores/listsecrets/action`). The job code (fine_tune.py, prepare_data.py, the managed
+ * mode's pipeline components) runs as this identity; the jobs themselves are submitted, and
+ * their models registered, by the deployer through ARM, not by this identity. Action names from
+ * learn.microsoft.com/azure/machine-learning/how-to-assign-roles ("MLflow operations", "Differences
+ * between actions for V1 and V2 APIs" and the example custom roles) and the resource provider
+ * operations list (learn.microsoft.com/azure/role-based-access-control/permissions/ai-machine-learning).
+ * No wildcards: an action Azure adds later is not granted silently.
+ */
+export const TRAINING_JOB_ACTIONS: readonly RoleAction[] = [
+  { action: `${ML}/read`, why: "MLflow (azureml-mlflow) reads the workspace to find its tracking and artifact endpoints (how-to-assign-roles: the MLOps example role)" },
+  { action: `${ML}/experiments/read`, why: "MLflow reads the job's experiment (how-to-assign-roles, MLflow operations: experiments, V1 API)" },
+  { action: `${ML}/experiments/runs/read`, why: "MLflow attaches to the job's own run (how-to-assign-roles, MLflow operations)" },
+  { action: `${ML}/experiments/runs/write`, why: "fine_tune.py logs metrics and parameters to its run (how-to-assign-roles, MLflow operations)" },
+  { action: `${ML}/jobs/read`, why: "the same run through the V2 API (how-to-assign-roles: experiment runs and jobs are experiments in V1, jobs in V2)" },
+  { action: `${ML}/jobs/write`, why: "metrics and parameters logged through the V2 API (how-to-assign-roles, MLflow operations: jobs/* for V2)" },
+  { action: `${ML}/metadata/artifacts/read`, why: "MLflow reads the run's artifacts (how-to-assign-roles: the MLOps example role)" },
+  { action: `${ML}/metadata/artifacts/write`, why: "fine_tune.py uploads its outputs to the run's artifacts (how-to-assign-roles: the MLOps example role)" },
+  { action: `${ML}/datastores/read`, why: "the job's data runtime resolves workspaceblobstore for its inputs and outputs; the data itself goes through Storage Blob Data Contributor on the container, never through the datastore's secrets (how-to-administrate-data-authentication)" },
+];
+
+/**
+ * Operations no workload identity of this stack may perform, as the plan's access section lists
+ * them: an identity "cannot" one when none of its roles allows it ({@link permits}).
+ */
+export const SENSITIVE_OPERATIONS: readonly { action: string; what: string }[] = [
+  { action: `${ML}/onlineEndpoints/listKeys/action`, what: "read the endpoint's keys" },
+  { action: `${ML}/onlineEndpoints/deployments/write`, what: "create or change deployments" },
+  { action: `${ML}/onlineEndpoints/deployments/delete`, what: "delete deployments" },
+  { action: `${ML}/onlineEndpoints/write`, what: "change the endpoint or its traffic" },
+  { action: `${ML}/datastores/listsecrets/action`, what: "read datastore secrets (the storage account key)" },
+  { action: `${ML}/listKeys/action`, what: "read the workspace's storage keys" },
+  { action: `${ML}/models/versions/write`, what: "register model versions" },
+  { action: "Microsoft.Authorization/roleAssignments/write", what: "grant roles" },
+];
+
+/** A role's permissions (Azure's `permissions[]` entry): action patterns with `*` wildcards. */
+export interface RolePermissions {
+  actions: readonly string[];
+  notActions?: readonly string[];
+  dataActions?: readonly string[];
+}
+
+/**
+ * The permissions of the built-in roles this stack assigns or used to assign
+ * (learn.microsoft.com/azure/role-based-access-control/built-in-roles, each role's JSON), for the
+ * plan's "can / cannot" lines. Data actions are listed for what they grant on blobs.
+ */
+export const BUILT_IN_ROLE_PERMISSIONS: Record<BuiltInRole, RolePermissions> = {
+  Contributor: { actions: ["*"], notActions: ["Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action"] },
+  "Storage Blob Data Reader": {
+    actions: ["Microsoft.Storage/storageAccounts/blobServices/containers/read", "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"],
+    dataActions: ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+  },
+  "Storage Blob Data Contributor": {
+    actions: ["Microsoft.Storage/storageAccounts/blobServices/containers/delete", "Microsoft.Storage/storageAccounts/blobServices/containers/read", "Microsoft.Storage/storageAccounts/blobServices/containers/write", "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"],
+    dataActions: ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action"],
+  },
+  "Storage File Data Privileged Contributor": { actions: [], dataActions: ["Microsoft.Storage/storageAccounts/fileServices/fileshares/files/*"] },
+  AcrPull: { actions: ["Microsoft.ContainerRegistry/registries/pull/read"] },
+  "AzureML Data Scientist": {
+    actions: [`${ML}/*/read`, `${ML}/*/action`, `${ML}/*/delete`, `${ML}/*/write`],
+    notActions: [`${ML}/delete`, `${ML}/write`, `${ML}/computes/*/write`, `${ML}/computes/*/delete`, "Microsoft.Authorization/*", `${ML}/computes/listKeys/action`, `${ML}/listKeys/action`, `${ML}/services/aks/write`, `${ML}/services/aks/delete`, `${ML}/endpoints/pipelines/write`],
+  },
+  "Azure AI Enterprise Network Connection Approver": {
+    actions: ["Microsoft.Network/privateEndpoints/read", "Microsoft.MachineLearningServices/workspaces/privateEndpointConnections/read", "Microsoft.MachineLearningServices/workspaces/privateEndpointConnections/write"],
+  },
+};
+
+/** Whether an action pattern (Azure's: case-insensitive, `*` matches any characters) covers `action`. */
+export function actionMatches(pattern: string, action: string): boolean {
+  const re = new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\/]/g, "\\$&")).join(".*")}$`, "i");
+  return re.test(action);
+}
+
+/** Whether permissions allow an action: some action pattern covers it and no notAction does (Azure RBAC's rule). */
+export function permits(p: RolePermissions, action: string): boolean {
+  return p.actions.some((a) => actionMatches(a, action)) && !(p.notActions ?? []).some((n) => actionMatches(n, action));
+}
+
+/**
+ * The custom role's GUID in a resource group: UUID v5 of the group's ARM id and the role's name,
+ * so every `up` declares the same definition (role definition ids must be GUIDs).
+ */
+export function customRoleGuid(resourceGroupId: string, role: string = TRAINING_JOB_ROLE): string {
+  return uuidV5(`roleDefinition|${resourceGroupId.toLowerCase()}|${role}`);
+}
+
+/** Role names are unique in a tenant: the stack's role carries its GUID. */
+export function customRoleName(guid: string, role: string = TRAINING_JOB_ROLE): string {
+  return `${role} ${guid}`;
+}
+
 /** ARM id of a built-in role definition in a subscription. */
 export function roleDefinitionId(subscriptionId: string, role: BuiltInRole): string {
   return `/subscriptions/${subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${BUILT_IN_ROLES[role]}`;
@@ -29,9 +136,11 @@ export function roleDefinitionId(subscriptionId: string, role: BuiltInRole): str
 /**
  * Deterministic role assignment name: UUID v5 of scope, principal and role GUID (the
  * equivalent of Bicep's `guid(scope, principal, role)`), so a rerun never duplicates it.
+ * `role` is a built-in role's name or a custom role's GUID.
  */
-export function roleAssignmentName(scope: string, principalId: string, role: BuiltInRole): string {
-  return uuidV5(`${scope.toLowerCase()}|${principalId.toLowerCase()}|${BUILT_IN_ROLES[role]}`);
+export function roleAssignmentName(scope: string, principalId: string, role: BuiltInRole | string): string {
+  const guid = (BUILT_IN_ROLES as Record<string, string>)[role] ?? role;
+  return uuidV5(`${scope.toLowerCase()}|${principalId.toLowerCase()}|${guid}`);
 }
 
 /**
@@ -49,7 +158,10 @@ export type Grantee = "endpoint identity" | "compute identity" | "workspace iden
 /** One role assignment: logical-name suffix, role, scope (ARM id), the grantee and why (with its source). */
 export interface RoleGrant {
   suffix: string;
-  role: BuiltInRole;
+  /** A built-in role's name, or a custom role's name with its definition in `custom`. */
+  role: BuiltInRole | string;
+  /** The custom role definition declared by the stack (its GUID and resource). */
+  custom?: { guid: pulumi.Input<string>; definition: authorization.RoleDefinition };
   scope: pulumi.Input<string>;
   grantee: Grantee;
   /** Why this principal needs this role on this scope, with the page that says so. */
@@ -72,21 +184,22 @@ export function grantRoles(
   grants: RoleGrant[],
   opts: pulumi.CustomResourceOptions,
 ): authorization.RoleAssignment[] {
-  return grants.map(
-    (g) =>
-      new authorization.RoleAssignment(
-        `${name}-${g.suffix}`,
-        {
-          roleAssignmentName: pulumi.all([g.scope, principalId]).apply(([s, p]) => roleAssignmentName(s, p, g.role)),
-          scope: g.scope,
-          principalId,
-          principalType: g.principalType ?? "ServicePrincipal",
-          roleDefinitionId: pulumi.output(subscriptionId).apply((sub) => roleDefinitionId(sub, g.role)),
-          description: `phi3-finetune: ${g.grantee}: ${g.role}: ${g.why}`,
-        },
-        opts,
-      ),
-  );
+  return grants.map((g) => {
+    const guid = pulumi.output(g.custom ? g.custom.guid : BUILT_IN_ROLES[g.role as BuiltInRole]);
+    return new authorization.RoleAssignment(
+      `${name}-${g.suffix}`,
+      {
+        roleAssignmentName: pulumi.all([g.scope, principalId, guid]).apply(([s, p, r]) => roleAssignmentName(s, p, r)),
+        scope: g.scope,
+        principalId,
+        principalType: g.principalType ?? "ServicePrincipal",
+        roleDefinitionId: pulumi.all([subscriptionId, guid]).apply(([sub, r]) => `/subscriptions/${sub}/providers/Microsoft.Authorization/roleDefinitions/${r}`),
+        description: `phi3-finetune: ${g.grantee}: ${g.role}: ${g.why}`,
+      },
+      // A custom role is assigned once its definition exists.
+      g.custom ? { ...opts, dependsOn: [g.custom.definition] } : opts,
+    );
+  });
 }
 
 /** Arguments of {@link WorkloadIdentity}. */
@@ -139,9 +252,13 @@ export interface WorkloadIdentityArgs {
  * nothing else (it neither writes custom metrics to the workspace nor writes data).
  *
  * Compute identity (`<name>-compute-uai`, user-assigned, the clusters' and so the jobs' identity):
- * - AzureML Data Scientist on the workspace: jobs read the datastore's connection
- *   (`datastores/listsecrets/action`, learn.microsoft.com/azure/machine-learning/
- *   how-to-administrate-data-authentication), log to MLflow and register their outputs;
+ * - the custom role {@link TRAINING_JOB_ROLE} on the workspace, declared by the stack (a
+ *   `Microsoft.Authorization/roleDefinitions` in the resource group, GUID {@link customRoleGuid}):
+ *   only {@link TRAINING_JOB_ACTIONS} (MLflow tracking and artifacts of its own run, reading the
+ *   datastore definition). Not AzureML Data Scientist, whose wildcards let job code read the
+ *   endpoint keys, change deployments and traffic, and read datastore secrets (the storage
+ *   account key in the standard profile). Declaring a custom role needs
+ *   `Microsoft.Authorization/roleDefinitions/write` (Owner or User Access Administrator);
  * - Storage Blob Data Contributor on the `workspaceblobstore` container only: jobs read the code
  *   and data uploaded there and write their outputs (prep data, the MLflow model) there;
  * - AcrPull on the registry: "the compute cluster uses a managed identity ... to pull Docker
@@ -161,6 +278,8 @@ export class WorkloadIdentity extends pulumi.ComponentResource {
   public readonly computePrincipalId: pulumi.Output<string>;
   /** The role assignments. */
   public readonly roleAssignments: authorization.RoleAssignment[];
+  /** The compute identity's custom role ({@link TRAINING_JOB_ROLE}). */
+  public readonly trainingJobRole: authorization.RoleDefinition;
   /**
    * A bounded wait ({@link ROLE_PROPAGATION_SECONDS}, `@pulumiverse/time` Sleep) after the role
    * assignments: depend on this, not on the assignments, to use the roles once they are in
@@ -190,9 +309,23 @@ export class WorkloadIdentity extends pulumi.ComponentResource {
       { suffix: "blob-reader-storage", role: "Storage Blob Data Reader", scope: scopes.storageAccount, grantee: "endpoint identity", why: "the deployment reads the model files (concept-endpoints-online-auth)" },
       { suffix: "acrpull-registry", role: "AcrPull", scope: scopes.registry, grantee: "endpoint identity", why: "the deployment pulls its image (concept-endpoints-online-auth)" },
     ];
+    const jobRoleGuid = pulumi.output(scopes.resourceGroup).apply((rg) => customRoleGuid(rg));
+    this.trainingJobRole = new authorization.RoleDefinition(
+      `${name}-training-job-role`,
+      {
+        roleDefinitionId: jobRoleGuid,
+        roleName: jobRoleGuid.apply((g) => customRoleName(g)),
+        roleType: "CustomRole",
+        description: "phi3-finetune: what the fine-tune and data-prep jobs need on the workspace (MLflow tracking and artifacts of their own run, the datastore definition); no keys, no secrets, no deployments",
+        scope: scopes.resourceGroup,
+        assignableScopes: [scopes.resourceGroup],
+        permissions: [{ actions: TRAINING_JOB_ACTIONS.map((a) => a.action), notActions: [], dataActions: [], notDataActions: [] }],
+      },
+      after,
+    );
     const computeGrants: RoleGrant[] = [
       ...cookbook("compute identity", "compute-contributor-rg"),
-      { suffix: "compute-datascientist-workspace", role: "AzureML Data Scientist", scope: scopes.workspace, grantee: "compute identity", why: "jobs read datastore connections, log metrics and register outputs (how-to-administrate-data-authentication)" },
+      { suffix: "compute-trainingjob-workspace", role: TRAINING_JOB_ROLE, custom: { guid: jobRoleGuid, definition: this.trainingJobRole }, scope: scopes.workspace, grantee: "compute identity", why: "jobs log metrics and artifacts of their own run and resolve the datastore, nothing else (custom role, infra/identity.ts TRAINING_JOB_ACTIONS)" },
       { suffix: "compute-blob-contributor-datastore", role: "Storage Blob Data Contributor", scope: scopes.datastoreContainer, grantee: "compute identity", why: "jobs read code and data and write outputs in workspaceblobstore only" },
       { suffix: "compute-acrpull-registry", role: "AcrPull", scope: scopes.registry, grantee: "compute identity", why: "clusters pull the environment image (how-to-identity-based-service-authentication)" },
     ];

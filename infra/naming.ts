@@ -47,6 +47,17 @@ export function uuidV5(name: string, namespace: string = URL_NAMESPACE): string 
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/**
+ * A file name safe in a blob name and an `azureml://.../paths/...` URI without encoding: every
+ * character other than letters, digits, `.`, `_` and `-` becomes `_` (`#`, `?`, `%2e`, spaces
+ * and newlines would otherwise change the URI's meaning or need encoding the data asset and the
+ * job inputs do not apply). The blob's folder is the content hash, so names cannot collide.
+ */
+export function blobFileName(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_");
+  return safe || "data";
+}
+
 /** Lowercase a stack name to letters and digits only (stack names may hold '.', '_', '-'). */
 export function slug(text: string, max = 12): string {
   return text.toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, max) || "x";

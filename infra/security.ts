@@ -18,6 +18,7 @@
 import { z } from "zod";
 // Types only (nothing loaded at run time): the storage settings below are checked against azure-native's.
 import type { StorageAccountArgs } from "@pulumi/azure-native/storage";
+import { bool } from "./config-values";
 
 /** A DNS name or `*.`-wildcard, as managed-network FQDN rules take them. */
 const FQDN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -56,9 +57,9 @@ export const securitySchema = z.strictObject({
    * the compute identities, on top of their least-privilege roles. Off by default; for teams
    * that want the sample's exact roles.
    */
-  cookbookRoles: z.boolean().default(false),
+  cookbookRoles: bool().default(false),
   /** A `CanNotDelete` lock on the resource group (production stacks). Remove it before `pulumi destroy`. */
-  lock: z.boolean().default(false),
+  lock: bool().default(false),
   /** Azure Firewall SKU behind the managed network's FQDN rules (`private`): Standard (Microsoft's default) or Basic (cheaper). */
   firewallSku: z.enum(["Standard", "Basic"]).default("Standard"),
   /**

@@ -7,7 +7,7 @@ import * as storage from "@pulumi/azure-native/storage";
 import type * as inputs from "@pulumi/azure-native/types/input";
 import { hashFile, hashFolder, listFolder, short } from "./assets";
 import { programCredentialEnv, StackConfig } from "./config";
-import { canonicalJson, sha256 } from "./naming";
+import { blobFileName, canonicalJson, sha256 } from "./naming";
 import { plainTags, SecretMarks } from "./secrets";
 import { commandLine, COMMAND_SECRET_OUTPUTS } from "./shell";
 import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
@@ -434,7 +434,7 @@ export class Training extends pulumi.ComponentResource {
     } else {
       const d = plan.data;
       const asset = (role: "train" | "test", file: string, hash: string) => {
-        const blobName = `${LOCAL_UPLOAD}/${short(hash, 32)}/${path.basename(file)}`;
+        const blobName = `${LOCAL_UPLOAD}/${short(hash, 32)}/${blobFileName(path.basename(file))}`;
         const blob = upload(`${name}-${role}-blob`, blobName, file);
         const uri = longUri(blobName);
         const version = new ml.DataVersion(

@@ -122,6 +122,13 @@ export function recordedVmSize(name: string): RecordedVmSize | undefined {
   return byLower.get(name.toLowerCase());
 }
 
+/**
+ * Longest word a "did you mean" search compares (edit distance is quadratic: a 200 KB value
+ * against every listed name took 13-20 s). Longer words get no suggestion; every name this
+ * project looks up (VM sizes, regions, config keys, stacks, flags) is far shorter.
+ */
+export const MAX_SUGGEST_LENGTH = 128;
+
 /** Levenshtein distance between two strings (insertions, deletions, substitutions cost 1). */
 export function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -141,6 +148,7 @@ export function editDistance(a: string, b: string): number {
  * "did you mean" on flags, config keys and stack names.
  */
 export function closestName(word: string, known: readonly string[]): string | undefined {
+  if (word.length > MAX_SUGGEST_LENGTH) return undefined;
   const flat = (s: string) => s.toLowerCase().replace(/[-_]/g, "");
   let best: [string, number] | undefined;
   for (const k of known) {
@@ -172,6 +180,7 @@ export function classifyName(name: string, known: readonly string[], typoDistanc
   const lower = name.toLowerCase();
   const exact = known.find((k) => k.toLowerCase() === lower);
   if (exact) return { kind: "known", canonical: exact };
+  if (name.length > MAX_SUGGEST_LENGTH) return { kind: "unknown", similar: [] };
   const flat = (s: string) => s.toLowerCase().replace(/[_\-\s]/g, "");
   const digitless = (s: string) => s.toLowerCase().replace(/\d+/g, "#");
   const scored: [string, number][] = [];

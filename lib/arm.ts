@@ -618,7 +618,7 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
     if (res.status === 401) {
       hint = "The Azure token was rejected: log in again (`az login`) or check the service principal / federated credential.";
     } else if (res.status === 403) {
-      hint = "The identity running this script lacks permission on this resource (it needs e.g. Contributor or AzureML Data Scientist on the workspace).";
+      hint = "The identity running this script lacks permission on this resource (it needs e.g. Contributor on the workspace; the plan's access section lists what each identity of the stack holds).";
     } else if (libraryRetries(res, undefined) || res.status === 429) {
       hint = `Gave up after ${tries} attempt${tries === 1 ? "" : "s"}.`;
     }

@@ -111,6 +111,8 @@ export function mockArmId(type: string, i: Record<string, any>, sub: string): st
       return `${rg}/Microsoft.ManagedIdentity/userAssignedIdentities/${i.resourceName}`;
     case "azure-native:authorization:RoleAssignment":
       return `${i.scope}/providers/Microsoft.Authorization/roleAssignments/${i.roleAssignmentName}`;
+    case "azure-native:authorization:RoleDefinition":
+      return `${i.scope}/providers/Microsoft.Authorization/roleDefinitions/${i.roleDefinitionId}`;
     case "azure-native:machinelearningservices:Workspace":
       return `${rg}/${ML}/${i.workspaceName}`;
     case "azure-native:machinelearningservices:Compute":

@@ -17,6 +17,9 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Docume
 import { ConfigError, nameProblem, parseConfig, rawProjectConfig, validateDataFiles, type StackConfig } from "../infra/config";
 import { suggestion, UsageError } from "./cli";
 
+/** Keys that would reach an object's prototype if copied (refused; infra/config.ts refuses them inside values). */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
 /** What a `secure:` value reads as offline. */
 export const SECRET_PLACEHOLDER = "[secret]";
 
@@ -73,14 +76,21 @@ function loadYaml(root: string, name: string): LoadedFile {
   const file = path.join(root, name);
   const text = fs.readFileSync(file, "utf8");
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  // `merge: true`: YAML merge keys (`<<: *defaults`) work as in the Pulumi CLI's YAML reader.
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, merge: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.pos ? lines.linePos(e.pos[0]).line : undefined;
     const what = e.code === "DUPLICATE_KEY" ? "a key appears twice in the same mapping (Pulumi keeps one of them silently; remove the other)" : `invalid YAML: ${e.message.split("\n")[0]}`;
     throw new StackFileError(`${name}${line ? `:${line}` : ""}: ${what}`);
   }
-  const value = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    // The `yaml` library refuses alias expansion that grows without bound ("billion laughs").
+    throw new StackFileError(`${name}: ${(e as Error).message.includes("alias") ? "too many aliases (*name) expand into too much data; write the values out or use fewer aliases" : `cannot be read as data: ${(e as Error).message}`}`);
+  }
   if (typeof value !== "object" || Array.isArray(value)) throw new StackFileError(`${name}:1: must be a YAML mapping (key: value lines), got ${Array.isArray(value) ? "a list" : typeof value}`);
   return { name, doc, lines, value: value as Record<string, unknown> };
 }
@@ -178,7 +188,20 @@ export function readStackConfig(root: string, stack: string): StackFiles {
     if (typeof type === "string") declared[qualify(k)] = type;
   }
   const configNode = entry(stackYaml.doc.contents, "config")?.value;
+  // `__proto__` (or constructor, prototype) as a key would set an object's prototype instead of a
+  // value when the config is copied: refused with its line, as the schema refuses it deeper down.
+  for (const f of [stackYaml, project]) {
+    const node = entry(f.doc.contents, "config")?.value;
+    if (!isMap(node)) continue;
+    for (const p of node.items) {
+      if (isPair(p) && isScalar(p.key) && FORBIDDEN_KEYS.has(String(p.key.value).replace(/^[^:]*:/, ""))) {
+        const line = lineOf(f, p.key as never);
+        problems.push(`${f.name}${line ? `:${line}` : ""}: config: the key "${String(p.key.value)}" is not allowed (it would change how objects behave, not set a value); remove it`);
+      }
+    }
+  }
   for (const [k, v] of Object.entries<unknown>(stackConfig as Record<string, unknown>)) {
+    if (FORBIDDEN_KEYS.has(k.replace(/^[^:]*:/, ""))) continue;
     const where = () => {
       const line = lineOf(stackYaml, entry(configNode, k)?.key as never);
       return `${stackFile}${line ? `:${line}` : ""}`;

@@ -6,7 +6,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
-import { configWarnings, parseConfig, RawConfig, validateDataFiles, validateTraffic } from "../infra/config";
+import { configSchema, configWarnings, parseConfig, RawConfig, validateDataFiles, validateTraffic } from "../infra/config";
+import { PULUMI_TEXT_RULE } from "../infra/config-values";
 import { configProblems } from "./helpers/config";
 import { runStack, ROOT } from "./helpers/stack";
 
@@ -162,5 +163,48 @@ describe("validateTraffic", () => {
   });
   it("rejects mirroring to two deployments", () => {
     expect(validateTraffic(["a", "b", "c"], { a: 100 }, { b: 10, c: 10 }).map((i) => i.message).join()).toMatch(/one deployment only/);
+  });
+});
+
+describe("one rule for numbers and booleans given as text (infra/config-values.ts)", () => {
+  type Def = { type: string; innerType?: unknown; in?: unknown; out?: unknown; shape?: Record<string, unknown>; element?: unknown; keyType?: unknown; valueType?: unknown; options?: unknown[] };
+  const defOf = (s: unknown): Def => (s as { _zod: { def: Def } })._zod.def;
+  /** Paths of every number or boolean schema in the config schema, and whether it follows the rule. */
+  function leaves(s: unknown, at: string, out: [string, boolean][] = [], seen = new Set<unknown>()): [string, boolean][] {
+    if (!s || seen.has(s)) return out;
+    seen.add(s);
+    const d = defOf(s);
+    if (d.type === "number" || d.type === "boolean") out.push([at, (s as Record<symbol, boolean>)[PULUMI_TEXT_RULE] === true]);
+    for (const inner of [d.innerType, d.in, d.out, d.element, d.keyType, d.valueType]) if (inner) leaves(inner, at, out, seen);
+    for (const [k, v] of Object.entries(d.shape ?? {})) leaves(v, `${at}.${k}`, out, seen);
+    for (const o of d.options ?? []) leaves(o, at, out, seen);
+    return out;
+  }
+
+  it("every number and boolean of the schema, nested ones included, accepts its text form", () => {
+    const found = leaves(configSchema, "config");
+    expect(found.length).toBeGreaterThan(40);
+    for (const key of ["security.lock", "training.instanceCount", "quota", "autoscale.minInstances", "promptFlow.enabled", "hyperparameters.epochs"]) {
+      expect(found.some(([p]) => p.includes(key)), key).toBe(true);
+    }
+    expect(found.filter(([, ok]) => !ok).map(([p]) => p)).toEqual([]);
+  });
+
+  it.each([
+    ["security", { lock: "true", cookbookRoles: "false" }],
+    ["training", { instanceCount: "1", attempt: "2" }],
+    ["quota", { standardNCADSA100v4Family: "96" }],
+    ["promptFlow", { enabled: "false" }],
+    ["serving", { deployments: [{ name: "blue", instanceType: "Standard_NC4as_T4_v3", instanceCount: "2", autoscale: { minInstances: "1", maxInstances: "3" } }] }],
+  ])("%s with numbers and booleans as text is accepted and typed", (key, value) => {
+    const { config } = parseConfig({ location: "eastus2", [key]: JSON.stringify(value) });
+    const typed = JSON.stringify(config[key as keyof typeof config]);
+    expect(typed).not.toMatch(/:"(true|false|\d+)"/);
+  });
+
+  it("text stays text where the value is text (a tag value \"true\"), and text that spells no number is refused by key", () => {
+    expect(parseConfig({ location: "eastus2", tags: JSON.stringify({ flag: "true", n: "3" }) }).config.tags).toEqual({ flag: "true", n: "3" });
+    expect(configProblems({ security: JSON.stringify({ lock: "yes" }) }).join("\n")).toContain("phi3-finetune:security.lock: must be true or false");
+    expect(configProblems({ training: JSON.stringify({ instanceCount: "two" }) }).join("\n")).toContain("phi3-finetune:training.instanceCount: must be a number");
   });
 });

@@ -162,20 +162,22 @@ describe("requiredQuota", () => {
   });
 
   it("rounds the reservation up per deployment and multiplies cluster nodes", () => {
+    // CPU sizes of one family with the memory a CPU fine-tune (61 GB) and float32 serving (15 GB)
+    // need (a T4 cluster is refused: fine_tune.py needs native bf16; DS3_v2's 14 GB hold neither).
+    const E8: VmSize = { name: "Standard_E8s_v3", family: "standardESv3Family", vCPUs: 8, gpus: 0, lowPriorityCapable: true, supportedComputeTypes: ["ComputeInstance", "AmlCompute"] };
     const needs = requiredQuota(
       config({
-        // CPU sizes of one family (a T4 cluster is refused: fine_tune.py needs native bf16).
-        trainingCluster: { vmSize: DS3.name, maxNodes: 3 },
+        trainingCluster: { vmSize: E8.name, maxNodes: 3 },
         training: { servedDtype: "float32" },
         data: { source: "jsonl", trainFile: "a.jsonl", testFile: "b.jsonl" },
-        serving: { deployments: [{ name: "blue", instanceType: DS3.name, instanceCount: 1 }] },
+        serving: { deployments: [{ name: "blue", instanceType: E8.name, instanceCount: 1 }] },
       }),
-      VM_SIZES,
+      [...VM_SIZES, E8],
     );
-    // 3 nodes × 4 = 12 for the cluster; ceil(4 × 1.2) = 5 for the deployment; no prep cluster.
+    // 3 nodes × 8 = 24 for the cluster; ceil(8 × 1.2) = 10 for the deployment; no prep cluster.
     expect(needs).toHaveLength(1);
-    expect(needs[0].vCPUs).toBe(17);
-    expect(needs[0].parts.map((p) => p.vCPUs)).toEqual([12, 5]);
+    expect(needs[0].vCPUs).toBe(34);
+    expect(needs[0].parts.map((p) => p.vCPUs)).toEqual([24, 10]);
   });
 
   it("puts low-priority clusters in their own bucket and skips sizes Azure does not list", () => {

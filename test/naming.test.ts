@@ -1,7 +1,7 @@
 /** Pure naming and hashing helpers: known vectors, Azure's rules, determinism. */
 import { describe, expect, it } from "vitest";
 import { roleAssignmentName } from "../infra/identity";
-import { assertAzureName, azureNames, canonicalJson, isoMillis, isoSeconds, NAME_RULES, sha256, slug, uuidV5 } from "../infra/naming";
+import { assertAzureName, azureNames, blobFileName, canonicalJson, isoMillis, isoSeconds, NAME_RULES, sha256, slug, uuidV5 } from "../infra/naming";
 
 describe("uuidV5", () => {
   it("matches RFC 4122 test vectors", () => {
@@ -91,5 +91,21 @@ describe("nameGeneration (the way out of soft-deleted names after destroy)", () 
     }
     expect(g1.resourceGroup).toBe(g0.resourceGroup);
     expect(azureNames({ ...base, generation: 1 })).toEqual(g1);
+  });
+});
+
+describe("blobFileName: data file names in blob names and azureml:// URIs need no encoding", () => {
+  it.each([
+    ["train.jsonl", "train.jsonl"],
+    ["tr#ain.jsonl", "tr_ain.jsonl"],
+    ["te?st.jsonl", "te_st.jsonl"],
+    ["a%2e%2e.jsonl", "a_2e_2e.jsonl"],
+    ["my data.jsonl", "my_data.jsonl"],
+    ["tr\nain.jsonl", "tr_ain.jsonl"],
+    ["..jsonl", "_jsonl"],
+    ["ünï.jsonl", "_n_.jsonl"],
+  ])("%j → %j", (name, safe) => {
+    expect(blobFileName(name)).toBe(safe);
+    expect(encodeURIComponent(blobFileName(name))).toBe(blobFileName(name));
   });
 });

@@ -36,6 +36,7 @@ const MUTATIONS: Record<string, { update?: (i: Inputs) => void; replace: (i: Inp
   "azure-native:applicationinsights:Component": { update: (i) => (i.tags = { ...i.tags, team: "ml" }), replace: (i) => (i.resourceName += "2") },
   "azure-native:containerregistry:Registry": { update: (i) => (i.tags = { ...i.tags, team: "ml" }), replace: (i) => (i.registryName += "2") },
   "azure-native:managedidentity:UserAssignedIdentity": { update: (i) => (i.tags = { ...i.tags, team: "ml" }), replace: (i) => (i.resourceName += "2") },
+  "azure-native:authorization:RoleDefinition": { update: (i) => (i.description = "changed"), replace: (i) => (i.roleDefinitionId = "00000000-0000-0000-0000-000000000002") },
   "azure-native:authorization:RoleAssignment": { update: (i) => (i.description = "changed"), replace: (i) => (i.principalId = "00000000-0000-0000-0000-000000000001") },
   "azure-native:machinelearningservices:Workspace": { update: (i) => (i.friendlyName = "renamed"), replace: (i) => (i.workspaceName += "2") },
   "azure-native:machinelearningservices:Compute": { update: (i) => (i.tags = { ...i.tags, team: "ml" }), replace: (i) => (i.properties.properties.vmSize = "Standard_NC48ads_A100_v4") },

@@ -8,8 +8,9 @@ import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
 import { costInputOf, estimateCost, formatCostReport, loadPriceTable } from "../infra/cost";
-import { BUILT_IN_ROLES } from "../infra/identity";
-import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
+import { BUILT_IN_ROLE_PERMISSIONS, BUILT_IN_ROLES, customRoleGuid, permits, TRAINING_JOB_ROLE } from "../infra/identity";
+import { accessSummary, formatAccess, identityAbilities } from "../lib/access";
+import { isSecretValue, MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
 import { deployerAddressProblem, deployerPrincipalType, imageBuildCluster, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
 import { preflightInput, sizeConsumers } from "../lib/preflight";
 import { buildPlan, formatPlan } from "../cli/plan";
@@ -18,7 +19,7 @@ import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 const plain = (r: Registration) => unwrapSecrets(r.inputs);
 const OWNER = "8e3af657-a8ff-4c66-a7a6-4fd8e5a3cebb";
 const roleOf = (a: Record<string, any>) => String(a.roleDefinitionId).split("/").pop();
-const nameOfRole = (guid: string | undefined) => Object.entries(BUILT_IN_ROLES).find(([, g]) => g === guid)?.[0] ?? guid;
+const nameOfRole = (guid: string | undefined) => Object.entries(BUILT_IN_ROLES).find(([, g]) => g === guid)?.[0] ?? (guid === customRoleGuid(`/subscriptions/${MOCK_SUBSCRIPTION_ID}/resourceGroups/rg-phi3ft-dev`) ? TRAINING_JOB_ROLE : guid);
 
 /** Role names held by the principal of a user-assigned identity (logical name), as `role@scope-type`. */
 function rolesOf(run: ProgramRun, identity: string): string[] {
@@ -42,7 +43,7 @@ describe("least privilege, separate identities (dev stack)", () => {
   });
 
   it("the clusters run as their own identity with the roles jobs need, the data role on the datastore container only", () => {
-    expect(rolesOf(run, "phi3-identity-compute-uai")).toEqual(["AcrPull@registries", "AzureML Data Scientist@workspaces", "Storage Blob Data Contributor@containers"]);
+    expect(rolesOf(run, "phi3-identity-compute-uai")).toEqual(["AcrPull@registries", "Storage Blob Data Contributor@containers", `${TRAINING_JOB_ROLE}@workspaces`]);
     for (const c of ofType(run, "azure-native:machinelearningservices:Compute")) {
       expect(plain(c).identity.userAssignedIdentities).toEqual([byName(run, "phi3-identity-compute-uai").id]);
     }
@@ -69,9 +70,9 @@ describe("security.cookbookRoles: the Cookbook's Contributor on the resource gro
     expect(rolesOf(run, "phi3-identity-uai")).toEqual(["AcrPull@registries", "Contributor@resourceGroups", "Storage Blob Data Reader@storageAccounts"]);
     expect(rolesOf(run, "phi3-identity-compute-uai")).toEqual([
       "AcrPull@registries",
-      "AzureML Data Scientist@workspaces",
       "Contributor@resourceGroups",
       "Storage Blob Data Contributor@containers",
+      `${TRAINING_JOB_ROLE}@workspaces`,
     ]);
     // The endpoint identity's Contributor keeps the logical name existing stacks have in state.
     expect(plain(byName(run, "phi3-identity-contributor-rg")).scope).toBe(byName(run, "phi3-rg").id);
@@ -137,7 +138,7 @@ describe("secrets stay secret end to end", () => {
     });
 
     it("neither value appears in the plan's text or JSON", () => {
-      const { config } = parseConfig({ location: "eastus2", serving: JSON.stringify(overrides.serving), tags: JSON.stringify(overrides.tags) });
+      const { config } = parseConfig({ location: "eastus2", serving: JSON.stringify(overrides.serving), tags: JSON.stringify(overrides.tags) }, { secretKeys: ["serving", "tags"] });
       const cost = estimateCost({ training: config.trainingCluster, deployments: config.serving.deployments }, loadPriceTable(), config.location);
       const plan = buildPlan(run, { project: "phi3-finetune", stack: "dev", subscriptionId: "sub", training: "script", warnings: [], cost });
       const text = formatPlan(plan).join("\n");
@@ -151,9 +152,21 @@ describe("secrets stay secret end to end", () => {
   });
 
   it("without the secret marking the same values are plain (the test can fail)", async () => {
-    const run = await runStack({ overrides });
+    // A name that does not look like a credential (HF_TOKEN unmarked is refused: next test).
+    const plainServing = { ...overrides.serving, deployments: [{ ...overrides.serving.deployments[0], environmentVariables: { MODEL_NOTE: HF_TOKEN } }] };
+    const run = await runStack({ overrides: { ...overrides, serving: plainServing } });
     const d = ofType(run, "azure-native:machinelearningservices:OnlineDeployment")[0];
     expect(secretPaths(d.inputs)).toEqual([]);
+  });
+
+  it("a credential-looking environment variable that is not secret is refused, naming the fix and not the value", async () => {
+    const err = await runStack({ overrides }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toContain("phi3-finetune:serving.deployments[0].environmentVariables.HF_TOKEN: looks like a credential");
+    expect(err?.message).toContain("pulumi config set --secret --path 'phi3-finetune:serving.deployments[0].environmentVariables.HF_TOKEN'");
+    expect(err?.message).not.toContain(HF_TOKEN);
   });
 
   it("a secret key that cannot stay secret is refused by name, its value never printed", async () => {
@@ -447,5 +460,57 @@ describe("image builds of the private profile (issue 19)", () => {
     const { config } = parseConfig({ location: "eastus2" });
     expect(imageBuildCluster(config)).toBeUndefined();
     expect(imageBuildCluster({ ...config, security: securitySchema.parse({ profile: "private" }) })).toEqual({ name: "prep-cpu" });
+  });
+});
+
+describe("least privilege, finished: no workload identity can read keys or secrets or change deployments (issue 18)", () => {
+  const FORBIDDEN = [
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/listKeys/action",
+    "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/write",
+  ];
+
+  describe.each(["dev", "private", "managed"])("stack %s", (stack) => {
+    let run: ProgramRun;
+    beforeAll(async () => {
+      run = await runStack({ stack });
+    });
+
+    it("every role definition the stack declares lists only non-sensitive actions, none of them a wildcard", () => {
+      const defs = ofType(run, "azure-native:authorization:RoleDefinition").map(plain);
+      expect(defs).toHaveLength(1);
+      for (const d of defs) {
+        const actions: string[] = d.permissions.flatMap((p: { actions: string[] }) => p.actions);
+        expect(actions.length).toBeGreaterThan(0);
+        expect(actions.filter((a) => /listkeys|listsecrets|deployments\/write|\*/i.test(a))).toEqual([]);
+        for (const forbidden of FORBIDDEN) expect(permits({ actions }, forbidden), forbidden).toBe(false);
+        expect(d.permissions.flatMap((p: { dataActions?: string[] }) => p.dataActions ?? [])).toEqual([]);
+      }
+    });
+
+    it("no workload identity holds a role (built-in or custom) that allows listKeys, listsecrets or deployment write", () => {
+      const lines = accessSummary(run.registrations).filter((l) => l.grantee !== "deployer");
+      expect(lines.some((l) => l.customActions)).toBe(true);
+      expect(lines.map((l) => l.role)).not.toContain("AzureML Data Scientist");
+      for (const a of identityAbilities(lines)) {
+        expect(a.can, a.grantee).toEqual([]);
+        expect(a.cannot).toEqual(expect.arrayContaining(["read the endpoint's keys", "read datastore secrets (the storage account key)", "create or change deployments"]));
+      }
+    });
+  });
+
+  it("the matcher can fail: AzureML Data Scientist's permissions allow all three, and cookbookRoles' Contributor shows as 'can' in the plan", async () => {
+    for (const forbidden of FORBIDDEN) expect(permits(BUILT_IN_ROLE_PERMISSIONS["AzureML Data Scientist"], forbidden)).toBe(true);
+    const run = await runStack({ overrides: { security: { cookbookRoles: true } } });
+    const text = formatAccess(accessSummary(run.registrations)).join("\n");
+    expect(text).toMatch(/^ {4}compute identity: can read the endpoint's keys, create or change deployments/m);
+  });
+
+  it("the plan's access section says what each identity can and cannot do", async () => {
+    const run = await runStack();
+    const text = formatAccess(accessSummary(run.registrations)).join("\n");
+    expect(text).toMatch(/custom role declared by the stack, only: read, experiments\/read, .*datastores\/read$/m);
+    expect(text).toMatch(/^ {4}endpoint identity: can none of the sensitive operations; cannot read the endpoint's keys/m);
+    expect(text).toMatch(/^ {4}compute identity: can none of the sensitive operations; cannot read the endpoint's keys, create or change deployments, .*read datastore secrets \(the storage account key\)/m);
   });
 });

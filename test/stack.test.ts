@@ -5,9 +5,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BUILT_IN_ROLES, roleAssignmentName } from "../infra/identity";
+import { BUILT_IN_ROLES, customRoleGuid, roleAssignmentName, TRAINING_JOB_ACTIONS } from "../infra/identity";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, isSecretValue, unwrapSecrets } from "../lib/mock-runtime";
-import { byName, commandEnv, ofType, ROOT, runStack } from "./helpers/stack";
+import { byName, commandEnv, ofType, projectCopy, ROOT, runStack } from "./helpers/stack";
 
 const ML = "azure-native:machinelearningservices";
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -51,23 +51,39 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
     const principal = (n: string) => byName(run, n).state.principalId as string;
     const assignments = ofType(run, "azure-native:authorization:RoleAssignment").map(plain);
     const container = `${byName(run, "phi3-storage").id}/blobServices/default/containers/azureml-blobstore-${byName(run, "phi3-workspace").state.workspaceId}`;
-    const expected: [string, keyof typeof BUILT_IN_ROLES, string][] = [
+    // The compute identity's role on the workspace is the stack's own (UUID v5 of the resource group).
+    const jobRole = customRoleGuid(byName(run, "phi3-rg").id);
+    const guidOf = (role: string) => (BUILT_IN_ROLES as Record<string, string>)[role] ?? role;
+    const expected: [string, string, string][] = [
       ["phi3-identity-uai", "AcrPull", byName(run, "phi3-registry").id],
       ["phi3-identity-uai", "Storage Blob Data Reader", byName(run, "phi3-storage").id],
       ["phi3-identity-compute-uai", "AcrPull", byName(run, "phi3-registry").id],
-      ["phi3-identity-compute-uai", "AzureML Data Scientist", byName(run, "phi3-workspace").id],
+      ["phi3-identity-compute-uai", jobRole, byName(run, "phi3-workspace").id],
       ["phi3-identity-compute-uai", "Storage Blob Data Contributor", container],
     ];
     expect(assignments).toHaveLength(expected.length);
     for (const [who, role, scope] of expected) {
-      const a = assignments.find((x) => x.principalId === principal(who) && x.roleDefinitionId.endsWith(BUILT_IN_ROLES[role]));
+      const a = assignments.find((x) => x.principalId === principal(who) && x.roleDefinitionId.endsWith(guidOf(role)));
       expect(a, `${who} ${role}`).toBeDefined();
-      expect(a.roleDefinitionId).toBe(`/subscriptions/${MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/${BUILT_IN_ROLES[role]}`);
+      expect(a.roleDefinitionId).toBe(`/subscriptions/${MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/${guidOf(role)}`);
       expect(a.scope).toBe(scope);
       expect(a.principalType).toBe("ServicePrincipal");
       expect(a.roleAssignmentName).toMatch(GUID);
       expect(a.roleAssignmentName).toBe(roleAssignmentName(scope, principal(who), role));
     }
+  });
+
+  it("declares the compute identity's custom role: a deterministic GUID, the resource group as its only assignable scope, exactly the listed actions", () => {
+    const def = byName(run, "phi3-identity-training-job-role");
+    const rg = byName(run, "phi3-rg").id;
+    const i = plain(def);
+    expect(i.roleDefinitionId).toBe(customRoleGuid(rg));
+    expect(i.roleDefinitionId).toMatch(GUID);
+    expect(i.roleName).toBe(`phi3-finetune training job ${customRoleGuid(rg)}`);
+    expect(i).toMatchObject({ scope: rg, assignableScopes: [rg], roleType: "CustomRole" });
+    expect(i.permissions).toEqual([{ actions: TRAINING_JOB_ACTIONS.map((a) => a.action), notActions: [], dataActions: [], notDataActions: [] }]);
+    const assignment = ofType(run, "azure-native:authorization:RoleAssignment").find((r) => plain(r).roleDefinitionId.endsWith(customRoleGuid(rg)));
+    expect(assignment?.dependencies).toContain(def.urn);
   });
 
   it("declares the A100 training cluster (dedicated, 0..1 nodes, 120 s idle) running as the identity", () => {
@@ -183,7 +199,7 @@ describe.each([false, true])("dev stack (preview=%s)", (preview) => {
       "blob-reader-storage",
       "compute-acrpull-registry",
       "compute-blob-contributor-datastore",
-      "compute-datascientist-workspace",
+      "compute-trainingjob-workspace",
     ]);
   });
 
@@ -299,5 +315,29 @@ describe("determinism and change isolation", () => {
     const b = await runStack({ subscriptionId: "11111111-2222-3333-4444-555555555555" });
     expect(plain(byName(b, "phi3-storage")).accountName).not.toBe(plain(byName(a, "phi3-storage")).accountName);
     expect(plain(byName(b, "phi3-rg")).resourceGroupName).toBe(plain(byName(a, "phi3-rg")).resourceGroupName);
+  });
+});
+
+describe("data file names that need URL-encoding reach Azure under a URL-safe blob name (issue 18)", () => {
+  it.each(["tr#ain.jsonl", "te?st.jsonl", "a%2e%2e.jsonl", "my data.jsonl"])("%s: the data asset's dataUri, the job input and the upload agree, without encoding", async (name) => {
+    const dir = projectCopy();
+    try {
+      fs.copyFileSync(path.join(ROOT, "test/fixtures/data/train.jsonl"), path.join(dir, "test/fixtures/data", name));
+      const run = await runStack({
+        stack: "local-data",
+        cwd: dir,
+        overrides: { data: { source: "jsonl", trainFile: `test/fixtures/data/${name}`, testFile: "test/fixtures/data/test.jsonl" } },
+      });
+      const data = plain(byName(run, "phi3-training-train-data")).properties.dataUri as string;
+      expect(data).toMatch(/\/paths\/LocalUpload\/[0-9a-f]{32}\/[A-Za-z0-9._-]+$/);
+      expect(decodeURIComponent(data)).toBe(data);
+      const job = JSON.stringify(unwrapSecrets(byName(run, "phi3-training-finetune-job").inputs));
+      expect(job).toContain(data);
+      expect(job).not.toContain(name);
+      const blob = unwrapSecrets(byName(run, "phi3-training-train-blob").inputs);
+      expect(data.endsWith(`/paths/${blob.blobName}`)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
