@@ -107,12 +107,22 @@ export function fineTuneArguments(c: StackConfig): [string, string][] {
 }
 
 /**
+ * Flags the Azure ML job adds after {@link fineTuneArguments}. `--no-log-model-to-run`: the
+ * stack registers the job's `model_output` (infra/serving.ts), so a second upload of the same
+ * ~7.6 GB folder to the run's artifacts would only cost time and, failing after hours of
+ * training, fail the job (issue 20 item 8). fine_tune.py defaults to it too; the job says it
+ * explicitly so the command alone shows it.
+ */
+export const FINE_TUNE_JOB_FLAGS = ["--no-log-model-to-run"] as const;
+
+/**
  * The fine-tune command line of the Azure ML job: {@link fineTuneArguments} after the script,
- * every value shell-quoted (infra/shell.ts; bindings stay bare for Azure ML's substitution).
- * The values are raw in {@link fineTuneArguments}, so local runs (argv, no shell) use them as is.
+ * every value shell-quoted (infra/shell.ts; bindings stay bare for Azure ML's substitution),
+ * then {@link FINE_TUNE_JOB_FLAGS}. The values are raw in {@link fineTuneArguments}, so local
+ * runs (argv, no shell) use them as is.
  */
 export function fineTuneCommand(c: StackConfig): string {
-  return commandLine(["python", "fine_tune.py"], fineTuneArguments(c));
+  return [commandLine(["python", "fine_tune.py"], fineTuneArguments(c)), ...FINE_TUNE_JOB_FLAGS].join(" ");
 }
 
 /** prepare_data.py's arguments (raw values, as `[flag, value]` pairs), outputs as Azure ML bindings. */
