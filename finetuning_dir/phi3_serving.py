@@ -136,10 +136,13 @@ def prompts_from_input(data: Any) -> List[str]:
     if isinstance(data, str):
         return [data]
     if hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas.DataFrame
-        if len(data.columns) != 1:
-            cols = ", ".join(str(c) for c in data.columns)
-            raise _invalid(f"input_data must be a list of prompt strings; got a table with columns {cols} "
-                           "(chat message objects are not accepted: send the conversation as one prompt)")
+        # MLflow turns a list of strings into one column named 0, and a list of objects into
+        # columns named by their keys, of which its schema check keeps the first (``role`` for
+        # chat messages): a named column means objects were sent.
+        named = [str(c) for c in data.columns if isinstance(c, str)]
+        if len(data.columns) != 1 or named:
+            raise _invalid(f"input_data must be a list of prompt strings; got objects (keys: {', '.join(named)}); "
+                           "chat message objects are not accepted: send the conversation as one prompt")
         data = list(data.iloc[:, 0])
     elif hasattr(data, "tolist"):
         data = data.tolist()
@@ -228,8 +231,13 @@ def _load_pyfunc(path: str, model_config: Optional[Dict[str, Any]] = None) -> Ph
     defaults = {}
     if meta.signature is not None and meta.signature.params is not None:
         defaults = {p.name: p.default for p in meta.signature.params.params}
-    context = (meta.metadata or {}).get("context_length") or getattr(model.config, "max_position_embeddings")
-    return Phi3ChatModel(model, tokenizer, conf.get("prompt_template") or "{prompt}", int(context), defaults)
+    metadata = meta.metadata or {}
+    context = metadata.get("context_length") or getattr(model.config, "max_position_embeddings")
+    # MLflow 2.16 records the prompt_template given to save_model in the model's metadata.
+    template = metadata.get("prompt_template") or conf.get("prompt_template")
+    if not template or "{prompt}" not in template:
+        raise ValueError(f"{root}: the MLflow model records no prompt_template with a {{prompt}} placeholder")
+    return Phi3ChatModel(model, tokenizer, template, int(context), defaults)
 
 
 def point_pyfunc_here(model_dir: str) -> None:
