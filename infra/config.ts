@@ -15,6 +15,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { azureNames } from "./naming";
 import { trafficRuleIssues } from "./traffic";
+import { trainingMemoryProblem } from "./training-memory";
 import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
 import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
@@ -323,6 +324,18 @@ const trainingSchema = z.strictObject({
   modelName: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/).default("phi3-finetuned"),
   /** dtype of the served weights: float16 works on every GPU (V100 and T4 have no bf16); float32 for CPU serving. */
   servedDtype: z.enum(["float16", "bfloat16", "float32"]).default("float16"),
+  /**
+   * GPU training precision of fine_tune.py (issue 20): `bf16-mixed` (default: float32 master
+   * weights, bfloat16 autocast; every small update lands) or `bf16` (weights kept in bfloat16:
+   * half the memory, but at lr 5e-6 most updates round away). The plan refuses a choice that
+   * does not fit one GPU of the training cluster, with the arithmetic (infra/training-memory.ts).
+   * CPU clusters train in float32 whatever this says.
+   */
+  precision: z.enum(["bf16-mixed", "bf16"]).default("bf16-mixed"),
+  /** `full` fine-tune (default) or `lora` (PEFT adapters on a frozen bf16 base, merged before the MLflow save: serving is unchanged; fits a 24 GB A10). */
+  method: z.enum(["full", "lora"]).default("full"),
+  /** LoRA rank r (alpha 2r, dropout 0.05); used with `method: lora`. */
+  loraRank: int(1, 256).default(16),
   /** Bump to resubmit the same jobs after a failure (part of every job's name hash). */
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
@@ -401,6 +414,12 @@ export const configSchema = z
         "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
     for (const i of distributionIssues(c.training, c.trainingCluster)) problem(i.path, i.input, i.message);
+    if (c.training.mode === "script") {
+      const memory = trainingMemoryProblem(c.trainingCluster.vmSize, c.training.method, c.training.precision,
+        c.hyperparameters.perDeviceBatchSize, c.hyperparameters.maxSeqLength, c.training.loraRank);
+      problem(["training", c.training.method === "lora" ? "method" : "precision"],
+        c.training.method === "lora" ? c.training.method : c.training.precision, memory);
+    }
     for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c), ...managedIssues(c)]) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {

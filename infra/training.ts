@@ -103,6 +103,9 @@ export function fineTuneArguments(c: StackConfig): [string, string][] {
     ["--lr-scheduler", h.lrScheduler],
     ["--seed", String(h.seed)],
     ["--serving-dtype", c.training.servedDtype],
+    ["--precision", c.training.precision],
+    ["--method", c.training.method],
+    ["--lora-rank", String(c.training.loraRank)],
   ];
 }
 
