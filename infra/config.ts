@@ -15,7 +15,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { azureNames } from "./naming";
 import { trafficRuleIssues } from "./traffic";
-import { trainingMemoryProblem } from "./training-memory";
+import { trainingMemoryIssue } from "./training-memory";
 import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
 import { SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
@@ -414,12 +414,10 @@ export const configSchema = z
         "has no native bf16 (V100/T4 GPUs), which fine_tune.py trains in; use an A100/H100/A10 size such as Standard_NC24ads_A100_v4, or a CPU size for the CPU profile");
     }
     for (const i of distributionIssues(c.training, c.trainingCluster)) problem(i.path, i.input, i.message);
-    if (c.training.mode === "script") {
-      const memory = trainingMemoryProblem(c.trainingCluster.vmSize, c.training.method, c.training.precision,
-        c.hyperparameters.perDeviceBatchSize, c.hyperparameters.maxSeqLength, c.training.loraRank);
-      problem(["training", c.training.method === "lora" ? "method" : "precision"],
-        c.training.method === "lora" ? c.training.method : c.training.precision, memory);
-    }
+    // The GPU memory check (infra/training-memory.ts): refused when the weights and optimizer
+    // states alone cannot fit; configWarnings warns when activations likely push it over.
+    const memory = trainingMemoryCheck(c);
+    if (memory?.certain) problem(memory.path, memory.input, memory.message);
     for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c), ...managedIssues(c)]) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {
@@ -700,6 +698,16 @@ function forbiddenKeyPaths(v: unknown, path: (string | number)[]): (string | num
   return [];
 }
 
+/** The GPU memory check of the script-mode fine-tune for the config's method and precision, with its config path. */
+function trainingMemoryCheck(c: StackConfig): { certain: boolean; message: string; path: string[]; input: string } | undefined {
+  if (c.training.mode !== "script") return undefined;
+  const issue = trainingMemoryIssue(c.trainingCluster.vmSize, c.training.method, c.training.precision,
+    c.hyperparameters.perDeviceBatchSize, c.hyperparameters.maxSeqLength, c.training.loraRank);
+  if (!issue) return undefined;
+  const key = c.training.method === "lora" ? "method" : "precision";
+  return { ...issue, path: ["training", key], input: c.training[key] };
+}
+
 /** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
 function sizeKeys(c: StackConfig): [(string | number)[], string][] {
   return [
@@ -716,6 +724,8 @@ function sizeKeys(c: StackConfig): [(string | number)[], string][] {
  */
 export function configWarnings(c: StackConfig): string[] {
   const warnings: string[] = [...distributionWarnings(c.training, c.trainingCluster.vmSize), ...managedWarnings(c)];
+  const memory = trainingMemoryCheck(c);
+  if (memory && !memory.certain) warnings.push(`${keyName(memory.path)}: likely out of GPU memory: ${memory.message}`);
   for (const [path, size] of sizeKeys(c)) {
     const key = keyName(path);
     if (RETIRED_SIZES[size]) {

@@ -118,9 +118,26 @@ export function estimateTrainingMemory(
 
 /**
  * The memory check of the plan: undefined when the method and precision fit one GPU of
- * `vmSize` (or the size is a CPU size or not recorded), else a message with the arithmetic and
- * the combinations that do fit.
+ * `vmSize` (or the size is a CPU size or not recorded), else `certain` (the weights, gradients
+ * and optimizer states alone exceed the GPU: an out-of-memory error for sure; the plan refuses)
+ * or not (the total with the activation estimate exceeds it: likely; the plan warns), with a
+ * message giving the arithmetic and the combinations that do fit.
  */
+export function trainingMemoryIssue(
+  vmSize: string,
+  method: TrainingMethod,
+  precision: TrainingPrecision,
+  batch: number,
+  seqLength: number,
+  loraRank = 16,
+): { certain: boolean; message: string } | undefined {
+  const message = trainingMemoryProblem(vmSize, method, precision, batch, seqLength, loraRank);
+  if (message === undefined) return undefined;
+  const certain = estimateTrainingMemory(method, precision, batch, seqLength, loraRank).weightsAndOptimizerGB > GPU_MEMORY_GB[vmSize];
+  return { certain, message };
+}
+
+/** The message of {@link trainingMemoryIssue} (undefined when it fits). */
 export function trainingMemoryProblem(
   vmSize: string,
   method: TrainingMethod,

@@ -1,7 +1,7 @@
 /** The plan's GPU memory check for each training method and precision (issue 20 item 7). */
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
-import { estimateTrainingMemory, loraParameters, PHI3_MINI_SHAPE, trainingMemoryProblem } from "../infra/training-memory";
+import { estimateTrainingMemory, loraParameters, PHI3_MINI_SHAPE, trainingMemoryIssue, trainingMemoryProblem } from "../infra/training-memory";
 import { expectRefused } from "./helpers/config";
 
 const json = (v: unknown) => JSON.stringify(v);
@@ -44,6 +44,12 @@ describe("trainingMemoryProblem", () => {
     expect(problem === undefined).toBe(fits);
   });
 
+  it("is certain (refused) when weights and optimizer states alone exceed the GPU", () => {
+    expect(trainingMemoryIssue("Standard_NV36ads_A10_v5", "full", "bf16", 4, 2048)?.certain).toBe(true);
+    expect(trainingMemoryIssue("Standard_ND96asr_v4", "full", "bf16", 4, 2048)?.certain).toBe(false);
+    expect(trainingMemoryIssue("Standard_NC24ads_A100_v4", "full", "bf16-mixed", 4, 2048)).toBeUndefined();
+  });
+
   it("names the capacity and what fits instead", () => {
     expect(trainingMemoryProblem("Standard_ND96asr_v4", "full", "bf16-mixed", 4, 2048)).toMatch(
       /needs 3\.8e\+9 params × 16 B .* more than the 40 GB of one Standard_ND96asr_v4 GPU; training\.method lora fits/,
@@ -65,6 +71,15 @@ describe("config keys training.precision / method / loraRank", () => {
       /needs .* per GPU, more than the 24 GB of one Standard_NV36ads_A10_v5 GPU; training\.method lora fits/);
     const { config } = parseConfig({ location: "eastus2", trainingCluster: json({ vmSize: "Standard_NV36ads_A10_v5" }), training: json({ method: "lora" }) });
     expect(config.training.method).toBe("lora");
+  });
+
+  it("warns (does not refuse) when only the activation estimate pushes it over the GPU", () => {
+    const raw = { location: "eastus2", hyperparameters: json({ perDeviceBatchSize: 8, maxSeqLength: 4096 }) };
+    const { warnings } = parseConfig(raw);
+    expect(warnings.filter((w) => w.includes("GPU memory"))).toEqual([
+      expect.stringMatching(/^phi3-finetune:training\.precision: likely out of GPU memory: .*\(batch 8 × 4096 tokens .* more than the 80 GB of one Standard_NC24ads_A100_v4 GPU/),
+    ]);
+    expect(parseConfig({ location: "eastus2" }).warnings.filter((w) => w.includes("GPU memory"))).toEqual([]);
   });
 
   it("refuses unknown values naming the key", () => {
