@@ -77,7 +77,7 @@ describe("config keys training.precision / method / loraRank", () => {
     const raw = { location: "eastus2", hyperparameters: json({ perDeviceBatchSize: 8, maxSeqLength: 4096 }) };
     const { warnings } = parseConfig(raw);
     expect(warnings.filter((w) => w.includes("GPU memory"))).toEqual([
-      expect.stringMatching(/^phi3-finetune:training\.precision: likely out of GPU memory: .*\(batch 8 × 4096 tokens .* more than the 80 GB of one Standard_NC24ads_A100_v4 GPU/),
+      expect.stringMatching(/^phi3-finetune:training\.precision: likely out of GPU memory: .*\(batch 8 × 4096 tokens.* more than the 80 GB of one Standard_NC24ads_A100_v4 GPU/),
     ]);
     expect(parseConfig({ location: "eastus2" }).warnings.filter((w) => w.includes("GPU memory"))).toEqual([]);
   });
