@@ -11,8 +11,13 @@ Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
   and the saved model loads with the pinned transformers on the serving image;
 * every row's ``messages`` go through the tokenizer's chat template, with an empty system turn
   inserted in front when the conversation has none (:func:`normalize_messages`);
-* trl ``SFTTrainer`` with packing, bf16 mixed precision (on a GPU), gradient checkpointing and
-  a cosine schedule; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
+* trl ``SFTTrainer`` with packing, gradient checkpointing and a cosine schedule; on a GPU
+  ``--precision bf16-mixed`` (default: float32 master weights, bfloat16 autocast) or ``bf16``
+  (weights kept in bfloat16: half the memory, but at lr 5e-6 AdamW's updates mostly round away),
+  and ``--method full`` (default) or ``lora`` (PEFT adapters on the frozen bfloat16 base, merged
+  into the weights before the save, so serving is unchanged); every RNG is seeded with ``--seed``
+  before the model loads and trl packs the data (:func:`build_trainer`), so every node of a
+  multi-node job packs the same order; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
   scheduler and seed come from the command line (defaults 3, 5e-6, 4, 2048, 0.2, cosine, 0);
 * evaluation on the test split after every epoch; every number the trainer logs (loss,
   learning rate, eval loss, runtime...) goes to the active MLflow run through a small callback
@@ -37,13 +42,13 @@ Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
   explicitly (:func:`serving_pip_requirements`: the pins of ``conda.yml`` next to this file,
   read before training starts), not inferred: MLflow's inference adds ``torchvision`` for any
   torch model and imports it to read its version, which crashes at the very end of training
-  in an environment without torchvision, and would pin the training machine's builds. Unless ``--no-log-model-to-run`` is given,
-  the same directory is also uploaded to the run's artifacts under ``model_output``, so the
-  sample's registration URI ``azureml://jobs/<job>/outputs/artifacts/paths/model_output``
-  works too. (The folder is uploaded as-is instead of calling ``mlflow.transformers.log_model``
-  a second time: that would serialise the 7+ GB of weights again.)
+  in an environment without torchvision, and would pin the training machine's builds. With
+  ``--log-model-to-run`` (default off: the stack registers the job's ``model_output``, and a
+  second ~7.6 GB upload failing after hours of training would fail the job) the same directory
+  is also uploaded to the run's artifacts under ``model_output``, for the sample's registration
+  URI ``azureml://jobs/<job>/outputs/artifacts/paths/model_output``.
 
-Targeted library API: trl 0.8.6 (see ``conda.yml``): ``SFTTrainer(model, args=
+Targeted library API: trl 0.8.6, peft 0.12.0 (see ``conda.yml``): ``SFTTrainer(model, args=
 transformers.TrainingArguments(...), tokenizer=..., dataset_text_field=..., max_seq_length=...,
 packing=...)`` with transformers 4.41 (``eval_strategy``), mlflow 2.16.2.
 
@@ -61,26 +66,30 @@ generic MLflow server). So the endpoint accepts the **list-of-prompts** shape::
                 "return_full_text": false, "top_p": 0.95}}
 
 and answers a JSON list with one generated string per prompt, e.g. ``["Bill Gates and ..."]``.
-Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`); send
-``do_sample: false`` for greedy decoding (transformers refuses ``temperature: 0`` with
-sampling). Each prompt is wrapped in the chat template before generation (MLflow
+Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`). The model's
+``predict`` is ``phi3_serving.Phi3ChatModel`` (``phi3_serving.py``, copied into the model): a
+temperature of 0 means greedy decoding, a bad parameter value or a prompt whose tokens plus
+``max_new_tokens`` exceed the context length (recorded as ``context_length``) is refused with
+an ``MlflowException(INVALID_PARAMETER_VALUE)`` naming the parameter or the overflow, only the
+answer is returned (never the template, ``return_full_text`` whatever), and the prompt is
+tokenized with ``<s>`` exactly as in training. Each prompt is wrapped in the chat template before generation (MLflow
 ``prompt_template`` built from the tokenizer's own template with the same empty system turn used
 in training)::
 
     <|system|>\\n<|end|>\\n<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n
 
-so clients send the bare question; ``return_full_text`` defaults to false so only the answer
-comes back. A conversation goes in the same shape: the client writes the earlier turns into the
+so clients send the bare question, and only the answer comes back. A conversation goes in the same shape: the client writes the earlier turns into the
 prompt so that, once the template is applied, the model reads the whole conversation in Phi-3's
 chat format (``Q1<|end|>\\n<|assistant|>\\nA1<|end|>\\n<|user|>\\nQ2`` becomes
 ``...<|user|>\\nQ1<|end|>\\n<|assistant|>\\nA1<|end|>\\n<|user|>\\nQ2<|end|>\\n<|assistant|>\\n``);
 the Prompt flow tool and ``npm run chat`` do this (:data:`CONVERSATION_TURN_SEPARATOR` is
-recorded in the model's metadata).
+recorded in the model's metadata). When the model refuses a conversation as over its context,
+they drop the oldest turns and ask again.
 
 The ``{"input_data": {"input_string": [messages], "parameters": {...}}}`` shape of Azure's
-catalog chat models is *not* accepted: Azure's no-code scoring validates ``input_data``
-against the signature (a list of strings) and refuses a dict, and MLflow itself, handed a list
-of message dicts, would silently answer the ``role`` column instead of the conversation.
+catalog chat models is *not* accepted: Azure's no-code scoring script unwraps it and hands the
+message dicts to the model, which MLflow would turn into a table whose ``role`` column it
+answered; the model refuses them instead.
 
 Command line::
 
@@ -88,6 +97,7 @@ Command line::
         [--base-model ID] [--epochs 3] [--learning-rate 5e-6] [--per-device-batch-size 4]
         [--max-seq-length 2048] [--warmup-ratio 0.2] [--lr-scheduler cosine] [--seed 0]
         [--serving-dtype float16|bfloat16|float32] [--logging-steps 20]
+        [--precision bf16-mixed|bf16] [--method full|lora] [--lora-rank 16]
         [--log-model-to-run | --no-log-model-to-run]
 
 ``--train-file`` / ``--eval-file`` take a JSONL file or a folder holding exactly one ``.jsonl``
