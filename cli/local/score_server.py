@@ -22,6 +22,31 @@ be tried against the model that ``npm run train:local`` wrote before anything is
   in the model 500 with the error's first line; a request over ``--request-timeout`` seconds 408;
   more than ``--max-concurrent-requests`` at once 429 after ``--max-queue-wait`` seconds.
 
+Where this server still differs from Azure's no-code MLflow deployment (azureml-inference-server-http
+1.5.1 running Azure's MLflow scoring script, read from the package's ``server/routes.py`` and the
+script in Azure/azureml-assets); each "here" behaviour is tested in test/python:
+
+======================================  ================================  ================================
+Case                                    Azure (no-code MLflow)            here (serve:local)
+======================================  ================================  ================================
+the model refuses a request (bad        500 "An unexpected error          400 with the model's message
+params value, prompt over the context,  occurred in scoring script";      (test_local_endpoint)
+message objects)                        message in the deployment log
+``params`` of the wrong type for the    500 (same path)                   400 naming the parameter
+signature (``"max_new_tokens": "x"``)
+body not JSON                           400                               400
+``Content-Type`` not JSON               415                               accepted
+missing / wrong key                     401 (endpoint front end)          401
+``GET /swagger.json``                   the generated schema              404
+all instances busy / slow request       429 / 408 (request settings)      429 / 408 (same settings)
+======================================  ================================  ================================
+
+Azure's own server was tried here first (issue 20 item 5): it installs on Python 3.11 beside
+this project's pins without conflict, but the MLflow scoring script Azure runs is part of the
+inference image, not of the PyPI package, and under it every refusal becomes a 500, which is
+what clients must not get locally; so this server keeps the one behaviour Azure's cannot give
+(a 4xx naming the parameter) and mirrors the rest.
+
 Azure's contract: https://learn.microsoft.com/azure/machine-learning/how-to-deploy-mlflow-models-online-endpoints
 (no-code deployment, ``input_data`` / ``params``) and
 https://learn.microsoft.com/azure/machine-learning/how-to-authenticate-online-endpoint (key auth).
