@@ -225,8 +225,10 @@ def _load_pyfunc(path: str, model_config: Optional[Dict[str, Any]] = None) -> Ph
     root = _model_root(path)
     meta = Model.load(os.path.join(root, "MLmodel"))
     conf = meta.flavors["transformers"]
-    components = mlflow.transformers.load_model(root, return_type="components")
-    model, tokenizer = components["model"], components["tokenizer"]
+    # The pipeline, as the stock transformers pyfunc loads it: the same device choice (GPU 0 when
+    # one is available, MLFLOW_DEFAULT_PREDICTION_DEVICE / device_map otherwise) and torch_dtype.
+    pipeline = mlflow.transformers.load_model(root, return_type="pipeline")
+    model, tokenizer = pipeline.model, pipeline.tokenizer
     model.eval()
     defaults = {}
     if meta.signature is not None and meta.signature.params is not None:

@@ -24,7 +24,7 @@ be tried against the model that ``npm run train:local`` wrote before anything is
 
 Where this server still differs from Azure's no-code MLflow deployment (azureml-inference-server-http
 1.5.1 running Azure's MLflow scoring script, read from the package's ``server/routes.py`` and the
-script in Azure/azureml-assets); each "here" behaviour is tested in test/python:
+script in Azure/azureml-assets); the 400s and 401 here are tested in test/python:
 
 ======================================  ================================  ================================
 Case                                    Azure (no-code MLflow)            here (serve:local)
