@@ -12,7 +12,7 @@ import { commandLine } from "./shell";
 import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
 import { componentId, managedJobHash, managedPipelineJob, type ManagedData } from "./managed-finetune";
 
-/** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
+/** Folder uploaded as the code asset (fine_tune.py, phi3_serving.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
 /** Conda file of the data preparation job's light CPU environment (python + datasets). */
 export const PREP_CONDA_FILE = "conda-prep.yml";
@@ -319,7 +319,7 @@ export class Training extends pulumi.ComponentResource {
         properties: {
           // The SDK's codeUri: storage account URL + container + LocalUpload path (ArtifactStorageInfo.full_storage_path).
           codeUri: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}/${codePrefix}`,
-          description: "finetuning_dir/ (fine_tune.py, prepare_data.py, cli_types.py, conda.yml)",
+          description: "finetuning_dir/ (fine_tune.py, phi3_serving.py, prepare_data.py, cli_types.py, conda.yml)",
         },
       },
       { ...HISTORY, parent: this, dependsOn: codeBlobs }, // the version must not exist before its files
