@@ -123,6 +123,31 @@ export function conversationPrompt(messages: readonly ChatMessage[]): string {
 }
 
 /**
+ * How many tokens a refused request was over the model's context, from the error the served
+ * model (finetuning_dir/phi3_serving.py) answers with HTTP 400:
+ * `context_length_exceeded: ... over the model's context length of 4096 by 170 tokens`.
+ * Returns undefined for any other error.
+ */
+export function contextOverflow(error: unknown): number | undefined {
+  if (!(error instanceof EndpointError) || error.kind !== "http" || error.status !== 400) return undefined;
+  const m = /context_length_exceeded:.*? by (\d+) tokens/.exec(error.message);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * The conversation without its oldest turn: the oldest user turn and the assistant answer(s)
+ * up to the next user turn. A leading system message is kept. Returns undefined when only the
+ * last user turn (and the system message) would be left: nothing more can be dropped.
+ */
+export function dropOldestTurn(messages: readonly ChatMessage[]): ChatMessage[] | undefined {
+  const start = messages[0]?.role === "system" ? 1 : 0;
+  let next = start + 1;
+  while (next < messages.length && messages[next].role !== "user") next++;
+  if (next >= messages.length) return undefined;
+  return [...messages.slice(0, start), ...messages.slice(next)];
+}
+
+/**
  * Runs the Pulumi CLI with the given arguments and resolves to its stdout, or to `null`
  * when the CLI is not installed. Rejects when the CLI fails.
  */
@@ -725,13 +750,12 @@ export async function main(
   const timeoutSec = args.timeoutSec ?? endpoint.defaults?.timeoutSeconds ?? BUILT_IN_DEFAULTS.timeoutSeconds;
   const shape: Shape = args.shape ?? endpoint.defaults?.payloadShape ?? "prompt-list";
 
-  const history: ChatMessage[] = [];
+  let history: ChatMessage[] = [];
   const ask = async (question: string): Promise<string> => {
-    const messages: ChatMessage[] = [...history, { role: "user", content: question }];
-    const payload = buildPayload(shape, messages, { temperature: args.temperature, maxNewTokens });
+    let messages: ChatMessage[] = [...history, { role: "user", content: question }];
     const stop = startSpinner(io.stderr);
     try {
-      const text = await askEndpoint({
+      const send = (payload: unknown) => askEndpoint({
         uri: endpoint.uri,
         key: endpoint.key,
         payload,
@@ -744,8 +768,24 @@ export async function main(
           say(`${clear}endpoint busy (HTTP ${status}), retry ${attempt}/${args.retries} in ${(waitMs / 1000).toFixed(1)} s`);
         },
       });
+      // A conversation over the model's context is refused with how much it is over
+      // (issue 20): drop the oldest turns (a system message stays) until it fits, and say so.
+      let text: string | undefined;
+      let dropped = 0;
+      while (text === undefined) {
+        try {
+          text = await send(buildPayload(shape, messages, { temperature: args.temperature, maxNewTokens }));
+        } catch (e) {
+          const over = contextOverflow(e);
+          const shorter = over === undefined ? undefined : dropOldestTurn(messages);
+          if (!shorter) throw e;
+          messages = shorter;
+          dropped++;
+          say(`chat: the conversation is ${over} tokens over the model's context: dropped the oldest turn (${dropped} so far)`);
+        }
+      }
       const answer = parseAnswer(shape, text);
-      history.push({ role: "user", content: question }, { role: "assistant", content: answer });
+      history = [...messages, { role: "assistant", content: answer }];
       return answer;
     } finally {
       stop();

@@ -11,8 +11,13 @@ Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
   and the saved model loads with the pinned transformers on the serving image;
 * every row's ``messages`` go through the tokenizer's chat template, with an empty system turn
   inserted in front when the conversation has none (:func:`normalize_messages`);
-* trl ``SFTTrainer`` with packing, bf16 mixed precision (on a GPU), gradient checkpointing and
-  a cosine schedule; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
+* trl ``SFTTrainer`` with packing, gradient checkpointing and a cosine schedule; on a GPU
+  ``--precision bf16-mixed`` (default: float32 master weights, bfloat16 autocast) or ``bf16``
+  (weights kept in bfloat16: half the memory, but at lr 5e-6 AdamW's updates mostly round away),
+  and ``--method full`` (default) or ``lora`` (PEFT adapters on the frozen bfloat16 base, merged
+  into the weights before the save, so serving is unchanged); every RNG is seeded with ``--seed``
+  before the model loads and trl packs the data (:func:`build_trainer`), so every node of a
+  multi-node job packs the same order; epochs, learning rate, per-device batch size, max sequence length, warmup ratio,
   scheduler and seed come from the command line (defaults 3, 5e-6, 4, 2048, 0.2, cosine, 0);
 * evaluation on the test split after every epoch; every number the trainer logs (loss,
   learning rate, eval loss, runtime...) goes to the active MLflow run through a small callback
@@ -37,13 +42,13 @@ Recipe (facts from the code-first Phi-3 + Prompt flow sample, reimplemented):
   explicitly (:func:`serving_pip_requirements`: the pins of ``conda.yml`` next to this file,
   read before training starts), not inferred: MLflow's inference adds ``torchvision`` for any
   torch model and imports it to read its version, which crashes at the very end of training
-  in an environment without torchvision, and would pin the training machine's builds. Unless ``--no-log-model-to-run`` is given,
-  the same directory is also uploaded to the run's artifacts under ``model_output``, so the
-  sample's registration URI ``azureml://jobs/<job>/outputs/artifacts/paths/model_output``
-  works too. (The folder is uploaded as-is instead of calling ``mlflow.transformers.log_model``
-  a second time: that would serialise the 7+ GB of weights again.)
+  in an environment without torchvision, and would pin the training machine's builds. With
+  ``--log-model-to-run`` (default off: the stack registers the job's ``model_output``, and a
+  second ~7.6 GB upload failing after hours of training would fail the job) the same directory
+  is also uploaded to the run's artifacts under ``model_output``, for the sample's registration
+  URI ``azureml://jobs/<job>/outputs/artifacts/paths/model_output``.
 
-Targeted library API: trl 0.8.6 (see ``conda.yml``): ``SFTTrainer(model, args=
+Targeted library API: trl 0.8.6, peft 0.12.0 (see ``conda.yml``): ``SFTTrainer(model, args=
 transformers.TrainingArguments(...), tokenizer=..., dataset_text_field=..., max_seq_length=...,
 packing=...)`` with transformers 4.41 (``eval_strategy``), mlflow 2.16.2.
 
@@ -61,26 +66,30 @@ generic MLflow server). So the endpoint accepts the **list-of-prompts** shape::
                 "return_full_text": false, "top_p": 0.95}}
 
 and answers a JSON list with one generated string per prompt, e.g. ``["Bill Gates and ..."]``.
-Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`); send
-``do_sample: false`` for greedy decoding (transformers refuses ``temperature: 0`` with
-sampling). Each prompt is wrapped in the chat template before generation (MLflow
+Every ``params`` key is optional (defaults: :data:`DEFAULT_INFERENCE_PARAMS`). The model's
+``predict`` is ``phi3_serving.Phi3ChatModel`` (``phi3_serving.py``, copied into the model): a
+temperature of 0 means greedy decoding, a bad parameter value or a prompt whose tokens plus
+``max_new_tokens`` exceed the context length (recorded as ``context_length``) is refused with
+an ``MlflowException(INVALID_PARAMETER_VALUE)`` naming the parameter or the overflow, only the
+answer is returned (never the template, ``return_full_text`` whatever), and the prompt is
+tokenized with ``<s>`` exactly as in training. Each prompt is wrapped in the chat template before generation (MLflow
 ``prompt_template`` built from the tokenizer's own template with the same empty system turn used
 in training)::
 
     <|system|>\\n<|end|>\\n<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n
 
-so clients send the bare question; ``return_full_text`` defaults to false so only the answer
-comes back. A conversation goes in the same shape: the client writes the earlier turns into the
+so clients send the bare question, and only the answer comes back. A conversation goes in the same shape: the client writes the earlier turns into the
 prompt so that, once the template is applied, the model reads the whole conversation in Phi-3's
 chat format (``Q1<|end|>\\n<|assistant|>\\nA1<|end|>\\n<|user|>\\nQ2`` becomes
 ``...<|user|>\\nQ1<|end|>\\n<|assistant|>\\nA1<|end|>\\n<|user|>\\nQ2<|end|>\\n<|assistant|>\\n``);
 the Prompt flow tool and ``npm run chat`` do this (:data:`CONVERSATION_TURN_SEPARATOR` is
-recorded in the model's metadata).
+recorded in the model's metadata). When the model refuses a conversation as over its context,
+they drop the oldest turns and ask again.
 
 The ``{"input_data": {"input_string": [messages], "parameters": {...}}}`` shape of Azure's
-catalog chat models is *not* accepted: Azure's no-code scoring validates ``input_data``
-against the signature (a list of strings) and refuses a dict, and MLflow itself, handed a list
-of message dicts, would silently answer the ``role`` column instead of the conversation.
+catalog chat models is *not* accepted: Azure's no-code scoring script unwraps it and hands the
+message dicts to the model, which MLflow would turn into a table whose ``role`` column it
+answered; the model refuses them instead.
 
 Command line::
 
@@ -88,6 +97,7 @@ Command line::
         [--base-model ID] [--epochs 3] [--learning-rate 5e-6] [--per-device-batch-size 4]
         [--max-seq-length 2048] [--warmup-ratio 0.2] [--lr-scheduler cosine] [--seed 0]
         [--serving-dtype float16|bfloat16|float32] [--logging-steps 20]
+        [--precision bf16-mixed|bf16] [--method full|lora] [--lora-rank 16]
         [--log-model-to-run | --no-log-model-to-run]
 
 ``--train-file`` / ``--eval-file`` take a JSONL file or a folder holding exactly one ``.jsonl``
@@ -126,6 +136,16 @@ LR_SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
+
+#: GPU training precisions (``--precision``): pure bfloat16 weights, or float32 master weights
+#: with bfloat16 autocast (mixed precision).
+PRECISIONS = ("bf16-mixed", "bf16")
+
+#: Training methods (``--method``): all weights, or LoRA adapters (PEFT) merged before saving.
+METHODS = ("full", "lora")
+
+#: Phi-3's linear layers the LoRA adapters attach to (transformers' Phi3 module names).
+LORA_TARGET_MODULES = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
 #: Canonical serving dtype names and the spellings accepted for them.
 _DTYPE_ALIASES = {
@@ -233,9 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "bf16), bfloat16 (A100/H100/A10) or float32 (CPU instance types)")
     parser.add_argument("--logging-steps", type=positive_int, default=20,
                         help="log loss and learning rate every N optimizer steps (default 20)")
-    parser.add_argument("--log-model-to-run", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--precision", choices=PRECISIONS, default="bf16-mixed",
+                        help="GPU training precision: bf16-mixed (default; float32 master weights, "
+                             "bfloat16 autocast) or bf16 (weights kept in bfloat16: half the memory, "
+                             "but most small updates round away). Ignored on CPU (float32)")
+    parser.add_argument("--method", choices=METHODS, default="full",
+                        help="full fine-tune (default) or lora (PEFT adapters on a frozen base, "
+                             "merged into the weights before the MLflow save)")
+    parser.add_argument("--lora-rank", type=positive_int, default=16,
+                        help="LoRA rank r (alpha = 2r, dropout 0.05; --method lora only)")
+    parser.add_argument("--log-model-to-run", action=argparse.BooleanOptionalAction, default=False,
                         help=f"also upload the saved model to the run's artifacts under "
-                             f"'{RUN_ARTIFACT_PATH}' (default: yes)")
+                             f"'{RUN_ARTIFACT_PATH}' (default: no; the job's model_output is what "
+                             "the stack registers, a second upload is ~7.6 GB)")
     return parser
 
 
@@ -317,10 +347,17 @@ def default_checkpoint_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "phi3-sft-trainer")
 
 
-def training_dtype_name(use_cpu: bool) -> str:
+def training_dtype_name(use_cpu: bool, precision: str = "bf16-mixed", method: str = "full") -> str:
     """dtype the base model is loaded in for training: ``"float32"`` on CPU (bfloat16 is
-    emulated and slow on the CPU VMs), ``"bfloat16"`` on a GPU."""
-    return "float32" if use_cpu else "bfloat16"
+    emulated and slow on the CPU VMs); on a GPU ``"float32"`` for ``bf16-mixed`` full
+    fine-tuning (the optimizer updates float32 master weights; bfloat16 only in autocast) and
+    ``"bfloat16"`` for ``bf16`` and for LoRA (the frozen base stays bfloat16; PEFT keeps the
+    adapters in float32, ``autocast_adapter_dtype``)."""
+    if use_cpu:
+        return "float32"
+    if method == "lora":
+        return "bfloat16"
+    return "float32" if precision == "bf16-mixed" else "bfloat16"
 
 
 def training_arguments_kwargs(args: argparse.Namespace, output_dir: Optional[str] = None,
@@ -383,6 +420,23 @@ def distributed_rank(environ: Optional[Mapping[str, str]] = None) -> int:
 def is_main_process(environ: Optional[Mapping[str, str]] = None) -> bool:
     """True on rank 0, the only process that logs to MLflow and writes the model."""
     return distributed_rank(environ) == 0
+
+
+def context_length(config: Any) -> int:
+    """The model's context length in tokens: ``max_position_embeddings`` of its config (4,096
+    for Phi-3-mini-4k, which has no rope scaling; 131,072 for the longrope 128k models)."""
+    value = config.get("max_position_embeddings") if isinstance(config, Mapping) else \
+        getattr(config, "max_position_embeddings", None)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"the model config has no usable max_position_embeddings ({value!r})")
+    return value
+
+
+def lora_config_kwargs(rank: int) -> Dict[str, Any]:
+    """``peft.LoraConfig`` keyword arguments for ``--method lora``: rank ``r``, alpha 2r, dropout
+    0.05, on every linear layer of Phi-3's attention and MLP (:data:`LORA_TARGET_MODULES`)."""
+    return {"r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.05, "bias": "none",
+            "task_type": "CAUSAL_LM", "target_modules": list(LORA_TARGET_MODULES)}
 
 
 def native_config_dict(config: Mapping[str, Any]) -> Dict[str, Any]:
@@ -492,9 +546,9 @@ def run_params(args: argparse.Namespace) -> Dict[str, str]:
     """Hyperparameters worth recording as MLflow params (short strings; no paths)."""
     keys = (
         "base_model", "epochs", "learning_rate", "per_device_batch_size", "max_seq_length",
-        "warmup_ratio", "lr_scheduler", "seed", "serving_dtype",
+        "warmup_ratio", "lr_scheduler", "seed", "serving_dtype", "precision", "method", "lora_rank",
     )
-    return {key: str(getattr(args, key))[:250] for key in keys}
+    return {key: str(getattr(args, key))[:250] for key in keys if hasattr(args, key)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,10 +585,15 @@ def serving_input_example() -> tuple:
     return (["Who founded Microsoft?"], dict(DEFAULT_INFERENCE_PARAMS))
 
 
-def model_metadata(args: argparse.Namespace, use_cpu: bool = False) -> Dict[str, Any]:
-    """Free-form metadata stored in the MLmodel file (``use_cpu``: trained on CPU in fp32)."""
-    precision = "fp32, cpu" if use_cpu else "bf16"
-    return {
+def model_metadata(args: argparse.Namespace, use_cpu: bool = False,
+                   context: Optional[int] = None) -> Dict[str, Any]:
+    """Free-form metadata stored in the MLmodel file (``use_cpu``: trained on CPU in fp32;
+    ``context``: the model's context length in tokens, which the served model enforces)."""
+    precision = "fp32, cpu" if use_cpu else getattr(args, "precision", "bf16-mixed")
+    method = getattr(args, "method", "full")
+    if method == "lora":
+        precision += f", LoRA r={getattr(args, 'lora_rank', 16)} merged"
+    out = {
         "base_model": args.base_model,
         "serving_dtype": args.serving_dtype,
         "payload_shape": SERVING_PAYLOAD_SHAPE,
@@ -543,6 +602,9 @@ def model_metadata(args: argparse.Namespace, use_cpu: bool = False) -> Dict[str,
         "trained_with": f"trl=={TARGET_TRL_VERSION} SFTTrainer (packing, {precision})",
         "conversation_turn_separator": CONVERSATION_TURN_SEPARATOR,
     }
+    if context is not None:
+        out["context_length"] = int(context)
+    return out
 
 
 def ensure_empty_dir(path: str) -> None:
@@ -584,12 +646,15 @@ def load_model_and_tokenizer(args: argparse.Namespace, use_cpu: bool = False) ->
     model = AutoModelForCausalLM.from_pretrained(
         args.base_model,
         config=config,
-        torch_dtype=_torch_dtype(training_dtype_name(use_cpu)),
+        torch_dtype=_torch_dtype(training_dtype_name(use_cpu, getattr(args, "precision", "bf16-mixed"),
+                                                     getattr(args, "method", "full"))),
         attn_implementation="eager",
         trust_remote_code=False,
     )
     tokenizer = AutoTokenizer.from_pretrained(args.base_model, config=config, trust_remote_code=False)
-    tokenizer.model_max_length = args.max_seq_length
+    # The real context length (4,096 for Phi-3-mini-4k), not the packing length: the served model
+    # refuses prompts over it (phi3_serving.py) and the tokenizer warns against it.
+    tokenizer.model_max_length = context_length(config)
     # Padding with the end-of-text token would teach the model to ignore it; <unk> is inert.
     if tokenizer.unk_token is not None and tokenizer.unk_token != tokenizer.eos_token:
         tokenizer.pad_token = tokenizer.unk_token
@@ -663,10 +728,22 @@ def make_mlflow_callback() -> Any:
 
 def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace,
                       pip_requirements: Sequence[str], use_cpu: bool = False) -> None:
-    """Casts ``model`` to the serving dtype and saves it as an MLflow model in ``--model-output``."""
+    """Casts ``model`` to the serving dtype and saves it as an MLflow model in ``--model-output``.
+
+    A LoRA model (PEFT) has its adapters merged into the weights first, so the saved model is a
+    plain transformers Phi-3 and serves exactly like a fully fine-tuned one. The model's
+    ``python_function`` flavor then points at ``phi3_serving.py`` (copied into the model), whose
+    ``predict`` validates params, decodes greedily at temperature 0, returns the answer only,
+    tokenizes like training and refuses prompts over the context length."""
     import mlflow
     from mlflow.models import infer_signature
 
+    import phi3_serving
+
+    if hasattr(model, "merge_and_unload"):  # peft.PeftModel (--method lora)
+        model = model.merge_and_unload()
+    context = context_length(model.config)
+    tokenizer.model_max_length = context
     dtype = _torch_dtype(args.serving_dtype)
     model = model.to(dtype=dtype)
     model.config.use_cache = True
@@ -684,8 +761,47 @@ def save_mlflow_model(model: Any, tokenizer: Any, args: argparse.Namespace,
         input_example=(inputs, params),
         prompt_template=build_prompt_template(tokenizer),
         pip_requirements=list(pip_requirements),
-        metadata=model_metadata(args, use_cpu),
+        metadata=model_metadata(args, use_cpu, context),
     )
+    phi3_serving.point_pyfunc_here(args.model_output)
+
+
+def build_trainer(args: argparse.Namespace, train_path: str, eval_path: str, use_cpu: bool,
+                  callbacks: Sequence[Any] = ()) -> tuple:
+    """Seeds every RNG with ``--seed``, loads the model, tokenizer and data and builds trl's
+    ``SFTTrainer`` (which packs the training set). Returns ``(trainer, tokenizer)``; the
+    trainer carries ``n_train_rows`` / ``n_eval_rows``.
+
+    ``transformers.set_seed`` comes first on purpose: trl 0.8 packs the data
+    (``ConstantLengthDataset(shuffle=True)`` shuffles with the global ``random``) inside
+    ``SFTTrainer.__init__``, before ``Trainer`` seeds anything; each node builds its own copy,
+    and unseeded each node would get its own order, so ``DistributedSampler``'s shards would
+    overlap (some sequences trained twice per epoch, others never).
+    """
+    import transformers
+    from transformers import TrainingArguments
+    from trl import SFTTrainer
+
+    transformers.set_seed(args.seed)
+    peft_config = None
+    if getattr(args, "method", "full") == "lora":
+        import peft
+
+        peft_config = peft.LoraConfig(**lora_config_kwargs(args.lora_rank))
+    model, tokenizer = load_model_and_tokenizer(args, use_cpu)
+    train_dataset, eval_dataset = load_text_datasets(train_path, eval_path, tokenizer)
+    trainer = SFTTrainer(
+        model=model,
+        args=TrainingArguments(**training_arguments_kwargs(args, use_cpu=use_cpu)),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        tokenizer=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=peft_config,
+        **sft_trainer_kwargs(args),
+    )
+    trainer.n_train_rows, trainer.n_eval_rows = len(train_dataset), len(eval_dataset)
+    return trainer, tokenizer
 
 
 def train(args: argparse.Namespace) -> None:
@@ -694,8 +810,6 @@ def train(args: argparse.Namespace) -> None:
     import mlflow
     import torch
     import trl
-    from transformers import TrainingArguments
-    from trl import SFTTrainer
 
     if not trl_api_supported(trl.__version__):
         raise RuntimeError(
@@ -722,24 +836,16 @@ def train(args: argparse.Namespace) -> None:
     if main_process and world_size > 1:
         print(f"distributed: {world_size} processes ({'gloo' if use_cpu else 'nccl'}); rank 0 saves the model", flush=True)
 
+    if getattr(args, "method", "full") == "lora":
+        import peft  # noqa: F401 - pinned in conda.yml; a missing package fails here, not after loading
+
     run = mlflow.start_run() if main_process else contextlib.nullcontext()
     with run:
         if main_process:
             mlflow.log_params(run_params(args))
-        model, tokenizer = load_model_and_tokenizer(args, use_cpu)
-        train_dataset, eval_dataset = load_text_datasets(train_path, eval_path, tokenizer)
+        trainer, tokenizer = build_trainer(args, train_path, eval_path, use_cpu, [make_mlflow_callback()])
         if main_process:
-            mlflow.log_metrics({"train_rows": float(len(train_dataset)), "eval_rows": float(len(eval_dataset))})
-
-        trainer = SFTTrainer(
-            model=model,
-            args=TrainingArguments(**training_arguments_kwargs(args, use_cpu=use_cpu)),
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            tokenizer=tokenizer,
-            callbacks=[make_mlflow_callback()],
-            **sft_trainer_kwargs(args),
-        )
+            mlflow.log_metrics({"train_rows": float(trainer.n_train_rows), "eval_rows": float(trainer.n_eval_rows)})
         result = trainer.train()
         if not main_process:
             return

@@ -15,6 +15,7 @@ import { z } from "zod";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "./jsonl";
 import { azureNames } from "./naming";
 import { trafficRuleIssues } from "./traffic";
+import { trainingMemoryIssue } from "./training-memory";
 import { regionProblem } from "./regions";
 import { NO_SECRETS, runtimeSecretKeys, SecretMarks, secretMarks } from "./secrets";
 import { IMAGE_BUILD_CLUSTER, isPrivate, SECURITY_DEFAULTS, securitySchema, securityWarnings } from "./security";
@@ -328,6 +329,18 @@ const trainingSchema = z.strictObject({
   modelName: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/).default("phi3-finetuned"),
   /** dtype of the served weights: float16 works on every GPU (V100 and T4 have no bf16); float32 for CPU serving. */
   servedDtype: z.enum(["float16", "bfloat16", "float32"]).default("float16"),
+  /**
+   * GPU training precision of fine_tune.py (issue 20): `bf16-mixed` (default: float32 master
+   * weights, bfloat16 autocast; every small update lands) or `bf16` (weights kept in bfloat16:
+   * half the memory, but at lr 5e-6 most updates round away). The plan refuses a choice that
+   * does not fit one GPU of the training cluster, with the arithmetic (infra/training-memory.ts).
+   * CPU clusters train in float32 whatever this says.
+   */
+  precision: z.enum(["bf16-mixed", "bf16"]).default("bf16-mixed"),
+  /** `full` fine-tune (default) or `lora` (PEFT adapters on a frozen bf16 base, merged before the MLflow save: serving is unchanged; fits a 24 GB A10). */
+  method: z.enum(["full", "lora"]).default("full"),
+  /** LoRA rank r (alpha 2r, dropout 0.05); used with `method: lora`. */
+  loraRank: int(1, 256).default(16),
   /** Bump to resubmit the same jobs after a failure (part of every job's name hash). */
   attempt: int(1, 1000).default(1),
   /** Hours `pulumi up` waits for a job before failing the step (the job keeps running). */
@@ -412,6 +425,10 @@ export const configSchema = z
     if (isPrivate(c.security) && c.data.source !== "ultrachat" && c.trainingCluster.name === IMAGE_BUILD_CLUSTER.name) {
       problem(["trainingCluster", "name"], c.trainingCluster.name, `is the name of the private profile's image-build cluster; choose another`);
     }
+    // The GPU memory check (infra/training-memory.ts): refused when the weights and optimizer
+    // states alone cannot fit; configWarnings warns when activations likely push it over.
+    const memory = trainingMemoryCheck(c);
+    if (memory?.certain) problem(memory.path, memory.input, memory.message);
     for (const i of [...autoscaleIssues(c.serving.deployments), ...quotaIssues(c), ...managedIssues(c)]) problem(i.path, i.input, i.message);
     c.serving.deployments.forEach((d, i) => {
       if (d.model !== "trained" && d.model.existing !== true) {
@@ -700,6 +717,16 @@ function forbiddenKeyPaths(v: unknown, path: (string | number)[]): (string | num
   return [];
 }
 
+/** The GPU memory check of the script-mode fine-tune for the config's method and precision, with its config path. */
+function trainingMemoryCheck(c: StackConfig): { certain: boolean; message: string; path: string[]; input: string } | undefined {
+  if (c.training.mode !== "script") return undefined;
+  const issue = trainingMemoryIssue(c.trainingCluster.vmSize, c.training.method, c.training.precision,
+    c.hyperparameters.perDeviceBatchSize, c.hyperparameters.maxSeqLength, c.training.loraRank);
+  if (!issue) return undefined;
+  const key = c.training.method === "lora" ? "method" : "precision";
+  return { ...issue, path: ["training", key], input: c.training[key] };
+}
+
 /** Config paths of every VM size: training cluster, prep cluster (ultrachat data), each deployment. */
 function sizeKeys(c: StackConfig): [(string | number)[], string][] {
   return [
@@ -716,6 +743,8 @@ function sizeKeys(c: StackConfig): [(string | number)[], string][] {
  */
 export function configWarnings(c: StackConfig): string[] {
   const warnings: string[] = [...distributionWarnings(c.training, c.trainingCluster.vmSize), ...managedWarnings(c)];
+  const memory = trainingMemoryCheck(c);
+  if (memory && !memory.certain) warnings.push(`${keyName(memory.path)}: likely out of GPU memory: ${memory.message}`);
   for (const [path, size] of sizeKeys(c)) {
     const key = keyName(path);
     if (RETIRED_SIZES[size]) {

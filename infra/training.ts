@@ -13,7 +13,7 @@ import { commandLine, COMMAND_SECRET_OUTPUTS } from "./shell";
 import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
 import { componentId, managedJobHash, managedPipelineJob, type ManagedData } from "./managed-finetune";
 
-/** Folder uploaded as the code asset (fine_tune.py, prepare_data.py, cli_types.py, conda.yml). */
+/** Folder uploaded as the code asset (fine_tune.py, phi3_serving.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
 /** Conda file of the data preparation job's light CPU environment (python + datasets). */
 export const PREP_CONDA_FILE = "conda-prep.yml";
@@ -104,16 +104,29 @@ export function fineTuneArguments(c: StackConfig): [string, string][] {
     ["--lr-scheduler", h.lrScheduler],
     ["--seed", String(h.seed)],
     ["--serving-dtype", c.training.servedDtype],
+    ["--precision", c.training.precision],
+    ["--method", c.training.method],
+    ["--lora-rank", String(c.training.loraRank)],
   ];
 }
 
 /**
+ * Flags the Azure ML job adds after {@link fineTuneArguments}. `--no-log-model-to-run`: the
+ * stack registers the job's `model_output` (infra/serving.ts), so a second upload of the same
+ * ~7.6 GB folder to the run's artifacts would only cost time and, failing after hours of
+ * training, fail the job (issue 20 item 8). fine_tune.py defaults to it too; the job says it
+ * explicitly so the command alone shows it.
+ */
+export const FINE_TUNE_JOB_FLAGS = ["--no-log-model-to-run"] as const;
+
+/**
  * The fine-tune command line of the Azure ML job: {@link fineTuneArguments} after the script,
- * every value shell-quoted (infra/shell.ts; bindings stay bare for Azure ML's substitution).
- * The values are raw in {@link fineTuneArguments}, so local runs (argv, no shell) use them as is.
+ * every value shell-quoted (infra/shell.ts; bindings stay bare for Azure ML's substitution),
+ * then {@link FINE_TUNE_JOB_FLAGS}. The values are raw in {@link fineTuneArguments}, so local
+ * runs (argv, no shell) use them as is.
  */
 export function fineTuneCommand(c: StackConfig): string {
-  return commandLine(["python", "fine_tune.py"], fineTuneArguments(c));
+  return [commandLine(["python", "fine_tune.py"], fineTuneArguments(c)), ...FINE_TUNE_JOB_FLAGS].join(" ");
 }
 
 /** prepare_data.py's arguments (raw values, as `[flag, value]` pairs), outputs as Azure ML bindings. */
@@ -331,7 +344,7 @@ export class Training extends pulumi.ComponentResource {
         properties: {
           // The SDK's codeUri: storage account URL + container + LocalUpload path (ArtifactStorageInfo.full_storage_path).
           codeUri: pulumi.interpolate`https://${args.storageAccountName}.blob.core.windows.net/${container}/${codePrefix}`,
-          description: "finetuning_dir/ (fine_tune.py, prepare_data.py, cli_types.py, conda.yml)",
+          description: "finetuning_dir/ (fine_tune.py, phi3_serving.py, prepare_data.py, cli_types.py, conda.yml)",
         },
       },
       { ...HISTORY, parent: this, dependsOn: codeBlobs }, // the version must not exist before its files

@@ -139,6 +139,28 @@ def conversation_prompt(messages: List[Dict[str, str]]) -> str:
     return "".join(parts)
 
 
+def context_overflow(err: BaseException) -> Optional[int]:
+    """Tokens a request was over the model's context, from the HTTP 400 the served model
+    (finetuning_dir/phi3_serving.py) answers: ``context_length_exceeded: ... by N tokens``;
+    None for any other error."""
+    if not isinstance(err, EndpointError) or err.status != 400:
+        return None
+    match = re.search(r"context_length_exceeded:.*? by (\d+) tokens", str(err))
+    return int(match.group(1)) if match else None
+
+
+def drop_oldest_turn(messages: List[Dict[str, str]]) -> Optional[List[Dict[str, str]]]:
+    """``messages`` without the oldest user turn and the answers up to the next user turn; a
+    leading system message is kept. None when only the last user turn would be left."""
+    start = 1 if messages and messages[0].get("role") == "system" else 0
+    nxt = start + 1
+    while nxt < len(messages) and messages[nxt].get("role") != "user":
+        nxt += 1
+    if nxt >= len(messages):
+        return None
+    return messages[:start] + messages[nxt:]
+
+
 def build_payload(question: str, shape: str = DEFAULT_SHAPE, temperature: float = 0.7,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                   history: Optional[List[Dict[str, str]]] = None) -> Dict[str, Any]:
@@ -418,8 +440,23 @@ def ask_phi3(
         max_new_tokens = int(connection_number(connection, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
     if timeout_seconds is None:
         timeout_seconds = connection_number(connection, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-    payload = build_payload(question, payload_shape, float(temperature), int(max_new_tokens),
-                            history_messages(chat_history))
     headers = {"azureml-model-deployment": deployment} if deployment else None
-    body = call_endpoint(url, key, payload, float(timeout_seconds), headers=headers)
+    # The question goes last; the history is what may be trimmed.
+    conversation = history_messages(chat_history) + [{"role": "user", "content": question}]
+    dropped = 0
+    while True:
+        payload = build_payload(question, payload_shape, float(temperature), int(max_new_tokens), conversation[:-1])
+        try:
+            body = call_endpoint(url, key, payload, float(timeout_seconds), headers=headers)
+            break
+        except EndpointError as err:
+            # A conversation over the model's context (issue 20): drop the oldest turns until
+            # it fits, and say so in the flow's log.
+            over = context_overflow(err)
+            shorter = drop_oldest_turn(conversation) if over is not None else None
+            if shorter is None:
+                raise
+            conversation, dropped = shorter, dropped + 1
+            print(f"ask_phi3: the conversation is {over} tokens over the model's context: "
+                  f"dropped the oldest turn ({dropped} so far)", flush=True)
     return parse_response(body)

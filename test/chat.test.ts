@@ -8,8 +8,10 @@ import {
   askEndpoint,
   BUILT_IN_DEFAULTS,
   buildPayload,
+  contextOverflow,
   conversationPrompt,
   displayUrl,
+  dropOldestTurn,
   EndpointError,
   main,
   maskSecret,
@@ -566,6 +568,64 @@ describe("main (in process)", () => {
     expect(out.text()).toBe("fine\n");
     expect(err.text()).toMatch(/HTTP 500 .*boom/);
     expect(JSON.parse(srv.seen[1].body).input_data.input_string).toEqual([{ role: "user", content: "second" }]);
+  });
+});
+
+describe("context-length trimming (issue 20)", () => {
+  const u = (content: string): ChatMessage => ({ role: "user", content });
+  const a = (content: string): ChatMessage => ({ role: "assistant", content });
+  const sys: ChatMessage = { role: "system", content: "be brief" };
+
+  it.each([
+    ["drops the oldest user turn and its answer", [u("1"), a("A1"), u("2"), a("A2"), u("3")], [u("2"), a("A2"), u("3")]],
+    ["keeps a leading system message", [sys, u("1"), a("A1"), u("2")], [sys, u("2")]],
+    ["nothing left to drop: only the last question", [u("1")], undefined],
+    ["nothing left to drop: system + last question", [sys, u("1")], undefined],
+  ] as [string, ChatMessage[], ChatMessage[] | undefined][])("dropOldestTurn: %s", (_name, given, expected) => {
+    expect(dropOldestTurn(given)).toEqual(expected);
+  });
+
+  it("contextOverflow reads the served model's 400 and nothing else", () => {
+    const msg = 'HTTP 400 from x: {"error": "context_length_exceeded: the prompt has 4010 tokens and max_new_tokens is 256: 4266 tokens, over the model\'s context length of 4096 by 170 tokens; shorten"}';
+    expect(contextOverflow(new EndpointError(msg, "http", 400))).toBe(170);
+    expect(contextOverflow(new EndpointError("HTTP 400 from x: params.top_p must be in (0, 1]", "http", 400))).toBeUndefined();
+    expect(contextOverflow(new EndpointError(msg, "http", 500))).toBeUndefined();
+    expect(contextOverflow(new Error(msg))).toBeUndefined();
+  });
+
+  it("interactive: drops the oldest turns until the conversation fits, says so, and keeps the trimmed history", async () => {
+    // A model with room for two prompt turns: longer conversations are refused with the overflow.
+    const srv = await scoringServer((_n, s, res) => {
+      const prompt: string = JSON.parse(s.body).input_data[0];
+      const turns = prompt.split("<|user|>").length;
+      if (turns > 2) return json(res, 400, { error: `context_length_exceeded: the prompt has 5000 tokens and max_new_tokens is 8: 5008 tokens, over the model's context length of 4096 by ${(turns - 2) * 100} tokens` });
+      return json(res, 200, [`answer ${srv.seen.length}`]);
+    });
+    const out = sink();
+    const err = sink();
+    const stdin = new PassThrough();
+    stdin.end("Q1\nQ2\nQ3\nexit\n");
+    const code = await main(["-i"], { ENDPOINT_URI: srv.url, ENDPOINT_KEY: KEY }, { stdout: out, stderr: err, stdin, runPulumi: async () => null });
+    expect(code).toBe(0);
+    const prompts = srv.seen.map((s) => JSON.parse(s.body).input_data[0] as string);
+    expect(prompts[0]).toBe("Q1");
+    expect(prompts[1]).toBe(conversationPrompt([u("Q1"), a("answer 1"), u("Q2")]));
+    // Q3 with the whole history is over by 100 tokens: Q1 and its answer go, Q2 stays.
+    expect(prompts[2]).toBe(conversationPrompt([u("Q1"), a("answer 1"), u("Q2"), a("answer 2"), u("Q3")]));
+    expect(prompts[3]).toBe(conversationPrompt([u("Q2"), a("answer 2"), u("Q3")]));
+    expect(prompts).toHaveLength(4);
+    expect(err.text()).toContain("chat: the conversation is 100 tokens over the model's context: dropped the oldest turn (1 so far)");
+    expect(out.text()).toBe("answer 1\nanswer 2\nanswer 4\n");
+  });
+
+  it("a single question over the context fails with the model's message (nothing to drop)", async () => {
+    const srv = await scoringServer((_n, _s, res) =>
+      json(res, 400, { error: "context_length_exceeded: the prompt has 5000 tokens and max_new_tokens is 8: 5008 tokens, over the model's context length of 4096 by 912 tokens" }),
+    );
+    const err = sink();
+    expect(await main(["long"], { ENDPOINT_URI: srv.url, ENDPOINT_KEY: KEY }, { stdout: sink(), stderr: err, stdin: new PassThrough(), runPulumi: async () => null })).toBe(1);
+    expect(err.text()).toContain("by 912 tokens");
+    expect(srv.seen).toHaveLength(1);
   });
 });
 

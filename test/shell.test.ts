@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { configProblems } from "./helpers/config";
 import { ConfigError, parseConfig, type RawConfig } from "../infra/config";
 import { BINDING, commandLine, HF_REPO_ID, shellQuote, splitShellWords } from "../infra/shell";
-import { fineTuneArguments, fineTuneCommand, prepArguments, prepCommand } from "../infra/training";
+import { FINE_TUNE_JOB_FLAGS, fineTuneArguments, fineTuneCommand, prepArguments, prepCommand } from "../infra/training";
 import { readStackConfig } from "../lib/mock-runtime";
 import { rawProjectConfig } from "../infra/config";
 import { commandEnv, ofType, ROOT, runStack } from "./helpers/stack";
@@ -128,12 +128,12 @@ describe("every job command of every stack is one program with the raw argument 
 
   it.each(stacks)("stack %s", async (stack) => {
     const { config } = parseConfig(rawProjectConfig(readStackConfig(ROOT, stack).config));
-    const expectWords = (command: string, program: string[], args: [string, string][]) => {
-      expect(splitShellWords(command)).toEqual([...program, ...args.flat()]);
+    const expectWords = (command: string, program: string[], args: [string, string][], flags: readonly string[] = []) => {
+      expect(splitShellWords(command)).toEqual([...program, ...args.flat(), ...flags]);
       // Only Azure ML bindings stay unquoted among the values that carry shell syntax.
       for (const [, value] of args) if (value.includes("$")) expect(value).toMatch(BINDING);
     };
-    expectWords(fineTuneCommand(config), ["python", "fine_tune.py"], fineTuneArguments(config));
+    expectWords(fineTuneCommand(config), ["python", "fine_tune.py"], fineTuneArguments(config), FINE_TUNE_JOB_FLAGS);
     if (config.data.source === "ultrachat") expectWords(prepCommand(config.data), ["python", "prepare_data.py"], prepArguments(config.data));
 
     // The commands the program actually submits (job bodies of the submit steps) parse the same way.
@@ -146,6 +146,14 @@ describe("every job command of every stack is one program with the raw argument 
       .map((p) => p.command as string);
     expect(submitted.length).toBe((config.data.source === "ultrachat" ? 1 : 0) + (config.training.mode === "script" ? 1 : 0));
     for (const command of submitted) expect(() => splitShellWords(command)).not.toThrow();
+    // The fine-tune job does not upload the model a second time (issue 20 item 8): the stack
+    // registers its model_output; fine_tune.py's --log-model-to-run would copy ~7.6 GB again.
+    const fineTune = submitted.map(splitShellWords).filter((w) => w[1] === "fine_tune.py");
+    expect(fineTune.length).toBe(config.training.mode === "script" ? 1 : 0);
+    for (const words of fineTune) {
+      expect(words).toContain("--no-log-model-to-run");
+      expect(words).not.toContain("--log-model-to-run");
+    }
   });
 
   it("quotes an odd but valid dataset id and split without changing them", () => {

@@ -9,15 +9,43 @@ be tried against the model that ``npm run train:local`` wrote before anything is
 * ``POST /score`` with ``Authorization: Bearer <key>`` (401 without the key) and a JSON body
   ``{"input_data": ..., "params": {...}}`` (``params`` optional), answered with the model's
   predictions as JSON;
-* ``input_data`` is checked against the model signature first, as Azure's scoring does with
-  the signature's sample: a model whose signature input is a list of strings (what
-  ``fine_tune.py`` saves) takes a list of strings and answers 400 to anything else, the
-  ``{"input_string": ..., "parameters": ...}`` chat shape of catalog models included. For other
-  signatures that chat shape is unwrapped (``parameters`` become the params) the way Azure's
-  MLflow scoring does for transformers models;
-* then ``model.predict(input_data, params=params)``; a failure in the model answers 500 with the
-  error's first line, a request over ``--request-timeout`` seconds 408, and more than
-  ``--max-concurrent-requests`` at once 429 after ``--max-queue-wait`` seconds.
+* ``input_data`` goes to the model the way Azure's no-code MLflow scoring script passes it for a
+  model with the ``transformers`` flavor: the ``{"input_string": ..., "parameters": ...}`` chat
+  shape of catalog models is unwrapped (``parameters`` become the params), a string, a list of
+  strings and a list of string-valued dicts go through unchanged. The model decides: the one
+  ``fine_tune.py`` saves (finetuning_dir/phi3_serving.py) refuses anything but prompt strings,
+  as it does on Azure;
+* then ``model.predict(input_data, params=params)``. A request the model refuses (an
+  ``MlflowException`` with error code ``INVALID_PARAMETER_VALUE`` or ``BAD_REQUEST``: a bad
+  parameter value, the wrong input shape, a prompt over the context length) answers 400 with the
+  model's message, which names the parameter, as ``mlflow models serve`` does; any other failure
+  in the model 500 with the error's first line; a request over ``--request-timeout`` seconds 408;
+  more than ``--max-concurrent-requests`` at once 429 after ``--max-queue-wait`` seconds.
+
+Where this server still differs from Azure's no-code MLflow deployment (azureml-inference-server-http
+1.5.1 running Azure's MLflow scoring script, read from the package's ``server/routes.py`` and the
+script in Azure/azureml-assets); the 400s and 401 here are tested in test/python:
+
+======================================  ================================  ================================
+Case                                    Azure (no-code MLflow)            here (serve:local)
+======================================  ================================  ================================
+the model refuses a request (bad        500 "An unexpected error          400 with the model's message
+params value, prompt over the context,  occurred in scoring script";      (test_local_endpoint)
+message objects)                        message in the deployment log
+``params`` of the wrong type for the    500 (same path)                   400 naming the parameter
+signature (``"max_new_tokens": "x"``)
+body not JSON                           400                               400
+``Content-Type`` not JSON               415                               accepted
+missing / wrong key                     401 (endpoint front end)          401
+``GET /swagger.json``                   the generated schema              404
+all instances busy / slow request       429 / 408 (request settings)      429 / 408 (same settings)
+======================================  ================================  ================================
+
+Azure's own server was tried here first (issue 20 item 5): it installs on Python 3.11 beside
+this project's pins without conflict, but the MLflow scoring script Azure runs is part of the
+inference image, not of the PyPI package, and under it every refusal becomes a 500, which is
+what clients must not get locally; so this server keeps the one behaviour Azure's cannot give
+(a 4xx naming the parameter) and mirrors the rest.
 
 Azure's contract: https://learn.microsoft.com/azure/machine-learning/how-to-deploy-mlflow-models-online-endpoints
 (no-code deployment, ``input_data`` / ``params``) and
@@ -62,23 +90,17 @@ def signature_takes_string_list(model: Any) -> bool:
     return len(specs) == 1 and getattr(specs[0], "name", None) is None and str(getattr(specs[0], "type", "")) in ("string", "DataType.string")
 
 
-def split_request(body: Any, string_list_model: bool) -> Tuple[Any, Optional[dict]]:
-    """``(input_data, params)`` from a request body, or :class:`RequestError` (400)."""
+def split_request(body: Any, string_list_model: bool = True) -> Tuple[Any, Optional[dict]]:
+    """``(input_data, params)`` from a request body, or :class:`RequestError` (400), the way
+    Azure's no-code MLflow scoring script reads it for a transformers-flavor model: the
+    ``{"input_string": ..., "parameters": ...}`` shape is unwrapped when no ``params`` are
+    given. (``string_list_model`` is kept for callers; the model itself checks the input.)"""
     if not isinstance(body, dict) or "input_data" not in body:
         raise RequestError(400, 'the body must be a JSON object with "input_data" (and optional "params")')
     input_data = body["input_data"]
     params = body.get("params")
     if params is not None and not isinstance(params, dict):
         raise RequestError(400, '"params" must be a JSON object')
-    if string_list_model:
-        if not isinstance(input_data, list) or not all(isinstance(item, str) for item in input_data):
-            got = type(input_data).__name__
-            raise RequestError(
-                400,
-                f'"input_data" must be a list of prompt strings (the model\'s signature), got {got}; '
-                'this model takes {"input_data": ["question"], "params": {...}}, not the chat shape',
-            )
-        return input_data, params
     if isinstance(input_data, dict) and params is None and "parameters" in input_data:
         rest = dict(input_data)
         params = rest.pop("parameters")
@@ -105,9 +127,21 @@ def trace_record(path: Optional[str], record: dict) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def refusal_status(err: BaseException) -> Optional[int]:
+    """400 for an error the model raises to refuse a request (``MlflowException`` with error
+    code ``INVALID_PARAMETER_VALUE`` or ``BAD_REQUEST``, what MLflow's own scoring server
+    answers with 400), else None (a 500)."""
+    code = getattr(err, "error_code", None)
+    return 400 if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST") else None
+
+
 def install_trace(model: Any, path: str) -> None:
-    """Records every text the transformers pipeline tokenizes (after the prompt template)."""
-    pipeline = getattr(getattr(model, "_model_impl", None), "pipeline", None)
+    """Records every text the model tokenizes (after the prompt template)."""
+    impl = getattr(model, "_model_impl", None)
+    if hasattr(impl, "on_prompt"):  # phi3_serving.Phi3ChatModel (what fine_tune.py saves)
+        impl.on_prompt = lambda text: trace_record(path, {"prompt": text})
+        return
+    pipeline = getattr(impl, "pipeline", None)
     if pipeline is None:
         raise RuntimeError("--trace needs an MLflow transformers model")
     original = pipeline.preprocess
@@ -168,8 +202,12 @@ def make_handler(model: Any, key: str, request_timeout: float, slots: threading.
             def work() -> None:
                 try:
                     outcome["result"] = jsonable(model.predict(input_data, params=params))
-                except Exception as err:  # noqa: BLE001 - reported to the client as a 500
-                    outcome["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                except Exception as err:  # noqa: BLE001 - reported to the client (400 or 500)
+                    status = refusal_status(err)
+                    if status is not None:
+                        outcome["refused"] = (status, getattr(err, "message", str(err)))
+                    else:
+                        outcome["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 finally:
                     slots.release()
 
@@ -178,6 +216,9 @@ def make_handler(model: Any, key: str, request_timeout: float, slots: threading.
             worker.join(request_timeout)
             if worker.is_alive():
                 return self._send(408, {"error": f"request timed out after {request_timeout:g} s"})
+            if "refused" in outcome:
+                status, message = outcome["refused"]
+                return self._send(status, {"error": message})
             if "error" in outcome:
                 return self._send(500, {"error": outcome["error"]})
             return self._send(200, outcome["result"])

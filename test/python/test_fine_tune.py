@@ -71,7 +71,20 @@ class ParseArgsTest(unittest.TestCase):
         self.assertEqual(args.seed, 0)
         self.assertEqual(args.serving_dtype, "float16")
         self.assertEqual(args.logging_steps, 20)
-        self.assertTrue(args.log_model_to_run)
+        self.assertEqual((args.precision, args.method, args.lora_rank), ("bf16-mixed", "full", 16))
+        # The stack registers model_output: no second ~7.6 GB upload unless asked (issue 20 item 8).
+        self.assertFalse(args.log_model_to_run)
+        self.assertTrue(fine_tune.parse_args(REQUIRED + ["--log-model-to-run"]).log_model_to_run)
+
+    def test_precision_and_method_choices(self):
+        args = fine_tune.parse_args(REQUIRED + ["--precision", "bf16", "--method", "lora", "--lora-rank", "8"])
+        self.assertEqual((args.precision, args.method, args.lora_rank), ("bf16", "lora", 8))
+        for bad in (["--precision", "fp16"], ["--method", "qlora"], ["--lora-rank", "0"]):
+            with helpers.quiet_stderr(), self.assertRaises(SystemExit):
+                fine_tune.parse_args(REQUIRED + bad)
+        kwargs = fine_tune.lora_config_kwargs(8)
+        self.assertEqual((kwargs["r"], kwargs["lora_alpha"]), (8, 16))
+        self.assertEqual(set(kwargs["target_modules"]), {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"})
 
     def test_all_options(self):
         args = fine_tune.parse_args(REQUIRED + [
@@ -263,14 +276,26 @@ class TrainerConfigTest(unittest.TestCase):
         json.dumps(cpu)
 
     def test_training_dtype_name(self):
-        self.assertEqual(fine_tune.training_dtype_name(True), "float32")
-        self.assertEqual(fine_tune.training_dtype_name(False), "bfloat16")
-        for use_cpu in (True, False):  # a name _torch_dtype understands
-            self.assertIn(fine_tune.training_dtype_name(use_cpu), fine_tune.SERVING_DTYPES)
+        cases = [  # (use_cpu, precision, method) -> dtype the model is loaded in
+            ((True, "bf16-mixed", "full"), "float32"),
+            ((True, "bf16", "full"), "float32"),
+            ((True, "bf16-mixed", "lora"), "float32"),
+            ((False, "bf16-mixed", "full"), "float32"),  # fp32 master weights, bf16 autocast
+            ((False, "bf16", "full"), "bfloat16"),
+            ((False, "bf16-mixed", "lora"), "bfloat16"),  # frozen base; PEFT keeps adapters fp32
+            ((False, "bf16", "lora"), "bfloat16"),
+        ]
+        for given, expected in cases:
+            self.assertEqual(fine_tune.training_dtype_name(*given), expected, given)
+            self.assertIn(expected, fine_tune.SERVING_DTYPES)  # a name _torch_dtype understands
+        self.assertEqual(fine_tune.training_dtype_name(False), "float32", "bf16-mixed is the default")
 
     def test_model_metadata_records_the_training_precision(self):
         args = fine_tune.parse_args(REQUIRED)
-        self.assertIn("bf16", fine_tune.model_metadata(args)["trained_with"])
+        self.assertIn("bf16-mixed", fine_tune.model_metadata(args)["trained_with"])
+        lora = fine_tune.parse_args(REQUIRED + ["--method", "lora", "--precision", "bf16"])
+        self.assertIn("bf16, LoRA r=16 merged", fine_tune.model_metadata(lora)["trained_with"])
+        self.assertEqual(fine_tune.model_metadata(args, context=4096)["context_length"], 4096)
         cpu = fine_tune.model_metadata(args, use_cpu=True)["trained_with"]
         self.assertIn("fp32", cpu)
         self.assertNotIn("bf16", cpu)

@@ -91,6 +91,27 @@ class LocalEndpointTest(unittest.TestCase):
         self.assertEqual(post({"params": {}}, self.key)[0], 400)
         status, answer = post({"input_data": [QUESTION], "params": {"max_new_tokens": 3, "do_sample": False}}, self.key)
         self.assertEqual((status, len(answer)), (200, 1))
+        # What API clients send (issue 20): temperature 0 is greedy, return_full_text returns no
+        # template, bad values are 400s naming the parameter, a prompt over the context a 400
+        # saying by how much; never a 500.
+        greedy = {"max_new_tokens": 4, "temperature": 0, "do_sample": True}
+        status, zero = post({"input_data": [QUESTION], "params": greedy}, self.key)
+        self.assertEqual(status, 200, zero)
+        status, full = post({"input_data": [QUESTION], "params": {**greedy, "return_full_text": True}}, self.key)
+        self.assertEqual((status, full), (200, zero))
+        self.assertNotIn("<|", full[0])
+        for params, name in (({"max_new_tokens": "3"}, "max_new_tokens"), ({"max_new_tokens": -1}, "max_new_tokens"),
+                             ({"max_new_tokens": 100000}, "max_new_tokens"), ({"temperature": -1}, "temperature"),
+                             ({"top_p": 2}, "top_p")):
+            status, body = post({"input_data": [QUESTION], "params": params}, self.key)
+            self.assertEqual(status, 400, (params, body))
+            self.assertIn(name, body["error"])
+        status, body = post({"input_data": ["word " * 4090], "params": {"max_new_tokens": 8}}, self.key)
+        self.assertEqual(status, 400, body)
+        self.assertRegex(body["error"], r"context_length_exceeded: .* over the model's context length of 4096 by \d+ tokens")
+        status, body = post({"input_data": [{"role": "user", "content": QUESTION}]}, self.key)
+        self.assertEqual(status, 400, body)
+        self.assertIn("list of prompt strings", body["error"])
         with urllib.request.urlopen(self.url.rsplit("/score", 1)[0] + "/", timeout=10) as response:
             self.assertEqual(response.status, 200)
 

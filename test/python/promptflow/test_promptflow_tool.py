@@ -6,8 +6,10 @@ HTTP tests talk to a throwaway http.server bound to 127.0.0.1 on a free port. Th
 real model behind the local scoring server (``pf flow test``) is in test_local_endpoint.py.
 """
 
+import contextlib
 import http.server
 import inspect
+import io
 import json
 import os
 import re
@@ -64,6 +66,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(1.0)
             self.reply(200, "[]")
+        elif self.path == "/small":  # a model whose context holds two user turns of a prompt
+            prompt = json.loads(body)["input_data"][0]
+            turns = prompt.count("<|user|>") + 1
+            if turns > 2:
+                over = (turns - 2) * 100
+                self.reply(400, json.dumps({"error": "context_length_exceeded: the prompt has 5000 tokens and max_new_tokens "
+                                                      f"is 8: 5008 tokens, over the model's context length of 4096 by {over} tokens"}))
+            else:
+                self.reply(200, json.dumps([f"answer to {turns} turns"]))
         elif self.path == "/notjson":
             self.reply(200, "<html>upstream</html>")
         elif self.path.startswith("/echo/"):
@@ -462,6 +473,33 @@ class ToolWithHistoryTest(unittest.TestCase):
         sent = json.loads(Handler.requests[0]["body"])
         self.assertEqual(sent["input_data"], ["Q1<|end|>\n<|assistant|>\nA1<|end|>\n<|user|>\nQ2"])
         self.assertEqual(sent["params"]["max_new_tokens"], 64)
+
+    def test_a_conversation_over_the_context_loses_its_oldest_turns_and_says_so(self):
+        conn = call_endpoint.CustomConnection(configs={}, secrets={"endpoint": BASE + "/small", "key": KEY})
+        history = [{"inputs": {"question": f"Q{i}"}, "outputs": {"answer": f"A{i}"}} for i in (1, 2, 3)]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(call_endpoint.ask_phi3(conn, "Q4", chat_history=history), "answer to 2 turns")
+        prompts = [json.loads(r["body"])["input_data"][0] for r in Handler.requests]
+        self.assertEqual(len(prompts), 3)
+        self.assertEqual(prompts[-1], "Q3<|end|>\n<|assistant|>\nA3<|end|>\n<|user|>\nQ4")
+        self.assertIn("the conversation is 200 tokens over the model's context: dropped the oldest turn (1 so far)", out.getvalue())
+        self.assertIn("100 tokens over the model's context: dropped the oldest turn (2 so far)", out.getvalue())
+
+    def test_drop_oldest_turn_keeps_the_system_message_and_the_question(self):
+        u = lambda c: {"role": "user", "content": c}  # noqa: E731
+        a = lambda c: {"role": "assistant", "content": c}  # noqa: E731
+        s = {"role": "system", "content": "be brief"}
+        self.assertEqual(call_endpoint.drop_oldest_turn([u("1"), a("A1"), u("2")]), [u("2")])
+        self.assertEqual(call_endpoint.drop_oldest_turn([s, u("1"), a("A1"), u("2")]), [s, u("2")])
+        self.assertIsNone(call_endpoint.drop_oldest_turn([s, u("1")]))
+        self.assertIsNone(call_endpoint.drop_oldest_turn([u("1")]))
+
+    def test_other_400s_are_not_retried(self):
+        self.assertIsNone(call_endpoint.context_overflow(call_endpoint.EndpointError("HTTP 400: params.top_p", status=400)))
+        self.assertIsNone(call_endpoint.context_overflow(ValueError("context_length_exceeded: by 3 tokens")))
+        self.assertEqual(call_endpoint.context_overflow(call_endpoint.EndpointError(
+            "answered HTTP 400: 'context_length_exceeded: ... by 12 tokens'", status=400)), 12)
 
     def test_the_connections_payload_shape_is_used(self):
         conn = call_endpoint.CustomConnection(configs={"payload_shape": "chat-list"}, secrets={"endpoint": BASE + "/ok", "key": KEY})
