@@ -96,7 +96,9 @@ export function evaluateGate(value: number, rules: GateRules, baseline: Baseline
     if (!baseline) {
       lines.push(`training.gate.maxRegressionPercent ${fmt(rules.maxRegressionPercent)}: no model serves on the endpoint yet, nothing to compare with`);
     } else {
-      const percent = baseline.value === 0 ? (value > 0 ? Infinity : 0) : ((value - baseline.value) / Math.abs(baseline.value)) * 100;
+      // Rounded to 1e-6 %: 1.1 against 1.0 is 10 %, not the 10.000000000000009 of binary floating point.
+      const raw = baseline.value === 0 ? (value > 0 ? Infinity : 0) : ((value - baseline.value) / Math.abs(baseline.value)) * 100;
+      const percent = Number.isFinite(raw) ? Math.round(raw * 1e6) / 1e6 : raw;
       const ok = percent <= rules.maxRegressionPercent;
       const change = percent >= 0 ? `${fmt(Number(percent.toFixed(3)))}% worse than` : `${fmt(Number((-percent).toFixed(3)))}% better than`;
       const line =
