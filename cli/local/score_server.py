@@ -15,6 +15,12 @@ be tried against the model that ``npm run train:local`` wrote before anything is
   ``{"input_string": ..., "parameters": ...}`` chat shape of catalog models included. For other
   signatures that chat shape is unwrapped (``parameters`` become the params) the way Azure's
   MLflow scoring does for transformers models;
+* with ``--deployment NAME`` the server is that deployment of an endpoint: a request whose
+  ``azureml-model-deployment`` header names another deployment answers 404, as Azure's endpoint
+  does for an unknown deployment (a request without the header is routed to it, the endpoint's
+  only deployment); this is how the smoke test of ``pulumi up`` (jobs/smoke-test.ts) reaches a
+  deployment before it has traffic
+  (https://learn.microsoft.com/azure/machine-learning/how-to-safely-rollout-online-endpoints);
 * then ``model.predict(input_data, params=params)``; a failure in the model answers 500 with the
   error's first line, a request over ``--request-timeout`` seconds 408, and more than
   ``--max-concurrent-requests`` at once 429 after ``--max-queue-wait`` seconds.
@@ -119,8 +125,12 @@ def install_trace(model: Any, path: str) -> None:
     pipeline.preprocess = preprocess
 
 
+#: The header that sends a request to one deployment of an endpoint.
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
 def make_handler(model: Any, key: str, request_timeout: float, slots: threading.BoundedSemaphore,
-                 queue_wait: float, trace: Optional[str] = None):
+                 queue_wait: float, trace: Optional[str] = None, deployment: Optional[str] = None):
     string_list_model = signature_takes_string_list(model)
 
     class Handler(BaseHTTPRequestHandler):
@@ -150,6 +160,9 @@ def make_handler(model: Any, key: str, request_timeout: float, slots: threading.
             given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
             if not hmac.compare_digest(given.encode(), key.encode()):
                 return self._send(401, {"error": "key_auth_access_denied: missing or wrong key"})
+            wanted = self.headers.get(DEPLOYMENT_HEADER)
+            if deployment is not None and wanted is not None and wanted != deployment:
+                return self._send(404, {"error": f"deployment {wanted} not found on this endpoint"})
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
                 return self._send(413, {"error": "request body too large"})
@@ -206,6 +219,7 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--max-concurrent-requests", type=int, default=3)
     parser.add_argument("--max-queue-wait", type=float, default=0.5, help="seconds a request waits for a free slot")
     parser.add_argument("--trace", help="append the exact generation prompts to this JSONL file")
+    parser.add_argument("--deployment", help="deployment name: another name in the azureml-model-deployment header answers 404")
     args = parser.parse_args(argv)
     try:
         key = read_key(args.key_file)
@@ -222,7 +236,7 @@ def main(argv: Optional[list] = None) -> int:
     if args.trace:
         install_trace(model, args.trace)
     slots = threading.BoundedSemaphore(args.max_concurrent_requests)
-    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait, args.trace)
+    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait, args.trace, args.deployment)
     server = ThreadingHTTPServer((args.host, args.port), handler)
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}/score", flush=True)
