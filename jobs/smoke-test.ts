@@ -49,13 +49,56 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { buildPayload, parseAnswer } from "../cli/chat";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { isLoopbackHttp } from "../lib/mlflow";
 import { maskSecrets } from "../lib/secrets";
 import { parseTrafficRecord, type RecordedSplit } from "../lib/traffic-record";
 import { applyTraffic, formatMap, TrafficConfigError, TrafficError } from "./set-traffic";
+
+/**
+ * The request body of one smoke prompt, greedy (`do_sample: false`, temperature 0), in the shape
+ * `npm run chat` sends (cli/chat.ts `buildPayload`; jobs/ and cli/ do not import each other):
+ * `prompt-list` `{"input_data": [prompt], "params": {...}}` for the script's MLflow model,
+ * `chat-list` `{"input_data": {"input_string": [[messages]], "parameters": {...}}, "params": {}}`
+ * for the managed mode's.
+ */
+export function smokePayload(shape: SmokeShape, prompt: string, maxNewTokens: number): unknown {
+  const parameters = { temperature: 0, max_new_tokens: maxNewTokens, do_sample: false };
+  if (shape === "chat-list") return { input_data: { input_string: [[{ role: "user", content: prompt }]], parameters }, params: {} };
+  return { input_data: [prompt], params: { ...parameters, return_full_text: false } };
+}
+
+/**
+ * The answer text of a scoring response, as cli/chat.ts `parseAnswer` reads it: a JSON list whose
+ * first item is a string, `{"0": ...}` or `{"generated_text": ...}`, or (chat-list) `{"output": ...}`;
+ * a JSON string holding JSON is decoded once.
+ *
+ * @throws Error quoting the start of the body when it has another shape.
+ */
+export function answerText(shape: SmokeShape, body: string): string {
+  let v: unknown = JSON.parse(body);
+  if (typeof v === "string" && /^\s*[[{]/.test(v)) {
+    try {
+      v = JSON.parse(v);
+    } catch {
+      // a plain answer that starts with a bracket
+    }
+  }
+  if (shape === "chat-list" && v && typeof v === "object" && !Array.isArray(v) && typeof (v as { output?: unknown }).output === "string") return (v as { output: string }).output;
+  if (Array.isArray(v) && v.length > 0) {
+    const first = v[0] as unknown;
+    if (typeof first === "string") return first;
+    if (first && typeof first === "object") {
+      const r = first as Record<string, unknown>;
+      if (typeof r["0"] === "string") return r["0"];
+      if (typeof r.generated_text === "string") return r.generated_text;
+    }
+  }
+  throw new Error(`expected a list whose first item is a string, {"0": ...} or {"generated_text": ...}: ${snippet(body)}`);
+}
+
+const snippet = (t: string, max = 300) => (t.length > max ? `${t.slice(0, max)}...` : t);
 
 /** Template tokens of Phi-3's chat format (`<|user|>`, `<|end|>`, `<|endoftext|>`, ...). */
 export const TEMPLATE_TOKEN = /<\|[A-Za-z_][A-Za-z0-9_]{0,40}\|>/;
@@ -98,8 +141,6 @@ export interface SmokeDeps {
   log: (line: string) => void;
 }
 
-const snippet = (t: string, max = 300) => (t.length > max ? `${t.slice(0, max)}...` : t);
-
 /**
  * Judges one answer: HTTP 200, a parsable non-empty answer without template tokens, within
  * `maxSeconds`. Pure.
@@ -110,7 +151,7 @@ export function judgeAnswer(status: number, body: string, seconds: number, maxSe
   if (status !== 200) return { problem: `HTTP ${status}: ${JSON.stringify(snippet(body))}` };
   let answer: string;
   try {
-    answer = parseAnswer(shape, body);
+    answer = answerText(shape, body);
   } catch (e) {
     return { problem: `an answer of another shape: ${(e as Error).message}` };
   }
@@ -132,7 +173,7 @@ export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<Promp
   const target = o.deployment ? `deployment ${o.deployment}` : "the endpoint";
   const results: PromptResult[] = [];
   for (const prompt of o.prompts) {
-    const body = buildPayload(o.shape, [{ role: "user", content: prompt }], { temperature: 0, maxNewTokens: o.maxNewTokens });
+    const body = smokePayload(o.shape, prompt, o.maxNewTokens);
     const started = clock();
     let status = 0;
     let text = "";

@@ -11,7 +11,8 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AML_API_VERSION, createArmClient, withApiVersion, workspacePath } from "../lib/arm";
 import { evaluateGate, runQualityGateFromEnv } from "../jobs/quality-gate";
-import { judgeAnswer, runSmokeTestFromEnv, TEMPLATE_TOKEN } from "../jobs/smoke-test";
+import { answerText, judgeAnswer, runSmokeTestFromEnv, smokePayload, TEMPLATE_TOKEN } from "../jobs/smoke-test";
+import { buildPayload, parseAnswer } from "../cli/chat";
 import { runSetTrafficFromEnv } from "../jobs/set-traffic";
 import { parseTrafficRecord, trafficRecordLine } from "../lib/traffic-record";
 import { containsSecret } from "../lib/secrets";
@@ -356,6 +357,20 @@ describe("pure parts", () => {
     const r = judgeAnswer(status, body, seconds, 2, "prompt-list");
     if (problem) expect(r.problem).toMatch(problem);
     else expect(r.problem).toBeUndefined();
+  });
+
+  it.each(["prompt-list", "chat-list"] as const)("the smoke sends and reads %s exactly as npm run chat does", (shape) => {
+    expect(smokePayload(shape, "Hi there", 17)).toEqual(buildPayload(shape, [{ role: "user", content: "Hi there" }], { temperature: 0, maxNewTokens: 17 }));
+    for (const body of ['["a"]', '[{"0": "b"}]', '[{"generated_text": "c"}]', '"[\\"d\\"]"', '{"output": "e"}', '{"x": 1}', "[]", "[1]"]) {
+      let want: string | Error;
+      try {
+        want = parseAnswer(shape, body);
+      } catch (e) {
+        want = e as Error;
+      }
+      if (want instanceof Error) expect(() => answerText(shape, body), body).toThrow();
+      else expect(answerText(shape, body), body).toBe(want);
+    }
   });
 
   it("template tokens are Phi-3's markers, not any angle brackets", () => {
