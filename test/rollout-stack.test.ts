@@ -5,7 +5,10 @@
  * step is told (rules, prompts, the deployment it may call).
  */
 import { describe, expect, it } from "vitest";
-import { byName, commandEnv, runStack } from "./helpers/stack";
+import { byName, commandEnv, runStack, type Overrides } from "./helpers/stack";
+import { buildPlan } from "../cli/plan";
+import { diffPlans } from "../cli/lib/plan-diff";
+import { estimateCost, loadPriceTable } from "../infra/cost";
 
 const ML = "azure-native:machinelearningservices";
 
@@ -57,5 +60,17 @@ describe("safe rollout wiring", () => {
     expect(names.filter((n) => /quality-gate|smoke|verify/.test(n))).toEqual([]);
     const model = run.registrations.find((r) => r.type === `${ML}:ModelVersion`)!;
     expect(model.dependencies).toContain(byName(run, "phi3-training-finetune-job").urn);
+  });
+
+  it.each([
+    [{}, /starts a new fine-tune job phi3ft-ft-[0-9a-f]+ .*; gated by the quality gate \(eval_loss <= 2, at most 10% above the serving model's eval_loss\): if it refuses, nothing is registered and no deployment or traffic changes/],
+    [{ training: { gate: { enabled: false } } }, /starts a new fine-tune job .*; NOT gated \(training\.gate\.enabled is false\)/],
+  ])("the diff of a change that retrains says whether it is gated (%j)", async (extra, message) => {
+    const cost = estimateCost({ training: { vmSize: "Standard_NC24ads_A100_v4", minNodes: 0, maxNodes: 1 }, deployments: [] }, loadPriceTable({}), "eastus2");
+    const plan = async (overrides: Overrides) =>
+      buildPlan(await runStack({ overrides }), { project: "phi3-finetune", stack: "dev", subscriptionId: "s", training: "script", warnings: [], cost });
+    const base = await plan(extra);
+    const head = await plan({ ...extra, hyperparameters: { epochs: 4 } });
+    expect(diffPlans(base, head, { base: "a", head: "b" }).summary.join("\n")).toMatch(message);
   });
 });
