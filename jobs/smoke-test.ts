@@ -191,6 +191,8 @@ export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<Promp
           body: JSON.stringify(body),
           // A little past the limit, so a slow answer is reported with its time rather than cut.
           abortSignal: AbortSignal.timeout(Math.ceil(o.maxSeconds * 1000) + 5000),
+          // http only on a loopback host (serve:local); Azure's scoring URIs are https.
+          allowInsecureConnection: isLoopbackHttp(o.scoringUri),
         }),
       );
       status = res.status;

@@ -102,6 +102,8 @@ export function createTrackingClient(o: TrackingClientOptions): ArmClient {
       headers: createHttpHeaders({ accept: "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) }),
       body: body === undefined ? undefined : JSON.stringify(body),
       abortSignal: AbortSignal.timeout(Math.max(1, Math.ceil(left))),
+      // Plain http is allowed for this loopback client only (checkTrackingUri), and carries no token.
+      allowInsecureConnection: true,
     });
     let res;
     try {

@@ -9,6 +9,8 @@ import { byName, commandEnv, runStack, type Overrides } from "./helpers/stack";
 import { buildPlan } from "../cli/plan";
 import { diffPlans } from "../cli/lib/plan-diff";
 import { estimateCost, loadPriceTable } from "../infra/cost";
+import { GATE_DEFAULTS, parseConfig, SMOKE_DEFAULTS } from "../infra/config";
+import { configProblems } from "./helpers/config";
 
 const ML = "azure-native:machinelearningservices";
 
@@ -72,5 +74,23 @@ describe("safe rollout wiring", () => {
     const base = await plan(extra);
     const head = await plan({ ...extra, hyperparameters: { epochs: 4 } });
     expect(diffPlans(base, head, { base: "a", head: "b" }).summary.join("\n")).toMatch(message);
+  });
+
+  it("config: defaults, and every bad value named with its key", () => {
+    const { config } = parseConfig({ location: "eastus2" });
+    expect(config.training.gate).toEqual({ enabled: true, maxRegressionPercent: 10 });
+    expect(config.serving.smoke).toEqual({ enabled: true, maxSeconds: 60, maxNewTokens: 32, rollback: true });
+    expect([GATE_DEFAULTS, SMOKE_DEFAULTS]).toEqual([config.training.gate, config.serving.smoke]);
+    const problems = configProblems({
+      location: "eastus2",
+      training: JSON.stringify({ gate: { maxEvalLoss: 0, maxRegressionPercent: -1, mode: "x" } }),
+      serving: JSON.stringify({ smoke: { prompts: ["ok", " "], maxSeconds: 500, rollbak: true } }),
+    }).join("\n");
+    expect(problems).toMatch(/training\.gate\.maxEvalLoss: must be > 0/);
+    expect(problems).toMatch(/training\.gate\.maxRegressionPercent: must be >= 0/);
+    expect(problems).toMatch(/training\.gate\.mode: unknown key/);
+    expect(problems).toMatch(/serving\.smoke\.prompts\[1\]: must not be empty/);
+    expect(problems).toMatch(/serving\.smoke\.maxSeconds: must be <= 180/);
+    expect(problems).toMatch(/serving\.smoke\.rollbak: unknown key \(did you mean rollback\?\)/);
   });
 });

@@ -8,7 +8,11 @@
  * traffic step → smoke through the endpoint (roll-back). A step that exits non-zero stops
  * everything after it, as it stops `pulumi up`.
  */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createTrackingClient, getRun } from "../lib/mlflow";
+import { smokeTest } from "../jobs/smoke-test";
 import { AML_API_VERSION, createArmClient, withApiVersion, workspacePath } from "../lib/arm";
 import { evaluateGate, runQualityGateFromEnv } from "../jobs/quality-gate";
 import { answerText, judgeAnswer, runSmokeTestFromEnv, smokePayload, TEMPLATE_TOKEN } from "../jobs/smoke-test";
@@ -326,6 +330,31 @@ describe("roll-back after the traffic step", () => {
     expect(endpointPuts()).toBe(0);
     expect(err.join("\n")).toMatch(/no record of the split before the traffic step/);
     expect(err.join("\n")).toMatch(/serving\.smoke\.rollback is false/);
+  });
+});
+
+describe("plain http on a loopback host (a local mlflow server, serve:local)", () => {
+  it("is allowed without a token for the tracking API and the scoring route; elsewhere refused", async () => {
+    const seen: { url: string; auth: string | undefined }[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push({ url: req.url ?? "", auth: req.headers.authorization });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(req.url?.startsWith("/api/") ? JSON.stringify({ run: { info: { run_id: "r1", experiment_id: "0" }, data: { metrics: [{ key: "eval_loss", value: 0.5 }] } } }) : '["ok"]');
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const tracking = createTrackingClient({ uri: base, credential: cred });
+      expect((await getRun(tracking, "r1")).metrics).toEqual({ eval_loss: 0.5 });
+      const results = await smokeTest({ scoringUri: `${base}/score`, key: KEY, prompts: ["hi"], maxSeconds: 30, maxNewTokens: 4, shape: "prompt-list" }, { log: (l) => out.push(l) });
+      expect(results.map((r) => r.ok)).toEqual([true]);
+      expect(seen.map((s) => s.auth)).toEqual([undefined, `Bearer ${KEY}`]);
+      expect(cred.calls).toBe(0);
+      expect(() => createTrackingClient({ uri: "http://10.1.2.3:5000", credential: cred })).toThrow(/must be an https URL/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 
