@@ -220,6 +220,7 @@ class RolloutRealPartsTest(unittest.TestCase):
                 proc.stdout.close()
         if hasattr(cls, "azure"):
             cls.azure.server.shutdown()
+            cls.azure.server.server_close()
 
     def setUp(self):
         self.azure.reset()
@@ -282,8 +283,9 @@ class RolloutRealPartsTest(unittest.TestCase):
         self.assertEqual(self.azure.traffic, {"blue-aaaaaaaa": 100})
         m = re.search(rf"eval_loss ([\d.]+) is ([\d.]+)% worse than ([\d.]+) of the serving model phi3-finetuned:1 \(job {lo_run}, deployment blue-aaaaaaaa at 100%\); training\.gate\.maxRegressionPercent ([\d.]+): REFUSED", self.gate_output)
         self.assertIsNotNone(m, self.gate_output)
-        for got, want in zip(map(float, m.groups()), (hi, regression, lo, float(allowed))):
-            self.assertAlmostEqual(got, want, delta=abs(want) * 1e-4)
+        # Values are printed with 6 significant digits, the percent with 3 decimals.
+        for got, want, delta in zip(map(float, m.groups()), (hi, regression, lo, float(allowed)), (hi * 1e-5, 6e-4, lo * 1e-5, 1e-5)):
+            self.assertAlmostEqual(got, want, delta=delta)
         self.assertIn("nothing is registered and no deployment or traffic changes", self.gate_output)
 
         # Above the absolute limit: refused the same way.
