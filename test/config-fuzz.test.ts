@@ -127,7 +127,7 @@ const CLASSES: Record<string, (c: Config, r: () => number, text: string) => { te
     return { invalid: "azure-native:location" };
   },
   "invalid: VM size typo": (c, r) => {
-    obj(c, "trainingCluster").vmSize = pick(r, ["Standard_NC24ads_A100", "Standard_NC24ads_A100_v5", "NC24ads_A100_v4"]);
+    obj(c, "trainingCluster").vmSize = pick(r, ["Standard_NC24ads_A100", "Standard_NC24ads_A100v4", "NC24ads_A100_v4"]);
     return { invalid: `${P}:trainingCluster.vmSize` };
   },
   "invalid: region typo": (c, r) => {
