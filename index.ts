@@ -99,6 +99,8 @@ const training = new Training("phi3-training", {
   dependsOn: [identity.rolesInEffect, ...(compute.imageBuildCluster ? [compute.imageBuildCluster] : [])],
   secrets,
   entraIdUploads: isPrivate(config.security),
+  // The quality gate compares the new run with the model serving on this endpoint.
+  endpointName: names.endpoint,
 });
 
 const serving = new Serving("phi3-serving", {

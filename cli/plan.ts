@@ -18,6 +18,7 @@ import { ConfigError, type StackConfig } from "../infra/config";
 import { costInputOf, estimateCost, formatCostReport, hourlyPriceOf, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
 import { describeAutoscale } from "../infra/autoscale";
 import { describeTrainingMode } from "../infra/managed-finetune";
+import { describeGate, describeSmoke } from "../infra/rollout";
 import { firewallCount, isPrivate, privateEndpointCount } from "../infra/security";
 import { accessLine, AccessLine, accessSummary, formatAccess, scopeLabel } from "../lib/access";
 import { validateChatJsonlFile } from "../infra/jsonl";
@@ -166,6 +167,19 @@ export function keySettings(r: Registration): string {
         const dist = job.distribution ? ` | PyTorch ${job.resources?.instanceCount} nodes × ${job.distribution.processCountPerInstance} processes` : "";
         return `submits command job ${env.AZUREML_JOB_NAME} and waits: ${job.command} | compute=${String(job.computeId).split("/").pop()}${dist}`;
       }
+      if (/quality-gate\.ts/.test(String(i.create))) {
+        const rules = [
+          ...(env.GATE_MAX_EVAL_LOSS !== undefined ? [`eval_loss <= ${env.GATE_MAX_EVAL_LOSS}`] : []),
+          ...(env.GATE_MAX_REGRESSION_PERCENT !== undefined ? [`<= ${env.GATE_MAX_REGRESSION_PERCENT}% above the serving model's`] : []),
+        ];
+        return `quality gate on job ${env.AZUREML_JOB_NAME}'s MLflow run before the model is registered: ${rules.join(", ") || "eval_loss readable"} (fails closed)`;
+      }
+      if (/smoke-test\.ts/.test(String(i.create))) {
+        const n = (() => { try { return JSON.parse(env.SMOKE_PROMPTS).length; } catch { return "?"; } })();
+        return env.SMOKE_DEPLOYMENT
+          ? `smoke test of deployment ${env.SMOKE_DEPLOYMENT} before any traffic: ${n} prompt(s), HTTP 200 within ${env.SMOKE_MAX_SECONDS} s, non-empty, no template tokens`
+          : `smoke test through the endpoint after the traffic step: ${n} prompt(s)${env.ROLLBACK === "false" ? "; no roll-back" : "; on failure the previous split is restored"}`;
+      }
       return `${i.create}${env.TRAFFIC ? ` (traffic=${env.TRAFFIC}, mirror=${env.MIRROR_TRAFFIC})` : ""}`;
     }
     default:
@@ -181,6 +195,8 @@ export interface Plan extends DiffablePlan {
   subscriptionId: string;
   /** `training.mode` and what it runs (infra/managed-finetune.ts `describeTrainingMode`). */
   training: string;
+  /** Safe rollout (issue 22): the quality gate and the smoke tests in words (infra/rollout.ts). */
+  rollout?: { gate: string; smoke: string };
   components: { type: string; name: string; resources: { name: string; type: string; azureName: string; settings: string }[] }[];
   resources: PlanResource[];
   outputs: Record<string, unknown>;
@@ -216,6 +232,7 @@ export function buildPlan(
     stack: string;
     subscriptionId: string;
     training: string;
+    rollout?: { gate: string; smoke: string };
     warnings: string[];
     cost: CostEstimate;
     network?: NetworkEstimate;
@@ -273,6 +290,7 @@ export function formatPlan(plan: Plan): string[] {
     `Offline plan of ${plan.project}, stack '${plan.stack}' (Pulumi mock runtime: nothing is sent to Azure)`,
     `Subscription: ${plan.subscriptionId}${plan.subscriptionId === MOCK_SUBSCRIPTION_ID ? " (mock; --subscription <id> shows your real Azure names)" : ""}`,
     `Training mode: ${plan.training}`,
+    ...(plan.rollout ? [`Quality gate: ${plan.rollout.gate}`, `Smoke tests: ${plan.rollout.smoke}`] : []),
     "",
   ];
   for (const c of plan.components) {
@@ -339,7 +357,7 @@ export async function planStack(root: string, stack: string, subscriptionId: str
         premiumRegistry: true,
       })
     : undefined;
-  return buildPlan(run, { project: files.project, stack, subscriptionId, training: describeTrainingMode(cfg), warnings, cost, network, fineTune: fineTuneOf(run, cfg, root) });
+  return buildPlan(run, { project: files.project, stack, subscriptionId, training: describeTrainingMode(cfg), rollout: { gate: describeGate(cfg), smoke: describeSmoke(cfg, root) }, warnings, cost, network, fineTune: fineTuneOf(run, cfg, root) });
 }
 
 /**

@@ -32,6 +32,7 @@ export const SERVE_LOCAL_COMMAND: CommandSpec = {
     port: { type: "string", value: "<port>", description: "port on 127.0.0.1 (default 5001; 0 picks a free one, printed when listening)" },
     "key-file": { type: "string", value: "F", description: "file holding the key (default .venv/serve-local.key)" },
     trace: { type: "string", value: "F", description: "append every request and answer to F (JSON lines)" },
+    deployment: { type: "string", value: "<name>", description: "serve as this deployment: another name in the azureml-model-deployment header answers 404, as Azure does" },
   },
 };
 
@@ -71,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
   const python = await ensurePythonEnv("train", (line) => process.stderr.write(`${line}\n`));
   const args = [path.join(PROJECT_ROOT, "cli", "local", "score_server.py"), "--model", path.resolve(values.model), "--port", values.port!, "--key-file", keyFile];
   if (values.trace) args.push("--trace", path.resolve(values.trace));
+  if (values.deployment) args.push("--deployment", values.deployment);
   const child = spawn(python, args, { stdio: "inherit" });
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
   return new Promise((resolve) => child.on("close", (code) => resolve(code ?? 0)));

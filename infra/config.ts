@@ -288,6 +288,26 @@ const deploymentSchema = z.strictObject({
 
 const DEFAULT_DEPLOYMENT = deploymentSchema.parse({ name: "blue" });
 
+/**
+ * The smoke test of each new deployment before it gets traffic, and of the endpoint after the
+ * traffic step (jobs/smoke-test.ts; roll-back to the previous split on failure).
+ */
+const smokeSchema = z.strictObject({
+  /** Run the smoke tests (default true). */
+  enabled: bool().default(true),
+  /** Prompts sent to each deployment (default: the first user turn of the first two rows of the eval data). */
+  prompts: z.array(z.string().trim().min(1, { error: "must not be empty" }).max(4000)).min(1).max(10).optional(),
+  /** Seconds one answer may take (default 60). */
+  maxSeconds: num((n) => n.gt(0, { error: "must be > 0" }).max(180, { error: "must be <= 180 (Azure's request timeout limit)" })).default(60),
+  /** `max_new_tokens` of a smoke request (default 32). */
+  maxNewTokens: int(1, 4096).default(32),
+  /** After the traffic step: put the previous split back when the smoke through the endpoint fails (default true). */
+  rollback: bool().default(true),
+});
+
+/** Default of `serving.smoke`. */
+export const SMOKE_DEFAULTS = smokeSchema.parse({});
+
 const servingSchema = z
   .strictObject({
     /** Online deployments (default: one, `blue`, with the seed's settings). */
@@ -296,6 +316,8 @@ const servingSchema = z
     traffic: z.record(z.string(), num()).optional(),
     /** Mirror (shadow) traffic in percent to at most one deployment, at most 50, never a live one. */
     mirrorTraffic: z.record(z.string(), num()).default({}),
+    /** Smoke tests before and after traffic moves (jobs/smoke-test.ts). */
+    smoke: smokeSchema.default(SMOKE_DEFAULTS),
   })
   .transform((s) => ({
     ...s,
@@ -317,6 +339,25 @@ const promptFlowSchema = z.strictObject({
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$/, { error: "must be 3-33 characters: letters, digits, '-' and '_'" })
     .default("phi3-endpoint"),
 });
+
+/**
+ * The quality gate between the fine-tune job and the model version (jobs/quality-gate.ts): the
+ * job's MLflow run must pass every rule set here, else nothing is registered or deployed.
+ */
+const gateSchema = z.strictObject({
+  /** Run the gate (default true). Off: the model is registered as soon as the job completed. */
+  enabled: bool().default(true),
+  /** Refuse a run whose `eval_loss` is above this (absent: no absolute limit; the scale depends on the data). */
+  maxEvalLoss: num((n) => n.gt(0, { error: "must be > 0" })).optional(),
+  /**
+   * Refuse a run whose `eval_loss` is more than this percent above the `eval_loss` of the model
+   * serving now (its version's job's run); default 10. Nothing serving yet (first `up`): the rule does not apply.
+   */
+  maxRegressionPercent: num((n) => n.min(0, { error: "must be >= 0" }).max(1000, { error: "must be <= 1000" })).default(10),
+});
+
+/** Default of `training.gate`. */
+export const GATE_DEFAULTS = gateSchema.parse({});
 
 const trainingSchema = z.strictObject({
   /** Curated training image (seed: acft-hf-nlp-gpu:59; CPU profile: openmpi4.1.0-ubuntu20.04). */
@@ -351,6 +392,8 @@ const trainingSchema = z.strictObject({
   ...distributionKeys,
   /** `mode: script | managed` and the managed mode's pinned component and model source (infra/managed-finetune.ts). */
   ...modeKeys,
+  /** Quality gate on the job's MLflow run before the model is registered (jobs/quality-gate.ts). */
+  gate: gateSchema.default(GATE_DEFAULTS),
 });
 
 /** The whole stack config. Unknown keys are errors (typos must not pass silently). */
@@ -392,7 +435,7 @@ export const configSchema = z
     training: trainingSchema.default(trainingSchema.parse({})),
     hyperparameters: hyperparametersSchema.default(hyperparametersSchema.parse({})),
     data: dataSchema.default(dataSchema.parse({ source: "ultrachat" })),
-    serving: servingSchema.default({ deployments: [DEFAULT_DEPLOYMENT], mirrorTraffic: {}, traffic: { blue: 100 } }),
+    serving: servingSchema.default({ deployments: [DEFAULT_DEPLOYMENT], mirrorTraffic: {}, traffic: { blue: 100 }, smoke: SMOKE_DEFAULTS }),
     promptFlow: promptFlowSchema.default(promptFlowSchema.parse({})),
     /** Security profile, identities' roles, lock (infra/security.ts; default: standard, least privilege). */
     security: securitySchema.default(SECURITY_DEFAULTS),

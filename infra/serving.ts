@@ -10,6 +10,8 @@ import { canonicalJson, isoMillis, isoSeconds, sha256 } from "./naming";
 import { SecretMarks, secretEnvironment, Tags } from "./secrets";
 import { publicNetworkAccess, SecurityConfig } from "./security";
 import { diagnosticSetting } from "./workspace";
+import { chatDefaults } from "./generation";
+import { smokePrompts } from "./rollout";
 
 /**
  * Azure name of a deployment: the config name plus 8 hex of the model version it serves, so
@@ -37,6 +39,11 @@ export function probeSettings(p: DeploymentConfig["probes"]): inputs.machinelear
  */
 export function endpointInputsHash(endpointArgs: ml.OnlineEndpointArgs): pulumi.Output<string> {
   return pulumi.output(endpointArgs).apply((resolved) => sha256(canonicalJson(resolved)));
+}
+
+/** Payload shape of requests through the endpoint: that of the deployment with the most traffic (infra/generation.ts). */
+function chatShape(c: StackConfig): string {
+  return chatDefaults(c).payloadShape;
 }
 
 /** Arguments of {@link Serving}. */
@@ -77,6 +84,10 @@ export interface ServingArgs {
  * setting (`monitor.AutoscaleSetting`, infra/autoscale.ts) targeting it, between its min and max
  * instances, and Pulumi leaves its instance count to that setting after creation: an update
  * sends the live count, read just before by `jobs/deployment-capacity.ts` (see `liveCapacity`).
+ * Safe rollout (issue 22, `serving.smoke`): each deployment is smoke-tested alone
+ * (`jobs/smoke-test.ts deployment`, header `azureml-model-deployment`) before the traffic step
+ * runs, and the endpoint again after it (`jobs/smoke-test.ts endpoint`), which restores the split
+ * the traffic step recorded before changing it when the smoke fails.
  */
 /**
  * The instance count an autoscaled deployment is sent: a number printed by `jobs/deployment-capacity.ts`
@@ -201,9 +212,47 @@ export class Serving extends pulumi.ComponentResource {
       return deployment;
     });
 
+    // Smoke test of each deployment before the traffic step (issue 22): the prompts go to that
+    // deployment only (header azureml-model-deployment); a failure stops `up` before any traffic moves.
+    const smoke = c.serving.smoke;
+    const prompts = smoke.enabled ? JSON.stringify(smokePrompts(c).prompts) : "";
+    const shapeOf = (d: DeploymentConfig) => (d.model === "trained" && c.training.mode === "managed" ? "chat-list" : "prompt-list");
+    const smokeEnv = {
+      AZURE_SUBSCRIPTION_ID: args.subscriptionId,
+      AZURE_RESOURCE_GROUP: args.resourceGroupName,
+      AZUREML_WORKSPACE: args.workspaceName,
+      AZUREML_ENDPOINT: endpoint.name,
+      SMOKE_PROMPTS: prompts,
+      SMOKE_MAX_SECONDS: String(smoke.maxSeconds),
+      SMOKE_MAX_NEW_TOKENS: String(smoke.maxNewTokens),
+      ...programCredentialEnv(),
+    };
+    const smokes = smoke.enabled
+      ? c.serving.deployments.map(
+          (d, i) =>
+            new local.Command(
+              `${name}-smoke-${d.name}`,
+              {
+                create: "npx --no-install tsx jobs/smoke-test.ts deployment",
+                update: "npx --no-install tsx jobs/smoke-test.ts deployment",
+                environment: {
+                  ...smokeEnv,
+                  SMOKE_DEPLOYMENT: this.deploymentNames[d.name],
+                  SMOKE_PAYLOAD_SHAPE: shapeOf(d),
+                  // Any change of the deployment's config (an in-place update) runs the smoke again.
+                  DEPLOYMENT_CONFIG: sha256(canonicalJson(d)),
+                },
+                logging: "stdoutAndStderr",
+              },
+              // Only a Succeeded deployment can answer: the deployment resource is created when it is.
+              { parent: this, dependsOn: [deployments[i]], additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
+            ),
+        )
+      : [];
+
     const toAzure = (split: Record<string, number>) =>
       Object.fromEntries(Object.entries(split).map(([k, v]) => [this.deploymentNames[k], v]));
-    new local.Command(
+    const traffic = new local.Command(
       `${name}-traffic`,
       {
         create: "npx --no-install tsx jobs/set-traffic.ts apply",
@@ -225,9 +274,31 @@ export class Serving extends pulumi.ComponentResource {
         },
         logging: "stdoutAndStderr",
       },
-      // Traffic may only name deployments that exist: run after all of them are created.
-      { parent: this, dependsOn: deployments, additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
+      // Traffic may only name deployments that exist: run after all of them are created, and
+      // (issue 22) after each passed its smoke test, so a broken deployment never gets traffic.
+      { parent: this, dependsOn: [...deployments, ...smokes], additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
     );
+
+    // After the traffic step: the same smoke through the endpoint; on failure the split the
+    // traffic step recorded before changing it (its stdout) is put back and `up` fails.
+    if (smoke.enabled && Object.values(c.serving.traffic).some((p) => p > 0)) {
+      new local.Command(
+        `${name}-verify`,
+        {
+          create: "npx --no-install tsx jobs/smoke-test.ts endpoint",
+          update: "npx --no-install tsx jobs/smoke-test.ts endpoint",
+          environment: {
+            ...smokeEnv,
+            SMOKE_PAYLOAD_SHAPE: chatShape(c),
+            TRAFFIC_LOG: traffic.stdout,
+            ROLLBACK: String(smoke.rollback),
+          },
+          logging: "stdoutAndStderr",
+        },
+        // Runs whenever the traffic step ran (its output is an input here).
+        { parent: this, dependsOn: [traffic], additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
+      );
+    }
 
     const keys = ml.listOnlineEndpointKeysOutput({ ...ws, endpointName: endpoint.name }, { parent: this });
     this.primaryKey = pulumi.secret(keys.apply((k) => k.primaryKey ?? ""));

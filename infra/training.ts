@@ -12,6 +12,7 @@ import { plainTags, SecretMarks } from "./secrets";
 import { commandLine, COMMAND_SECRET_OUTPUTS } from "./shell";
 import { describeDistribution, distributionBody, distributionHashPart, isDistributed } from "./distribution";
 import { componentId, managedJobHash, managedPipelineJob, type ManagedData } from "./managed-finetune";
+import { gateRuleEnv } from "./rollout";
 
 /** Folder uploaded as the code asset (fine_tune.py, phi3_serving.py, prepare_data.py, cli_types.py, conda.yml). */
 export const FINETUNING_DIR = "finetuning_dir";
@@ -242,6 +243,20 @@ export interface TrainingArgs {
    * is off (the `private` profile). The uploads then wait for `dependsOn` (the deployer's role).
    */
   entraIdUploads?: boolean;
+  /**
+   * The stack's online endpoint: the quality gate (jobs/quality-gate.ts) looks up the model
+   * serving there for `training.gate.maxRegressionPercent`. Absent: that rule is not checked.
+   */
+  endpointName?: pulumi.Input<string>;
+}
+
+/**
+ * The MLflow tracking URI of a workspace over HTTPS (`https://<region>.api.azureml.ms/mlflow/v1.0/
+ * subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<ws>`,
+ * as lib/mlflow.ts `azureTrackingUri` and Azure/azureml-examples' MLflow REST notebook build it).
+ */
+export function trackingUriOutput(location: string, ws: { subscriptionId: pulumi.Input<string>; resourceGroupName: pulumi.Input<string>; workspaceName: pulumi.Input<string> }): pulumi.Output<string> {
+  return pulumi.interpolate`https://${location}.api.azureml.ms/mlflow/v1.0/subscriptions/${ws.subscriptionId}/resourceGroups/${ws.resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/${ws.workspaceName}`;
 }
 
 /**
@@ -491,6 +506,31 @@ export class Training extends pulumi.ComponentResource {
       [code, ...(environment ? [environment] : []), ...dataReady, ...args.dependsOn],
     );
 
+    // The quality gate (issue 22): the job's MLflow run against training.gate; the model version
+    // waits for it, so a refused run registers nothing and no deployment or traffic changes.
+    const gate = c.training.gate.enabled
+      ? new local.Command(
+          `${name}-quality-gate`,
+          {
+            create: "npx --no-install tsx jobs/quality-gate.ts",
+            update: "npx --no-install tsx jobs/quality-gate.ts",
+            environment: {
+              AZURE_SUBSCRIPTION_ID: args.subscriptionId,
+              AZURE_RESOURCE_GROUP: args.resourceGroupName,
+              AZUREML_WORKSPACE: args.workspaceName,
+              AZUREML_JOB_NAME: plan.jobName,
+              MLFLOW_TRACKING_URI: trackingUriOutput(args.location, { subscriptionId: args.subscriptionId, ...ws }),
+              ...gateRuleEnv(c),
+              ...(args.endpointName !== undefined && c.training.gate.maxRegressionPercent !== undefined ? { AZUREML_ENDPOINT: args.endpointName } : {}),
+              ...programCredentialEnv(),
+            },
+            logging: "stdoutAndStderr",
+          },
+          // The run's metrics are final only once the job completed (submit-job waits for it).
+          { parent: this, dependsOn: [job], additionalSecretOutputs: [...COMMAND_SECRET_OUTPUTS] },
+        )
+      : undefined;
+
     this.modelName = c.training.modelName;
     this.modelVersion = plan.modelVersion;
     const model = new ml.ModelVersion(
@@ -511,7 +551,8 @@ export class Training extends pulumi.ComponentResource {
                 { baseModel: c.baseModel, job: plan.jobName, trainingMode: "managed", component: componentId(c), payloadShape: "chat-list" },
         },
       },
-      { ...HISTORY, parent: this, dependsOn: [job] }, // register only after the job completed (never from a failed job)
+      // Register only after the job completed (never from a failed job) and passed the quality gate.
+      { ...HISTORY, parent: this, dependsOn: gate ? [job, gate] : [job] },
     );
     this.jobName = pulumi.output(plan.jobName);
     this.modelVersionId = model.id;

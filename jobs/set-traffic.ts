@@ -47,6 +47,7 @@ import {
 } from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
+import { trafficRecordLine } from "../lib/traffic-record";
 import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
 
 export { MAX_MIRROR_PERCENT, type TrafficMap } from "../infra/traffic";
@@ -527,6 +528,8 @@ export async function applyTraffic(options: TrafficOptions, deps: TrafficDeps): 
       const endpoint = await waitEndpointSettled(ctx, "apply");
       if (endpoint === undefined) throw new TrafficError(`endpoint ${options.endpoint} does not exist (HTTP 404)`);
       const before = readTraffic(endpoint);
+      // The split before this step, for jobs/smoke-test.ts's roll-back (lib/traffic-record.ts).
+      deps.log(trafficRecordLine({ endpoint: options.endpoint, ...before }));
       if (sameTraffic(before, desired)) {
         deps.log(`endpoint ${options.endpoint} already routes ${formatMap(before.traffic)}` +
           (positive(before.mirrorTraffic).length ? ` (mirror ${formatMap(before.mirrorTraffic)})` : "") + `: nothing changes`);

@@ -23,6 +23,8 @@ import * as preflight from "../jobs/preflight";
 import * as setTraffic from "../jobs/set-traffic";
 import * as submitJob from "../jobs/submit-job";
 import * as waitForJob from "../jobs/wait-for-job";
+import * as qualityGate from "../jobs/quality-gate";
+import * as smokeTest from "../jobs/smoke-test";
 import { EXIT, EXIT_CODES_TEXT, helpText, parseCommandLine, programCommandLine, type CommandSpec } from "../lib/cli";
 import { ROOT } from "./helpers/stack";
 
@@ -98,6 +100,11 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[], env?: 
     run: (argv, env = {}) => program(setTraffic.SET_TRAFFIC_COMMAND, argv, (d, pos) => setTraffic.runSetTrafficFromEnv(pos[0], env, d)),
   },
   preflight: { spec: preflight.PREFLIGHT_COMMAND, run: (argv, env = {}) => program(preflight.PREFLIGHT_COMMAND, argv, (d) => preflight.runPreflightFromEnv(env, d)) },
+  "quality-gate": { spec: qualityGate.QUALITY_GATE_COMMAND, run: (argv, env = {}) => program(qualityGate.QUALITY_GATE_COMMAND, argv, (d) => qualityGate.runQualityGateFromEnv(env, d)) },
+  "smoke-test": {
+    spec: smokeTest.SMOKE_TEST_COMMAND,
+    run: (argv, env = {}) => program(smokeTest.SMOKE_TEST_COMMAND, argv, (d, pos) => smokeTest.runSmokeTestFromEnv(pos[0], env, d)),
+  },
 };
 
 /** A program of jobs/ as its entry point runs it: the command line first, then the environment. */
@@ -187,6 +194,13 @@ const WRONG: [string, string[], Record<string, string>, number, RegExp][] = [
   ["set-traffic", ["sideways"], { ...JOB_ENV, AZUREML_ENDPOINT: "ep-1", TRAFFIC: "{}" }, 2, /mode must be "apply" or "release"/],
   ["set-traffic", ["apply", "now"], {}, 2, /too many arguments: 'now'/],
   ["set-traffic", ["apply"], { ...JOB_ENV, AZUREML_ENDPOINT: "ep-1", TRAFFIC: '{"blue": 90}' }, 2, /TRAFFIC must sum to exactly 100/],
+  ["quality-gate", [], JOB_ENV, 2, /missing environment variable\(s\): MLFLOW_TRACKING_URI/],
+  ["quality-gate", [], { ...JOB_ENV, MLFLOW_TRACKING_URI: "http://10.0.0.1:5000" }, 2, /MLFLOW_TRACKING_URI must be an https URL .* or http on 127\.0\.0\.1/],
+  ["quality-gate", [], { ...JOB_ENV, MLFLOW_TRACKING_URI: "https://x", GATE_MAX_EVAL_LOSS: "low" }, 2, /GATE_MAX_EVAL_LOSS must be a number/],
+  ["quality-gate", [], { ...JOB_ENV, MLFLOW_TRACKING_URI: "https://x", GATE_MAX_REGRESSION_PERCENT: "5" }, 2, /GATE_MAX_REGRESSION_PERCENT needs AZUREML_ENDPOINT/],
+  ["smoke-test", ["sideways"], {}, 2, /mode must be "deployment" or "endpoint"/],
+  ["smoke-test", ["deployment"], { ...JOB_ENV, AZUREML_ENDPOINT: "ep-1" }, 2, /missing environment variable\(s\): SMOKE_PROMPTS, SMOKE_DEPLOYMENT/],
+  ["smoke-test", ["endpoint"], { ...JOB_ENV, AZUREML_ENDPOINT: "ep-1", SMOKE_PROMPTS: '["hi"]', SMOKE_MAX_SECONDS: "0" }, 2, /SMOKE_MAX_SECONDS must be a positive number of seconds/],
   ["preflight", [], { AZURE_SUBSCRIPTION_ID: SUB }, 2, /missing environment variable\(s\): PULUMI_STACK, PREFLIGHT_INPUT/],
   ["preflight", [], { AZURE_SUBSCRIPTION_ID: SUB, PULUMI_STACK: "dev", PREFLIGHT_INPUT: "{}" }, 2, /PREFLIGHT_INPUT must be the JSON of preflightInput/],
 ];

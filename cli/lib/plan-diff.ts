@@ -242,6 +242,21 @@ function money(amount: number | null, currency: string): string {
   return formatMoney(amount, currency);
 }
 
+/**
+ * `; gated by the quality gate (...)` when the head plan runs jobs/quality-gate.ts on `job`
+ * (issue 22): the rules, and that a refusal registers nothing and changes no deployment.
+ */
+function gatedBy(headPlan: DiffablePlan, job: string): string {
+  const gate = headPlan.resources.find((r) => /quality-gate\.ts/.test(String(r.inputs.create ?? "")) && env(r).AZUREML_JOB_NAME === job);
+  if (!gate) return "; NOT gated (training.gate.enabled is false): the model is registered and deployed whatever its eval_loss";
+  const e = env(gate);
+  const rules = [
+    ...(e.GATE_MAX_EVAL_LOSS !== undefined ? [`eval_loss <= ${e.GATE_MAX_EVAL_LOSS}`] : []),
+    ...(e.GATE_MAX_REGRESSION_PERCENT !== undefined ? [`at most ${e.GATE_MAX_REGRESSION_PERCENT}% above the serving model's eval_loss`] : []),
+  ];
+  return `; gated by the quality gate (${rules.join(", ") || "eval_loss readable"}): if it refuses, nothing is registered and no deployment or traffic changes`;
+}
+
 /** The consequences of one change, in words. */
 function consequences(action: Action, base: PlanResource | undefined, head: PlanResource | undefined, headPlan: DiffablePlan, changes: PropertyChange[]): string[] {
   const r = (head ?? base)!;
@@ -257,7 +272,7 @@ function consequences(action: Action, base: PlanResource | undefined, head: Plan
           if (job.fineTune) {
             const ft = headPlan.fineTune;
             const estimate = ft ? ` (~${ft.hours} h, ~${money(ft.usd, headPlan.currency)}; ${ft.basis})` : "";
-            out.push(`starts a new fine-tune job ${job.name} on ${ft?.vmSize ?? job.compute}${estimate}; the jobs before it stay in the workspace's history`);
+            out.push(`starts a new fine-tune job ${job.name} on ${ft?.vmSize ?? job.compute}${estimate}; the jobs before it stay in the workspace's history${gatedBy(headPlan, job.name)}`);
           } else {
             out.push(`starts a new data preparation job ${job.name} on cluster ${job.compute}`);
           }

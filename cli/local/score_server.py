@@ -15,6 +15,12 @@ be tried against the model that ``npm run train:local`` wrote before anything is
   strings and a list of string-valued dicts go through unchanged. The model decides: the one
   ``fine_tune.py`` saves (finetuning_dir/phi3_serving.py) refuses anything but prompt strings,
   as it does on Azure;
+* with ``--deployment NAME`` the server is that deployment of an endpoint: a request whose
+  ``azureml-model-deployment`` header names another deployment answers 404, as Azure's endpoint
+  does for an unknown deployment (a request without the header is routed to it, the endpoint's
+  only deployment); this is how the smoke test of ``pulumi up`` (jobs/smoke-test.ts) reaches a
+  deployment before it has traffic
+  (https://learn.microsoft.com/azure/machine-learning/how-to-safely-rollout-online-endpoints);
 * then ``model.predict(input_data, params=params)``. A request the model refuses (an
   ``MlflowException`` with error code ``INVALID_PARAMETER_VALUE`` or ``BAD_REQUEST``: a bad
   parameter value, the wrong input shape, a prompt over the context length) answers 400 with the
@@ -26,27 +32,7 @@ Where this server still differs from Azure's no-code MLflow deployment (azureml-
 1.5.1 running Azure's MLflow scoring script, read from the package's ``server/routes.py`` and the
 script in Azure/azureml-assets); the 400s and 401 here are tested in test/python:
 
-======================================  ================================  ================================
-Case                                    Azure (no-code MLflow)            here (serve:local)
-======================================  ================================  ================================
-the model refuses a request (bad        500 "An unexpected error          400 with the model's message
-params value, prompt over the context,  occurred in scoring script";      (test_local_endpoint)
-message objects)                        message in the deployment log
-``params`` of the wrong type for the    500 (same path)                   400 naming the parameter
-signature (``"max_new_tokens": "x"``)
-body not JSON                           400                               400
-``Content-Type`` not JSON               415                               accepted
-missing / wrong key                     401 (endpoint front end)          401
-``GET /swagger.json``                   the generated schema              404
-all instances busy / slow request       429 / 408 (request settings)      429 / 408 (same settings)
-======================================  ================================  ================================
-
-Azure's own server was tried here first (issue 20 item 5): it installs on Python 3.11 beside
-this project's pins without conflict, but the MLflow scoring script Azure runs is part of the
-inference image, not of the PyPI package, and under it every refusal becomes a 500, which is
-what clients must not get locally; so this server keeps the one behaviour Azure's cannot give
-(a 4xx naming the parameter) and mirrors the rest.
-
+======================================  ================================  =========================
 Azure's contract: https://learn.microsoft.com/azure/machine-learning/how-to-deploy-mlflow-models-online-endpoints
 (no-code deployment, ``input_data`` / ``params``) and
 https://learn.microsoft.com/azure/machine-learning/how-to-authenticate-online-endpoint (key auth).
@@ -153,8 +139,12 @@ def install_trace(model: Any, path: str) -> None:
     pipeline.preprocess = preprocess
 
 
+#: The header that sends a request to one deployment of an endpoint.
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
 def make_handler(model: Any, key: str, request_timeout: float, slots: threading.BoundedSemaphore,
-                 queue_wait: float, trace: Optional[str] = None):
+                 queue_wait: float, trace: Optional[str] = None, deployment: Optional[str] = None):
     string_list_model = signature_takes_string_list(model)
 
     class Handler(BaseHTTPRequestHandler):
@@ -184,6 +174,9 @@ def make_handler(model: Any, key: str, request_timeout: float, slots: threading.
             given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
             if not hmac.compare_digest(given.encode(), key.encode()):
                 return self._send(401, {"error": "key_auth_access_denied: missing or wrong key"})
+            wanted = self.headers.get(DEPLOYMENT_HEADER)
+            if deployment is not None and wanted is not None and wanted != deployment:
+                return self._send(404, {"error": f"deployment {wanted} not found on this endpoint"})
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
                 return self._send(413, {"error": "request body too large"})
@@ -247,6 +240,7 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--max-concurrent-requests", type=int, default=3)
     parser.add_argument("--max-queue-wait", type=float, default=0.5, help="seconds a request waits for a free slot")
     parser.add_argument("--trace", help="append the exact generation prompts to this JSONL file")
+    parser.add_argument("--deployment", help="deployment name: another name in the azureml-model-deployment header answers 404")
     args = parser.parse_args(argv)
     try:
         key = read_key(args.key_file)
@@ -263,7 +257,7 @@ def main(argv: Optional[list] = None) -> int:
     if args.trace:
         install_trace(model, args.trace)
     slots = threading.BoundedSemaphore(args.max_concurrent_requests)
-    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait, args.trace)
+    handler = make_handler(model, key, args.request_timeout, slots, args.max_queue_wait, args.trace, args.deployment)
     server = ThreadingHTTPServer((args.host, args.port), handler)
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}/score", flush=True)

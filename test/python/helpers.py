@@ -143,7 +143,7 @@ def trained_model():
     data into train/test folders, then ``npm run train:local`` (cli/train-local.ts) validates
     them, builds the tiny Phi-3 and runs the real ``fine_tune.py``. Returns a dict with
     ``model`` (the MLflow model folder), ``prep`` (the prepare_data.py result), ``train``
-    (the train:local result), ``train_dir`` / ``test_dir``."""
+    (the train:local result), ``train_dir`` / ``test_dir``, ``tracking_uri`` (its MLflow store)."""
     if _trained:
         return _trained
     work = scratch_dir("trained")
@@ -155,9 +155,12 @@ def trained_model():
     if prep.returncode != 0:
         raise AssertionError("prepare_data.py failed:\n" + prep.stderr[-3000:])
     model = os.path.join(work, "model")
+    env = job_env()
     train = run(["npx", "--no-install", "tsx", "cli/train-local.ts", "--train-file", train_dir,
-                 "--eval-file", test_dir, "--output", model, "--max-seq-length", "128"])
+                 "--eval-file", test_dir, "--output", model, "--max-seq-length", "128"], env=env)
     if train.returncode != 0:
         raise AssertionError("train:local failed:\n" + train.stderr[-5000:])
-    _trained.update(model=model, prep=prep, train=train, train_dir=train_dir, test_dir=test_dir)
+    # tracking_uri: the MLflow file store the run was logged to (test_rollout.py serves it with `mlflow server`).
+    _trained.update(model=model, prep=prep, train=train, train_dir=train_dir, test_dir=test_dir,
+                    tracking_uri=env["MLFLOW_TRACKING_URI"])
     return _trained
