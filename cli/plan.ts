@@ -15,14 +15,15 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ConfigError, type StackConfig } from "../infra/config";
-import { costInputOf, estimateCost, formatCostReport, hourlyPriceOf, loadPriceTable, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate } from "../infra/cost";
+import { costInputOf, estimateCost, estimateOneOff, formatCostReport, formatMoney, HOURS_PER_30_DAYS, hourlyPriceOf, loadPriceTable, priceOptions, CostEstimate, estimateNetworkCost, formatNetworkCost, NetworkEstimate, type JobSpec, type OneOffEstimate, type PriceTable, type SizeOption } from "../infra/cost";
 import { describeAutoscale } from "../infra/autoscale";
 import { describeTrainingMode } from "../infra/managed-finetune";
 import { isPrivate, managedNetworkCount, privateEndpointCount } from "../infra/security";
 import { accessLine, AccessLine, accessSummary, formatAccess, scopeLabel } from "../lib/access";
 import { validateChatJsonlFile } from "../infra/jsonl";
 import { sha256 } from "../infra/naming";
-import { estimateFineTune } from "../infra/training-estimate";
+import { estimateFineTune, estimatePrep } from "../infra/training-estimate";
+import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import { EXIT, JSON_OPTION, STACK_OPTION, SUBSCRIPTION_OPTION, UsageError, checkStackName, checkSubscriptionId, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
 import { MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, isSecretValue, runProgram, unwrapSecrets } from "../lib/mock-runtime";
 import { SECRET_PLACEHOLDER, loadStackConfig } from "../lib/stack-config";
@@ -171,6 +172,100 @@ export function keySettings(r: Registration): string {
   }
 }
 
+/** Something that stops `pulumi up` as the stack is written (the preflight refuses it). */
+export interface Blocker {
+  /** Config key, e.g. `phi3-finetune:serving.deployments[0].instanceType`. */
+  key: string;
+  /** What is wrong, in one line. */
+  problem: string;
+  /** The sizes to use instead, priced for the same number of instances. */
+  options: SizeOption[];
+  /** Instances the options are priced for. */
+  instances: number;
+}
+
+/**
+ * What stops `pulumi up` in its first minute as the stack is written: a deployment on a VM size
+ * Azure retired (the preflight fails it: "new deployments on it fail"; shared/REFERENCE.md), with
+ * the replacement sizes priced for the same instance count. Retired cluster sizes only warn (the
+ * preflight lets them through), so they are not blockers.
+ */
+export function blockersOf(cfg: StackConfig, prices: PriceTable, project = "phi3-finetune"): Blocker[] {
+  return cfg.serving.deployments.flatMap((d, i): Blocker[] => {
+    const retired = RETIRED_SIZES[d.instanceType];
+    if (!retired) return [];
+    const instances = d.autoscale?.minInstances ?? d.instanceCount;
+    return [
+      {
+        key: `${project}:serving.deployments[${i}].instanceType`,
+        problem: `${d.instanceType} was retired by Azure on ${retired}; a new deployment on it fails (the preflight refuses it)`,
+        options: priceOptions(REPLACEMENT_SIZES, instances, prices),
+        instances,
+      },
+    ];
+  });
+}
+
+/** The monthly running cost of a plan, by part (null when a price is unknown). */
+export interface MonthlyEstimate {
+  /** Serving + idle clusters + private networking, per 30 days (serving at its starting instance count). */
+  total: number | null;
+  serving: number | null;
+  /** Autoscaled serving: the total with every deployment at its min and at its max. */
+  range?: { min: number | null; max: number | null };
+  idleClusters: number | null;
+  network: number;
+}
+
+/** Monthly running cost by part: serving, clusters kept up when idle, private networking. */
+export function monthlyEstimate(cost: CostEstimate, network?: NetworkEstimate): MonthlyEstimate {
+  const idle = [cost.training.idlePer30Days, cost.prep?.idlePer30Days ?? 0];
+  const idleClusters = idle.some((x) => x === null) ? null : (idle as number[]).reduce((a, b) => a + b, 0);
+  const net = network?.per30Days ?? 0;
+  const plus = (x: number | null) => (x === null || idleClusters === null ? null : x + idleClusters + net);
+  const r = cost.serving.range;
+  return {
+    total: plus(cost.serving.per30Days),
+    serving: cost.serving.per30Days,
+    ...(r ? { range: { min: plus(r.minPer30Days), max: plus(r.maxPer30Days) } } : {}),
+    idleClusters,
+    network: net,
+  };
+}
+
+/** The plan's first lines: what blocks the deploy, what the first `up` costs once, what it costs per month. */
+export function formatHeadline(plan: Pick<Plan, "blockers" | "oneOff" | "monthly" | "currency">): string[] {
+  const m = (x: number | null) => formatMoney(x === null ? null : Math.round(x * 100) / 100, plan.currency);
+  const lines: string[] = [];
+  const blockers = plan.blockers ?? [];
+  if (blockers.length) {
+    lines.push(`BLOCKED: \`pulumi up\` stops in its first minute as this stack is written (nothing is created):`);
+    for (const b of blockers) {
+      lines.push(`  ! ${b.key}: ${b.problem}.`);
+      lines.push(`    Set it to one of (${b.instances} instance${b.instances === 1 ? "" : "s"}): ${b.options.map((o) => `${o.vmSize} ${m(o.perHour)}/h = ${m(o.per30Days)} per 30 days`).join("; ")}`);
+    }
+    lines.push("");
+  }
+  const o = plan.oneOff;
+  if (o) {
+    if (o.jobs.length === 0) lines.push("First `pulumi up`, one-off: no job to run (or no estimate).");
+    else {
+      lines.push(`First \`pulumi up\`, one-off: ~${o.hours.toFixed(1)} h of jobs, ~${m(o.total)}${blockers.length ? " (once the blockers are fixed)" : ""}`);
+      for (const j of o.jobs) {
+        lines.push(`  ${j.label} ${j.jobName}: ~${j.hours.toFixed(1)} h × ${j.nodes} × ${j.vmSize} @ ${m(j.unitPerHour)}/h = ~${m(j.usd)} (${j.basis})`);
+      }
+    }
+  }
+  const mo = plan.monthly;
+  if (mo) {
+    const parts = [`serving ${m(mo.serving)}`, `idle clusters ${m(mo.idleClusters)}`, ...(mo.network ? [`private networking ${m(mo.network)}`] : [])];
+    const total = mo.range ? `${m(mo.range.min)} to ${m(mo.range.max)} (autoscale min to max)` : m(mo.total);
+    lines.push(`Monthly, while deployed: ${total} per 30 days (${HOURS_PER_30_DAYS} h: ${parts.join(", ")}; training bills only while a job runs)`);
+  }
+  if (lines.length) lines.push("");
+  return lines;
+}
+
 /** Plan data for printing or `--json` (and for `--base <plan.json>`). */
 export interface Plan extends DiffablePlan {
   format: "phi3-plan/2";
@@ -189,6 +284,12 @@ export interface Plan extends DiffablePlan {
   /** Every role assignment: who gets what on which scope, and why. */
   access: AccessLine[];
   resourceCount: number;
+  /** What stops `pulumi up` as written (printed first). */
+  blockers?: Blocker[];
+  /** The jobs a first `pulumi up` runs, with hours and cost. */
+  oneOff?: OneOffEstimate;
+  /** Monthly running cost by part. */
+  monthly?: MonthlyEstimate;
 }
 
 /** Secrets as `[secret:<digest>]`: a change shows as a change, the value never. */
@@ -218,6 +319,8 @@ export function buildPlan(
     cost: CostEstimate;
     network?: NetworkEstimate;
     fineTune?: Plan["fineTune"];
+    blockers?: Blocker[];
+    oneOff?: OneOffEstimate;
   },
 ): Plan {
   const componentOf = new Map(run.registrations.filter((r) => !r.custom).map((c) => [c.urn, c.name]));
@@ -256,8 +359,10 @@ export function buildPlan(
     outputs,
     access: accessSummary(run.registrations),
     resourceCount: resources.length,
-    monthlyCost: monthlyCost(meta.cost),
+    // The diff compares this: networking included when the profile is private.
+    monthlyCost: monthlyEstimate(meta.cost, meta.network).total,
     currency: meta.cost.currency,
+    monthly: monthlyEstimate(meta.cost, meta.network),
   };
 }
 
@@ -272,6 +377,7 @@ export function formatPlan(plan: Plan): string[] {
     `Subscription: ${plan.subscriptionId}${plan.subscriptionId === MOCK_SUBSCRIPTION_ID ? " (mock; --subscription <id> shows your real Azure names)" : ""}`,
     `Training mode: ${plan.training}`,
     "",
+    ...formatHeadline(plan),
   ];
   for (const c of plan.components) {
     lines.push(`+ ${c.type}  ${c.name}  (${c.resources.length} resources)`);
@@ -283,9 +389,11 @@ export function formatPlan(plan: Plan): string[] {
   lines.push(...formatAccess(plan.access));
   lines.push("", "Outputs:");
   for (const [k, v] of Object.entries(plan.outputs)) if (v !== undefined) lines.push(`    ${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
-  if (plan.warnings.length) {
+  // A blocker was printed first: its warning is not repeated.
+  const warnings = plan.warnings.filter((w) => !(plan.blockers ?? []).some((b) => w.startsWith(`${b.key}: `) && / was retired /.test(w)));
+  if (warnings.length) {
     lines.push("", "Warnings:");
-    for (const w of plan.warnings) lines.push(`    ! ${w}`);
+    for (const w of warnings) lines.push(`    ! ${w}`);
   }
   lines.push("", ...formatCostReport(plan.cost));
   if (plan.network) lines.push(...formatNetworkCost(plan.network, plan.cost.currency));
@@ -293,25 +401,50 @@ export function formatPlan(plan: Plan): string[] {
   return lines;
 }
 
-/** The fine-tune run of a config: its job name (from the plan's submit step), size, hours and cost. */
-function fineTuneOf(run: ProgramRun, cfg: StackConfig, root: string): Plan["fineTune"] {
-  const submit = run.registrations.find((r) => {
+/** The Azure ML job a submit step of the plan would create: its name and the body's kind. */
+function submittedJobs(run: ProgramRun): { jobName: string; kind: "prep" | "finetune" }[] {
+  return run.registrations.flatMap((r): { jobName: string; kind: "prep" | "finetune" }[] => {
+    if (r.type !== "command:local:Command") return [];
     const e = (unwrapSecrets(r.inputs).environment ?? {}) as Record<string, string>;
-    return r.type === "command:local:Command" && /fine_tune\.py/.test(e.AZUREML_JOB_BODY ?? "");
+    const body = e.AZUREML_JOB_BODY ?? "";
+    if (!e.AZUREML_JOB_NAME || !body) return [];
+    if (/prepare_data\.py/.test(body)) return [{ jobName: String(e.AZUREML_JOB_NAME), kind: "prep" }];
+    if (/fine_tune\.py|"jobType":\s*"Pipeline"/.test(body)) return [{ jobName: String(e.AZUREML_JOB_NAME), kind: "finetune" }];
+    return [];
   });
-  const jobName = submit ? String((unwrapSecrets(submit.inputs).environment as Record<string, string>).AZUREML_JOB_NAME) : "";
-  let tokens: number | undefined;
-  if (cfg.data.source === "jsonl") {
-    try {
-      tokens = validateChatJsonlFile(path.resolve(root, cfg.data.trainFile)).tokens.estimate;
-    } catch {
-      tokens = undefined;
+}
+
+/**
+ * The jobs a first `pulumi up` runs (data preparation, fine-tune) with their estimated hours
+ * (infra/training-estimate.ts), and the fine-tune run the diff names. Jobs without an estimate
+ * (unknown data size or VM size) are left out.
+ */
+function jobsOf(run: ProgramRun, cfg: StackConfig, root: string, prices: PriceTable): { jobs: JobSpec[]; fineTune: Plan["fineTune"] } {
+  const jobs: JobSpec[] = [];
+  let fineTune: Plan["fineTune"];
+  for (const j of submittedJobs(run)) {
+    if (j.kind === "prep" && cfg.data.source === "ultrachat") {
+      const e = estimatePrep(cfg)!;
+      jobs.push({ label: "data preparation job", jobName: j.jobName, vmSize: cfg.data.prepCluster.vmSize, nodes: 1, hours: e.hours, basis: e.basis });
+      continue;
     }
+    if (j.kind !== "finetune") continue;
+    let tokens: number | undefined;
+    if (cfg.data.source === "jsonl") {
+      try {
+        tokens = validateChatJsonlFile(path.resolve(root, cfg.data.trainFile)).tokens.estimate;
+      } catch {
+        tokens = undefined;
+      }
+    }
+    const estimate = estimateFineTune(cfg, tokens);
+    if (!estimate) continue;
+    const vmSize = cfg.trainingCluster.vmSize;
+    jobs.push({ label: "fine-tune job", jobName: j.jobName, vmSize, nodes: estimate.nodes, hours: estimate.hours, basis: estimate.basis });
+    const price = hourlyPriceOf(prices, vmSize);
+    fineTune = { jobName: j.jobName, vmSize, hours: estimate.hours, usd: price === undefined ? null : Math.round(price * estimate.nodes * estimate.hours * 100) / 100, basis: estimate.basis };
   }
-  const estimate = estimateFineTune(cfg, tokens);
-  if (!estimate || !jobName) return undefined;
-  const price = hourlyPriceOf(loadPriceTable(cfg.prices), cfg.trainingCluster.vmSize);
-  return { jobName, vmSize: cfg.trainingCluster.vmSize, hours: estimate.hours, usd: price === undefined ? null : Math.round(price * estimate.hours * 100) / 100, basis: estimate.basis };
+  return { jobs, fineTune };
 }
 
 /** Plans a stack of the project at `root`. @throws UsageError, StackFileError, ConfigError. */
@@ -328,7 +461,8 @@ export async function planStack(root: string, stack: string, subscriptionId: str
     subscriptionId,
     load: async () => require(path.join(root, "index")),
   });
-  const cost = estimateCost(costInputOf(cfg), loadPriceTable(cfg.prices), cfg.location);
+  const prices = loadPriceTable(cfg.prices);
+  const cost = estimateCost(costInputOf(cfg), prices, cfg.location);
   const network = isPrivate(cfg.security)
     ? estimateNetworkCost({
         privateEndpoints: privateEndpointCount(cfg.security, cfg.promptFlow.enabled),
@@ -337,7 +471,19 @@ export async function planStack(root: string, stack: string, subscriptionId: str
         premiumRegistry: true,
       })
     : undefined;
-  return buildPlan(run, { project: files.project, stack, subscriptionId, training: describeTrainingMode(cfg), warnings, cost, network, fineTune: fineTuneOf(run, cfg, root) });
+  const { jobs, fineTune } = jobsOf(run, cfg, root, prices);
+  return buildPlan(run, {
+    project: files.project,
+    stack,
+    subscriptionId,
+    training: describeTrainingMode(cfg),
+    warnings,
+    cost,
+    network,
+    fineTune,
+    blockers: blockersOf(cfg, prices, files.project),
+    oneOff: estimateOneOff(jobs, prices),
+  });
 }
 
 /**
