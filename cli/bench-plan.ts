@@ -10,7 +10,6 @@
 import { spawnSync } from "child_process";
 import * as path from "path";
 import { EXIT, JSON_OPTION, STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
-import { listStacks } from "../lib/stack-config";
 
 /** Targets on the 2-core CI machine: a plan stays well inside a PR check's budget, and within 2x the time to load Pulumi and the ML module. */
 export const TARGETS = { medianWallMs: 10_000, maxRssMb: 1024, maxLoadRatio: 2 };
@@ -98,7 +97,7 @@ export async function main(argv: string[]): Promise<number> {
       runs = Number(values.runs);
       if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new UsageError(`--runs must be an integer from 1 to 50, got ${JSON.stringify(values.runs)}`);
     }
-    const all = listStacks(ROOT);
+    const all = (await import("../lib/stack-config.js")).listStacks(ROOT);
     if (values.stack !== undefined) {
       const stack = checkStackName(values.stack as string);
       if (!all.includes(stack)) throw new UsageError(`--stack '${stack}': Pulumi.${stack}.yaml not found; stacks here: ${all.join(", ")}`);

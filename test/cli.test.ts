@@ -16,6 +16,7 @@ import * as plan from "../cli/plan";
 import * as serveLocal from "../cli/serve-local";
 import * as setupPython from "../cli/setup-python";
 import * as benchTests from "../cli/bench-tests";
+import * as checks from "../cli/checks";
 import * as trainLocal from "../cli/train-local";
 import * as preflight from "../jobs/preflight";
 import * as setTraffic from "../jobs/set-traffic";
@@ -88,6 +89,21 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[], env?: 
   "serve:local": { spec: serveLocal.SERVE_LOCAL_COMMAND, run: (argv) => capture(() => serveLocal.main(argv)) },
   "setup:python": { spec: setupPython.SETUP_PYTHON_COMMAND, run: (argv) => capture(() => setupPython.main(argv)) },
   "bench:test": { spec: benchTests.BENCH_TEST_COMMAND, run: (argv) => capture(() => benchTests.main(argv)) },
+  ...Object.fromEntries(
+    (["test", "python", "workflows"] as const).map((check) => [
+      checks.CHECKS[check].spec.name,
+      {
+        spec: checks.CHECKS[check].spec,
+        // The steps never run here: a test that reached them fails.
+        run: async (argv: string[]) => {
+          let out = "";
+          let err = "";
+          const code = checks.main(check, argv, () => { throw new Error("a step ran"); }, (l) => void (out += `${l}\n`), (l) => void (err += `${l}\n`));
+          return { code, out, err };
+        },
+      },
+    ]),
+  ),
   "submit-job": { spec: submitJob.SUBMIT_JOB_COMMAND, run: (argv, env = {}) => program(submitJob.SUBMIT_JOB_COMMAND, argv, (d) => submitJob.runSubmitJobFromEnv(env, d)) },
   "wait-for-job": { spec: waitForJob.WAIT_FOR_JOB_COMMAND, run: (argv, env = {}) => program(waitForJob.WAIT_FOR_JOB_COMMAND, argv, (d) => waitForJob.runWaitForJobFromEnv(env, d)) },
   "set-traffic": {
@@ -175,6 +191,9 @@ const WRONG: [string, string[], Record<string, string>, number, RegExp][] = [
   ["serve:local", [], {}, 2, /missing --model/],
   ["serve:local", ["--model", "m", "--port", "http"], {}, 2, /--port must be a port number/],
   ["setup:python", ["trian"], {}, 2, /unknown environment trian \(did you mean train\?\)/],
+  ["test", ["--watch"], {}, 2, /unknown option --watch/],
+  ["test:python", ["test_x.py"], {}, 2, /unexpected argument 'test_x\.py'/],
+  ["lint:workflows", ["--fix"], {}, 2, /unknown option --fix/],
   ["submit-job", ["--go"], {}, 2, /unknown option --go/],
   ["submit-job", [], JOB_ENV, 2, /missing environment variable AZUREML_JOB_BODY/],
   ["submit-job", [], { ...JOB_ENV, AZUREML_JOB_BODY: "{" }, 2, /AZUREML_JOB_BODY is not valid JSON/],

@@ -4,7 +4,7 @@
  */
 import { readdirSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildPlan, type Plan } from "../cli/plan";
+import { buildPlan, type Plan } from "../cli/lib/plan-build";
 import { changedSegment, diffPlans, formatDiff, overlapOf, pathParameters, replacesOn, type PlanResource } from "../cli/lib/plan-diff";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { ROOT, runStack } from "./helpers/stack";

@@ -4,7 +4,7 @@
  * infra/training-estimate.ts) and the monthly cost by part. Pure functions, table-driven.
  */
 import { describe, expect, it } from "vitest";
-import { blockersOf, formatHeadline, monthlyEstimate } from "../cli/plan";
+import { blockersOf, formatHeadline, monthlyEstimate } from "../cli/lib/plan-build";
 import { costInputOf, estimateCost, estimateNetworkCost, estimateOneOff, loadPriceTable, priceOptions } from "../infra/cost";
 import { parseConfig, type RawConfig } from "../infra/config";
 import { estimateFineTune, estimatePrep, JOB_OVERHEAD_HOURS, PREP_JOB_HOURS } from "../infra/training-estimate";

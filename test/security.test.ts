@@ -11,7 +11,7 @@ import { estimateCost, loadPriceTable } from "../infra/cost";
 import { BUILT_IN_ROLES } from "../infra/identity";
 import { isSecretValue, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
 import { deployerPrincipalType, SECURITY_DEFAULTS } from "../infra/security";
-import { buildPlan, formatPlan } from "../cli/plan";
+import { buildPlan, formatPlan } from "../cli/lib/plan-build";
 import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
 const plain = (r: Registration) => unwrapSecrets(r.inputs);
