@@ -190,6 +190,7 @@ const WRONG: [string, string[], Record<string, string>, number, RegExp][] = [
   ["train:local", ["--train-file", "a", "--eval-file", "b", "--output", "c", "--stack", "nope"], {}, 2, /Pulumi\.nope\.yaml not found/],
   ["serve:local", [], {}, 2, /missing --model/],
   ["serve:local", ["--model", "m", "--port", "http"], {}, 2, /--port must be a port number/],
+  ["serve:local", ["--model", "no-such-model-dir"], {}, 2, /--model no-such-model-dir: no such folder/],
   ["setup:python", ["trian"], {}, 2, /unknown environment trian \(did you mean train\?\)/],
   ["test", ["--watch"], {}, 2, /unknown option --watch/],
   ["test:python", ["test_x.py"], {}, 2, /unexpected argument 'test_x\.py'/],
@@ -233,5 +234,25 @@ describe("parseCommandLine", () => {
   });
   it("refuses an empty value", () => {
     expect(() => parseCommandLine(spec, ["--stack="])).toThrow(/--stack needs a value/);
+  });
+});
+
+describe("serve:local on a busy port", () => {
+  it("says so in one line and exits 2 before the Python environment or the model load", async () => {
+    const net = await import("node:net");
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    const model = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-model-"));
+    try {
+      const r = await COMMANDS["serve:local"].run(["--model", model, "--port", String(port)]);
+      expect(r.code).toBe(2);
+      expect(r.err.split("\n")[0]).toBe(`serve:local: port ${port} on 127.0.0.1 is not free (in use by another program): pick another with --port <port>, or --port 0 for any free one`);
+      // Nothing after the check ran: no key file message, no environment build.
+      expect(r.err).not.toMatch(/key in|python|venv/i);
+    } finally {
+      server.close();
+      fs.rmSync(model, { recursive: true, force: true });
+    }
   });
 });
