@@ -256,3 +256,25 @@ describe("serve:local on a busy port", () => {
     }
   });
 });
+
+describe("one exit-code table: lib/cli.ts EXIT = docs/commands.md, and each command's error cases use it", () => {
+  const doc = fs.readFileSync(path.join(ROOT, "docs/commands.md"), "utf8");
+  const rows = [...doc.matchAll(/^\| (\d) \| (\w+) \| (.+) \|$/gm)].map((m) => [m[2], Number(m[1])]);
+
+  it("the documented table is EXIT, code by code", () => {
+    expect(Object.fromEntries(rows)).toEqual(EXIT);
+  });
+
+  it("every code the error cases above expect is in the table", () => {
+    const codes = new Set(rows.map(([, c]) => c));
+    for (const [, , , code] of WRONG) expect(codes.has(code)).toBe(true);
+  });
+
+  it("doctor without a usable credential exits 4 (AZURE), chat without an endpoint 2 (USAGE)", async () => {
+    const doctorRun = await COMMANDS.doctor.run(["--subscription", SUB], {});
+    expect(doctorRun.code).toBe(EXIT.AZURE);
+    expect(doctorRun.out).toMatch(/FAIL\s+Azure credential/);
+    const chatRun = await COMMANDS.chat.run(["q"], {});
+    expect(chatRun.code).toBe(EXIT.USAGE);
+  });
+});
