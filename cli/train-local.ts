@@ -205,6 +205,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     ...process.env,
     MLFLOW_TRACKING_URI: process.env.MLFLOW_TRACKING_URI ?? `file://${path.join(scratch, "mlruns")}`,
     TOKENIZERS_PARALLELISM: "false",
+    // fine_tune.py silences the warnings every local run prints, saying once why (EXPECTED_LOCAL_WARNINGS).
+    PHI3_LOCAL_RUN: "1",
     HF_DATASETS_OFFLINE: args.baseModel ? process.env.HF_DATASETS_OFFLINE : "1",
   };
   try {
