@@ -225,7 +225,10 @@ export function formatHeadline(plan: Pick<Plan, "blockers" | "oneOff" | "monthly
   if (mo) {
     const parts = [`serving ${m(mo.serving)}`, `idle clusters ${m(mo.idleClusters)}`, ...(mo.network ? [`private networking ${m(mo.network)}`] : [])];
     const total = mo.range ? `${m(mo.range.min)} to ${m(mo.range.max)} (autoscale min to max)` : m(mo.total);
-    lines.push(`Monthly, while deployed: ${total} per 30 days (${HOURS_PER_30_DAYS} h: ${parts.join(", ")}; training bills only while a job runs)`);
+    lines.push(
+      `Monthly, while deployed: ${total} per 30 days (${HOURS_PER_30_DAYS} h: ${parts.join(", ")}; training bills only while a job runs)` +
+        (blockers.length ? "; as written, with the blocked size (the replacements' prices are above)" : ""),
+    );
   }
   if (lines.length) lines.push("");
   return lines;
