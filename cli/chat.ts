@@ -580,10 +580,11 @@ function checkUri(uri: string, from: string): string {
   try {
     u = new URL(uri);
   } catch {
-    throw new ConfigError(`${from} is not a valid URL`);
+    // An invalid environment variable is usage (exit 2); a bad stack output a failure (exit 1).
+    throw from === "ENDPOINT_URI" ? new UsageError(`${from} is not a valid URL`) : new ConfigError(`${from} is not a valid URL`);
   }
   if (u.protocol !== "https:" && u.protocol !== "http:") {
-    throw new ConfigError(`${from} must be an http(s) URL, got ${u.protocol}`);
+    throw from === "ENDPOINT_URI" ? new UsageError(`${from} must be an http(s) URL, got ${u.protocol}`) : new ConfigError(`${from} must be an http(s) URL, got ${u.protocol}`);
   }
   return uri;
 }
@@ -623,7 +624,8 @@ export async function resolveEndpoint(
   }
   if (stdout === null) {
     const missing = [envUri ? "" : "ENDPOINT_URI", envKey ? "" : "ENDPOINT_KEY"].filter(Boolean).join(" and ");
-    throw new ConfigError(
+    // A missing environment variable is a usage error (lib/cli.ts EXIT.USAGE, the exit-code table).
+    throw new UsageError(
       `No endpoint configured: ${missing} ${missing.includes(" and ") ? "are" : "is"} not set and the pulumi CLI is not on PATH.\n` +
         "Set ENDPOINT_URI and ENDPOINT_KEY (e.g. from `pulumi stack output scoringUri` and " +
         "`pulumi stack output endpointKey --show-secrets`), or install the Pulumi CLI.",
@@ -715,8 +717,8 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
  * @param argv arguments without node and script path (default `process.argv.slice(2)`).
  * @param env environment (default `process.env`).
  * @param io streams and injectable dependencies (default the process streams).
- * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error, 3 no answer within the
- *   timeout. Never throws.
+ * @returns the exit code: 0 ok, 1 endpoint/config error, 2 usage error (also: no endpoint
+ *   configured, an invalid ENDPOINT_URI), 3 no answer within the timeout. Never throws.
  */
 export async function main(
   argv: readonly string[] = process.argv.slice(2),
@@ -741,8 +743,12 @@ export async function main(
   try {
     endpoint = await resolveEndpoint(env, io.runPulumi ?? defaultPulumiRunner, args.stack);
   } catch (e) {
-    say(`chat: ${(e as Error).message}`);
-    return 1;
+    if (!(e instanceof UsageError)) {
+      say(`chat: ${(e as Error).message}`);
+      return 1;
+    }
+    say(`chat: ${e.message}\nUsage: ${CHAT_COMMAND.usage} [options] ["question"]   (--help for the options)`);
+    return 2;
   }
   key = endpoint.key;
   registerSecret(key);

@@ -22,18 +22,21 @@
  *
  * Prints a table (status PASS/WARN/FAIL, check, detail, remedy for each non-pass) or JSON.
  * Exit codes (lib/cli.ts): 0 no blocking failure (warnings do not block), 1 a check failed or
- * the stack config is invalid, 2 bad usage (or an ARM_ENDPOINT that is not https). Never prints a token.
+ * the stack config is invalid, 2 bad usage (or an ARM_ENDPOINT that is not https), 4 no usable
+ * Azure credential. Never prints a token.
  */
 import * as path from "path";
 import type { TokenCredential } from "@azure/identity";
-import { ConfigError, type StackConfig } from "../infra/config";
+import type { StackConfig } from "../infra/config";
 import type { HttpClient } from "@azure/core-rest-pipeline";
-import { DEFAULT_ARM_ENDPOINT, armEndpointFromEnv, defaultCredential } from "../lib/arm";
 import { EXIT, JSON_OPTION, STACK_OPTION, SUBSCRIPTION_OPTION, UsageError, checkStackName, checkSubscriptionId, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
-import { loadStackConfig } from "../lib/stack-config";
-import { formatReport, preflightInput, runDoctor } from "../lib/preflight";
 
-export * from "../lib/preflight";
+// The checks (lib/preflight.ts), the ARM client and the stack config load Pulumi, zod and the
+// Azure SDK: they are required inside main, after the command line, so `--help` and usage
+// errors answer at once.
+type Arm = typeof import("../lib/arm.js");
+type Preflight = typeof import("../lib/preflight.js");
+type Stacks = typeof import("../lib/stack-config.js");
 
 /** The command line of the doctor. */
 export const DOCTOR_COMMAND: CommandSpec = {
@@ -109,16 +112,18 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       out(helpText(DOCTOR_COMMAND));
       return EXIT.OK;
     }
+    const { DEFAULT_ARM_ENDPOINT, armEndpointFromEnv, defaultCredential }: Arm = await import("../lib/arm.js");
     baseUrl = armEndpointFromEnv(env) ?? DEFAULT_ARM_ENDPOINT;
     credential = opts.credential ?? defaultCredential(env);
   } catch (e) {
     return reportError(DOCTOR_COMMAND, e instanceof UsageError ? e : new UsageError((e as Error).message), err);
   }
   try {
-    config = loadStackConfig(root, args.stack).config;
+    config = ((await import("../lib/stack-config.js")) as Stacks).loadStackConfig(root, args.stack).config;
   } catch (e) {
-    return reportError(DOCTOR_COMMAND, e, err, e instanceof ConfigError ? `stack '${args.stack}': ` : "");
+    return reportError(DOCTOR_COMMAND, e, err, (e as Error | undefined)?.name === "ConfigError" ? `stack '${args.stack}': ` : "");
   }
+  const { formatReport, preflightInput, runDoctor }: Preflight = await import("../lib/preflight.js");
 
   const result = await runDoctor(
     { stack: args.stack, config: preflightInput(config), subscriptionId: args.subscriptionId },
@@ -132,15 +137,17 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     },
   );
 
+  // No usable credential is an Azure or credential error (EXIT.AZURE, the exit-code table), not a failed check.
+  const exitCode = result.checks.some((c) => c.id === "credential" && c.status === "FAIL") ? EXIT.AZURE : result.exitCode;
   if (args.json) {
-    out(JSON.stringify({ stack: args.stack, location: config.location, subscription: result.subscription, exitCode: result.exitCode, checks: result.checks }, null, 2));
+    out(JSON.stringify({ stack: args.stack, location: config.location, subscription: result.subscription, exitCode, checks: result.checks }, null, 2));
   } else {
     const sub = result.subscription;
     out(`Doctor: stack '${args.stack}', location ${config.location}` + (sub ? `, subscription "${sub.displayName}" (${sub.subscriptionId}), tenant ${sub.tenantId}` : ""));
     out("");
     out(formatReport(result.checks));
   }
-  return result.exitCode;
+  return exitCode;
 }
 
 if (require.main === module) {

@@ -14,7 +14,8 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import * as path from "node:path";
 import { EXIT, UsageError, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
 import { ensurePythonEnv, PROJECT_ROOT } from "./lib/python-env";
@@ -49,6 +50,20 @@ export function ensureKeyFile(file: string): void {
   writeFileSync(file, randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
 }
 
+/**
+ * Whether `port` on 127.0.0.1 can be listened on now (port 0 always can). Checked before the
+ * Python environment and the model load (tens of seconds), so a busy port is one line at once.
+ * @returns undefined when free, else why not (e.g. `EADDRINUSE`).
+ */
+export function portProblem(port: number): Promise<string | undefined> {
+  if (port === 0) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(undefined)));
+  });
+}
+
 /** Runs the command; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | undefined>;
@@ -61,6 +76,9 @@ export async function main(argv: string[]): Promise<number> {
     values = { port: "5001", ...(parsed.values as Record<string, string | undefined>) };
     if (!values.model) throw new UsageError("missing --model");
     if (!/^\d+$/.test(values.port!) || Number(values.port) > 65535) throw new UsageError(`--port must be a port number (0-65535; 0 picks a free one), got ${JSON.stringify(values.port)}`);
+    if (!existsSync(values.model) || !statSync(values.model).isDirectory()) throw new UsageError(`--model ${values.model}: no such folder (an MLflow model from npm run train:local)`);
+    const busy = await portProblem(Number(values.port));
+    if (busy) throw new UsageError(`port ${values.port} on 127.0.0.1 is not free (${busy === "EADDRINUSE" ? "in use by another program" : busy}): pick another with --port <port>, or --port 0 for any free one`);
   } catch (e) {
     return reportError(SERVE_LOCAL_COMMAND, e, (l) => process.stderr.write(`${l}\n`));
   }

@@ -22,11 +22,9 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { type StackConfig } from "../infra/config";
+import type { StackConfig } from "../infra/config";
 import { formatJsonlIssues, packingCheck, validateChatJsonlFile } from "../infra/jsonl";
-import { fineTuneArguments } from "../infra/training";
 import { EXIT, STACK_OPTION, UsageError, checkStackName, helpText, parseCommandLine, reportError, runAsMain, type CommandSpec } from "../lib/cli";
-import { loadStackConfig } from "../lib/stack-config";
 import { ensurePythonEnv, PROJECT_ROOT } from "./lib/python-env";
 
 /** The command line of train:local (lib/cli.ts style). */
@@ -141,8 +139,11 @@ export function checkData(args: Pick<TrainLocalArgs, "trainFile" | "evalFile" | 
  * The fine_tune.py arguments for a local run: the Azure ML job's (`fineTuneArguments`) with
  * the bindings replaced by local paths and the CPU overrides (epochs, max sequence length,
  * float32 serving weights, a progress line every step, no second copy of the model in MLflow).
+ *
+ * @param jobArgs - infra/training.ts `fineTuneArguments(config)` (loaded by main after the
+ *   command line: it brings Pulumi, which `--help` should not wait for).
  */
-export function localFineTuneArgs(c: StackConfig, a: TrainLocalArgs, files: [string, string], baseModel: string): string[] {
+export function localFineTuneArgs(jobArgs: readonly (readonly [string, string])[], a: TrainLocalArgs, files: [string, string], baseModel: string): string[] {
   const overrides: Record<string, string> = {
     "--train-file": files[0],
     "--eval-file": files[1],
@@ -152,7 +153,7 @@ export function localFineTuneArgs(c: StackConfig, a: TrainLocalArgs, files: [str
     "--max-seq-length": String(a.maxSeqLength),
     "--serving-dtype": "float32",
   };
-  const args = fineTuneArguments(c).flatMap(([flag, value]) => [flag, overrides[flag] ?? value]);
+  const args = jobArgs.flatMap(([flag, value]) => [flag, overrides[flag] ?? value]);
   return [...args, "--logging-steps", "1", "--no-log-model-to-run"];
 }
 
@@ -183,7 +184,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       process.stdout.write(`${USAGE}\n`);
       return EXIT.OK;
     }
-    config = loadStackConfig(PROJECT_ROOT, args.stack).config;
+    // Loaded after the command line: the stack config brings Pulumi and zod.
+    config = (await import("../lib/stack-config.js")).loadStackConfig(PROJECT_ROOT, args.stack).config;
   } catch (e) {
     return reportError(TRAIN_LOCAL_COMMAND, e, err);
   }
@@ -203,6 +205,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     ...process.env,
     MLFLOW_TRACKING_URI: process.env.MLFLOW_TRACKING_URI ?? `file://${path.join(scratch, "mlruns")}`,
     TOKENIZERS_PARALLELISM: "false",
+    // fine_tune.py silences the warnings every local run prints, saying once why (EXPECTED_LOCAL_WARNINGS).
+    PHI3_LOCAL_RUN: "1",
     HF_DATASETS_OFFLINE: args.baseModel ? process.env.HF_DATASETS_OFFLINE : "1",
   };
   try {
@@ -213,7 +217,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       const code = await runPython(python, path.join(PROJECT_ROOT, "cli", "local", "tiny_phi3.py"), ["--output", baseModel, "--corpus", path.resolve(data.files[0])], env);
       if (code !== 0) return 1;
     }
-    const ftArgs = localFineTuneArgs(config, { ...args, output: path.resolve(args.output) }, [path.resolve(data.files[0]), path.resolve(data.files[1])], baseModel);
+    const { fineTuneArguments } = await import("../infra/training.js");
+    const ftArgs = localFineTuneArgs(fineTuneArguments(config), { ...args, output: path.resolve(args.output) }, [path.resolve(data.files[0]), path.resolve(data.files[1])], baseModel);
     err(`train:local: python fine_tune.py ${ftArgs.join(" ")}`);
     const code = await runPython(python, path.join(PROJECT_ROOT, "finetuning_dir", "fine_tune.py"), ftArgs, env);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -111,6 +111,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import re
@@ -858,9 +859,40 @@ def train(args: argparse.Namespace) -> None:
             mlflow.log_artifacts(args.model_output, artifact_path=RUN_ARTIFACT_PATH)
 
 
+#: Warnings a local run (``npm run train:local`` sets ``PHI3_LOCAL_RUN=1``) always prints and that
+#: say nothing there: (logger, start of the message, why it is expected).
+EXPECTED_LOCAL_WARNINGS = (
+    ("mlflow.utils.requirements_utils", "Detected one or more mismatches",
+     "the model pins the serving image's torch, the local environment has the CPU build"),
+    ("mlflow.transformers", "The model card could not be retrieved", "the base model is a local folder, not a hub id"),
+    ("mlflow.transformers", "Unable to find license information", "the base model is a local folder, not a hub id"),
+    ("transformers.models.phi3.modeling_phi3", "You are not running the flash-attention implementation",
+     "flash-attention needs a CUDA GPU"),
+)
+
+
+class ExpectedWarnings(logging.Filter):
+    """Drops the records of :data:`EXPECTED_LOCAL_WARNINGS` (by logger and message start); keeps every other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(record.name == name and message.startswith(start) for name, start, _ in EXPECTED_LOCAL_WARNINGS)
+
+
+def quiet_expected_local_warnings(stream=None) -> None:
+    """In a local run, silence the expected warnings, saying once which and why (Azure runs keep them)."""
+    flt = ExpectedWarnings()
+    for name in {name for name, _, _ in EXPECTED_LOCAL_WARNINGS}:
+        logging.getLogger(name).addFilter(flt)
+    reasons = "; ".join(sorted({why for _, _, why in EXPECTED_LOCAL_WARNINGS}))
+    print(f"fine_tune.py: local run: expected warnings are silenced ({reasons})", file=stream or sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # Belt and braces: keep transformers' own MLflow integration off (see module docstring).
     os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
+    if os.environ.get("PHI3_LOCAL_RUN") == "1":
+        quiet_expected_local_warnings()
     args = parse_args(argv)
     train(args)
     return 0

@@ -507,3 +507,60 @@ export function costInputOf(c: StackConfig): CostInput {
     })),
   };
 }
+
+/** One job a first `pulumi up` runs, to price: hours on `nodes` nodes of `vmSize`. */
+export interface JobSpec {
+  /** What it is, e.g. `fine-tune job` or `data preparation job`. */
+  label: string;
+  /** Azure ML job name (deterministic: a content hash). */
+  jobName: string;
+  vmSize: string;
+  nodes: number;
+  /** Estimated hours (infra/training-estimate.ts), each node billing for all of them. */
+  hours: number;
+  /** What the estimate assumes. */
+  basis: string;
+}
+
+/** A priced job: `usd` = unit price × nodes × hours (null when the size has no price). */
+export interface JobCost extends JobSpec {
+  unitPerHour: number | null;
+  usd: number | null;
+}
+
+/** The one-off cost of the jobs a first `pulumi up` runs. */
+export interface OneOffEstimate {
+  jobs: JobCost[];
+  /** Sum of the jobs; null when any price is unknown. */
+  total: number | null;
+  hours: number;
+}
+
+/**
+ * Prices the jobs a first `pulumi up` runs (data preparation, fine-tune): unit price × nodes ×
+ * hours each, and their total. Unknown prices give `null`, never 0.
+ */
+export function estimateOneOff(jobs: JobSpec[], prices: PriceTable): OneOffEstimate {
+  const priced = jobs.map((j): JobCost => {
+    const unit = hourlyPriceOf(prices, j.vmSize) ?? null;
+    return { ...j, unitPerHour: unit, usd: unit === null ? null : unit * j.nodes * j.hours };
+  });
+  const total = priced.reduce<number | null>((t, j) => (t === null || j.usd === null ? null : t + j.usd), 0);
+  return { jobs: priced, total, hours: priced.reduce((h, j) => h + j.hours, 0) };
+}
+
+/** A VM size offered instead of another, with what `instances` of it cost (null when unknown). */
+export interface SizeOption {
+  vmSize: string;
+  perHour: number | null;
+  per30Days: number | null;
+}
+
+/** What `instances` instances of each of `sizes` cost per hour and per 30 days. */
+export function priceOptions(sizes: readonly string[], instances: number, prices: PriceTable): SizeOption[] {
+  return sizes.map((vmSize) => {
+    const unit = hourlyPriceOf(prices, vmSize);
+    const perHour = unit === undefined ? null : unit * instances;
+    return { vmSize, perHour, per30Days: perHour === null ? null : perHour * HOURS_PER_30_DAYS };
+  });
+}

@@ -509,10 +509,10 @@ describe("main (in process)", () => {
     expect(err.text()).not.toContain(KEY);
   });
 
-  it("no configuration: exit 1 with a clear message", async () => {
+  it("no configuration: exit 2 (a missing environment variable is usage) with a clear message", async () => {
     const err = sink();
     const code = await main(["q"], {}, { stdout: sink(), stderr: err, stdin: new PassThrough(), runPulumi: noPulumi });
-    expect(code).toBe(1);
+    expect(code).toBe(2);
     expect(err.text()).toMatch(/No endpoint configured/);
   });
 

@@ -18,6 +18,7 @@ import * as serveLocal from "../cli/serve-local";
 import * as setupPython from "../cli/setup-python";
 import * as benchTests from "../cli/bench-tests";
 import * as testRepeat from "../cli/test-repeat";
+import * as checks from "../cli/checks";
 import * as trainLocal from "../cli/train-local";
 import * as preflight from "../jobs/preflight";
 import * as setTraffic from "../jobs/set-traffic";
@@ -93,6 +94,21 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[], env?: 
   "setup:python": { spec: setupPython.SETUP_PYTHON_COMMAND, run: (argv) => capture(() => setupPython.main(argv)) },
   "bench:test": { spec: benchTests.BENCH_TEST_COMMAND, run: (argv) => capture(() => benchTests.main(argv)) },
   "test:repeat": { spec: testRepeat.TEST_REPEAT_COMMAND, run: (argv) => capture(() => testRepeat.main(argv)) },
+  ...Object.fromEntries(
+    (["test", "python", "workflows"] as const).map((check) => [
+      checks.CHECKS[check].spec.name,
+      {
+        spec: checks.CHECKS[check].spec,
+        // The steps never run here: a test that reached them fails.
+        run: async (argv: string[]) => {
+          let out = "";
+          let err = "";
+          const code = checks.main(check, argv, () => { throw new Error("a step ran"); }, (l) => void (out += `${l}\n`), (l) => void (err += `${l}\n`));
+          return { code, out, err };
+        },
+      },
+    ]),
+  ),
   "submit-job": { spec: submitJob.SUBMIT_JOB_COMMAND, run: (argv, env = {}) => program(submitJob.SUBMIT_JOB_COMMAND, argv, (d) => submitJob.runSubmitJobFromEnv(env, d)) },
   "wait-for-job": { spec: waitForJob.WAIT_FOR_JOB_COMMAND, run: (argv, env = {}) => program(waitForJob.WAIT_FOR_JOB_COMMAND, argv, (d) => waitForJob.runWaitForJobFromEnv(env, d)) },
   "set-traffic": {
@@ -174,8 +190,8 @@ const WRONG: [string, string[], Record<string, string>, number, RegExp][] = [
   ["chat", ["--shape", "completion", "q"], {}, 2, /--shape must be one of prompt-list, chat, chat-list/],
   ["chat", ["--retries=1.5", "q"], {}, 2, /--retries must be an integer >= 0/],
   ["chat", ["--timeut", "5", "q"], {}, 2, /unknown option --timeut \(did you mean --timeout\?\)/],
-  ["chat", ["q"], {}, 1, /No endpoint configured/],
-  ["chat", ["q"], { ENDPOINT_URI: "not a url", ENDPOINT_KEY: "k" }, 1, /ENDPOINT_URI is not a valid URL/],
+  ["chat", ["q"], {}, 2, /No endpoint configured/],
+  ["chat", ["q"], { ENDPOINT_URI: "not a url", ENDPOINT_KEY: "k" }, 2, /ENDPOINT_URI is not a valid URL/],
   ["bench", ["--runs", "0"], {}, 2, /--runs must be an integer from 1 to 50/],
   ["bench", ["--stack", "nope"], {}, 2, /Pulumi\.nope\.yaml not found/],
   ["bench", ["--run", "2"], {}, 2, /unknown option --run \(did you mean --runs\?\)/],
@@ -184,7 +200,11 @@ const WRONG: [string, string[], Record<string, string>, number, RegExp][] = [
   ["train:local", ["--train-file", "a", "--eval-file", "b", "--output", "c", "--stack", "nope"], {}, 2, /Pulumi\.nope\.yaml not found/],
   ["serve:local", [], {}, 2, /missing --model/],
   ["serve:local", ["--model", "m", "--port", "http"], {}, 2, /--port must be a port number/],
+  ["serve:local", ["--model", "no-such-model-dir"], {}, 2, /--model no-such-model-dir: no such folder/],
   ["setup:python", ["trian"], {}, 2, /unknown environment trian \(did you mean train\?\)/],
+  ["test", ["--watch"], {}, 2, /unknown option --watch/],
+  ["test:python", ["test_x.py"], {}, 2, /unexpected argument 'test_x\.py'/],
+  ["lint:workflows", ["--fix"], {}, 2, /unknown option --fix/],
   ["submit-job", ["--go"], {}, 2, /unknown option --go/],
   ["submit-job", [], JOB_ENV, 2, /missing environment variable AZUREML_JOB_BODY/],
   ["submit-job", [], { ...JOB_ENV, AZUREML_JOB_BODY: "{" }, 2, /AZUREML_JOB_BODY is not valid JSON/],
@@ -271,5 +291,47 @@ describe("test:repeat: the loop that proves the suite is green every time", () =
 
   it.each([["0"], ["51"], ["two"]])("--runs %s is a usage error (exit 2)", async (n) => {
     expect((await capture(() => testRepeat.main(["--runs", n]))).code).toBe(2);
+  });
+});
+
+describe("serve:local on a busy port", () => {
+  it("says so in one line and exits 2 before the Python environment or the model load", async () => {
+    const net = await import("node:net");
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    const model = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-model-"));
+    try {
+      const r = await COMMANDS["serve:local"].run(["--model", model, "--port", String(port)]);
+      expect(r.code).toBe(2);
+      expect(r.err.split("\n")[0]).toBe(`serve:local: port ${port} on 127.0.0.1 is not free (in use by another program): pick another with --port <port>, or --port 0 for any free one`);
+      // Nothing after the check ran: no key file message, no environment build.
+      expect(r.err).not.toMatch(/key in|python|venv/i);
+    } finally {
+      server.close();
+      fs.rmSync(model, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("one exit-code table: lib/cli.ts EXIT = docs/commands.md, and each command's error cases use it", () => {
+  const doc = fs.readFileSync(path.join(ROOT, "docs/commands.md"), "utf8");
+  const rows = [...doc.matchAll(/^\| (\d) \| (\w+) \| (.+) \|$/gm)].map((m) => [m[2], Number(m[1])]);
+
+  it("the documented table is EXIT, code by code", () => {
+    expect(Object.fromEntries(rows)).toEqual(EXIT);
+  });
+
+  it("every code the error cases above expect is in the table", () => {
+    const codes = new Set(rows.map(([, c]) => c));
+    for (const [, , , code] of WRONG) expect(codes.has(code)).toBe(true);
+  });
+
+  it("doctor without a usable credential exits 4 (AZURE), chat without an endpoint 2 (USAGE)", async () => {
+    const doctorRun = await COMMANDS.doctor.run(["--subscription", SUB], {});
+    expect(doctorRun.code).toBe(EXIT.AZURE);
+    expect(doctorRun.out).toMatch(/FAIL\s+Azure credential/);
+    const chatRun = await COMMANDS.chat.run(["q"], {});
+    expect(chatRun.code).toBe(EXIT.USAGE);
   });
 });

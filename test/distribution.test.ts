@@ -64,7 +64,7 @@ describe("plan-time rules: processes per node against GPUs, nodes against maxNod
     expect(w).toMatch(/training\.instanceCount: 2 nodes of Standard_NC96ads_A100_v4, which has no InfiniBand/);
     for (const alt of ["Standard_ND96asr_v4", "Standard_ND96amsr_A100_v4", "Standard_ND96isr_H100_v5"]) expect(w).toContain(alt);
     // Two InfiniBand nodes, or one node of any size: no such warning.
-    const ib = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_ND96asr_v4", maxNodes: 2 }), training: json({ instanceCount: 2, processesPerInstance: 8 }) });
+    const ib = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_ND96asr_v4", maxNodes: 2 }), training: json({ instanceCount: 2, processesPerInstance: 8, precision: "bf16" }) });
     const one = parseConfig({ ...base, trainingCluster: json({ vmSize: "Standard_NC96ads_A100_v4" }), training: json({ processesPerInstance: 4 }) });
     for (const ok of [ib, one]) expect(ok.warnings.join("\n")).not.toMatch(/InfiniBand/);
   });

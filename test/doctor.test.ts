@@ -3,17 +3,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig, type StackConfig } from "../infra/config";
 import { azureNames, type AzureNames } from "../infra/naming";
-import {
-  REQUIRED_PROVIDERS,
-  formatReport,
-  main,
-  parseDoctorArgs,
-  requiredQuota,
-  runDoctor,
-  type Check,
-  type DoctorResult,
-  type VmSize,
-} from "../cli/doctor";
+import { main, parseDoctorArgs } from "../cli/doctor";
+import { REQUIRED_PROVIDERS, formatReport, requiredQuota, runDoctor, type Check, type DoctorResult, type VmSize } from "../lib/preflight";
 import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
 const SUB = "11111111-2222-3333-4444-555555555555";

@@ -4,8 +4,8 @@
  */
 import { readdirSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildPlan, type Plan } from "../cli/plan";
-import { diffPlans, formatDiff, pathParameters, replacesOn, type PlanResource } from "../cli/lib/plan-diff";
+import { buildPlan, type Plan } from "../cli/lib/plan-build";
+import { changedSegment, diffPlans, formatDiff, overlapOf, pathParameters, replacesOn, type PlanResource } from "../cli/lib/plan-diff";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { ROOT, runStack } from "./helpers/stack";
 
@@ -155,6 +155,81 @@ describe("replacement rules", () => {
     expect(d.changes).toEqual([]);
     const text = formatDiff(d).join("\n");
     expect(text).toContain("No changes.");
-    expect(text).toMatch(/Monthly cost \(serving and idle clusters, 30 days\): USD [\d,.]+ → USD [\d,.]+ \(\+USD 0\.00\)/);
+    expect(text).toMatch(/Monthly cost \(serving, idle clusters and private networking, 30 days\): USD [\d,.]+ → USD [\d,.]+ \(\+USD 0\.00\)/);
+  });
+});
+
+describe("what a reviewer reads", () => {
+  const change = (plan: Plan, pick: (r: PlanResource) => boolean, edit: (i: Inputs) => void): Plan =>
+    planWith(
+      plan,
+      plan.resources.map((r) => {
+        if (!pick(r)) return r;
+        const c = { ...r, inputs: clone(r.inputs) };
+        edit(c.inputs);
+        return c;
+      }),
+    );
+
+  it("a long string shows the segment that changed, not two identical-looking prefixes", () => {
+    const table: [string, string, string, string][] = [
+      ["https://st.blob.core.windows.net/azureml-blobstore-cd9e53ec/LocalUpload/bc8768404446587b/finetuning_dir", "https://st.blob.core.windows.net/azureml-blobstore-cd9e53ec/LocalUpload/29c2d4954205196a/finetuning_dir", "…3ec/LocalUpload/bc8768404446587b/finetuning_dir", "…3ec/LocalUpload/29c2d4954205196a/finetuning_dir"],
+      ["abc", "abd", "abc", "abd"],
+      ["x".repeat(50) + "A" + "y".repeat(50), "x".repeat(50) + "B" + "y".repeat(50), `…${"x".repeat(16)}A${"y".repeat(16)}…`, `…${"x".repeat(16)}B${"y".repeat(16)}…`],
+      ["same prefix, then more", "same prefix", "same prefix, then more", "same prefix"],
+    ];
+    for (const [a, b, wantA, wantB] of table) expect(changedSegment(a, b)).toEqual([wantA, wantB]);
+    const plan = plans.dev;
+    const head = change(plan, (r) => r.type === "azure-native:machinelearningservices:CodeVersion", (i) => (i.properties.codeUri = String(i.properties.codeUri).replace(/LocalUpload\/[0-9a-f]{6}/, "LocalUpload/ffffff")));
+    const line = formatDiff(diffPlans(plan, head, { base: "b", head: "h" })).find((l) => l.includes("properties.codeUri:"))!;
+    const [before, after] = line.split(": ").slice(1).join(": ").split(" → ");
+    expect(before).not.toBe(after);
+    expect(after).toMatch(/LocalUpload\/ffffff/);
+  });
+
+  it("JSON in an environment variable is compared key by key", () => {
+    const plan = plans.dev;
+    const head = change(plan, (r) => !!(r.inputs.environment as Inputs | undefined)?.PREFLIGHT_INPUT, (i) => {
+      const input = JSON.parse(i.environment.PREFLIGHT_INPUT);
+      input.trainingCluster.vmSize = "Standard_NC48ads_A100_v4";
+      i.environment.PREFLIGHT_INPUT = JSON.stringify(input);
+    });
+    const d = diffPlans(plan, head, { base: "b", head: "h" });
+    expect(d.changes).toHaveLength(1);
+    expect(d.changes[0].changes).toEqual([{ path: "environment.PREFLIGHT_INPUT#trainingCluster.vmSize", kind: "change", replaces: false, before: "Standard_NC24ads_A100_v4", after: "Standard_NC48ads_A100_v4" }]);
+  });
+
+  it("a replaced deployment states the overlap: hours, cost of both, quota of both", () => {
+    const text = overlapOf({ instanceType: "Standard_NC4as_T4_v3", instances: 1 }, { instanceType: "Standard_NC4as_T4_v3", instances: 2 }, [], "USD");
+    // 0.526 × (1 + 2) per hour for 0.5 h; vCPUs ceil(4 × 1 × 1.2) + ceil(4 × 2 × 1.2) = 5 + 10.
+    expect(text).toMatch(/both run for ~0\.5 h/);
+    expect(text).toContain("USD 1.58/h together, ~USD 0.79 for the overlap");
+    expect(text).toContain("15 vCPUs of standardNCASv3_T4Family (old 5 + new 10)");
+    expect(overlapOf({ instanceType: "Standard_NC24ads_A100_v4", instances: 1 }, { instanceType: "Standard_NC24ads_A100_v4", instances: 1 }, [], "USD")).toContain("48 vCPUs of standardNCADSA100v4Family (old 24 + new 24)");
+    expect(overlapOf({ instanceType: "Standard_E4s_v3", instances: 1 }, { instanceType: "Standard_E4s_v3", instances: 1 }, [], "USD")).toMatch(/both run for ~0\.25 h/);
+    const plan = plans.bluegreen;
+    const head = change(plan, (r) => r.type === "azure-native:machinelearningservices:OnlineDeployment" && r.name.endsWith("blue"), (i) => (i.deploymentName += "x"));
+    const d = diffPlans(plan, head, { base: "b", head: "h" });
+    expect(d.summary.join("\n")).toMatch(/replaces deployment .* both run for ~0\.5 h .* both bill: USD \d+\.\d\d\/h together, ~USD \d+\.\d\d for the overlap; quota while both run: \d+ vCPUs/);
+  });
+
+  it("the summary leads with money and traffic; kept resources are one housekeeping line at the end", () => {
+    const plan = plans.dev;
+    const kept = plan.resources.filter((r) => r.retainOnDelete);
+    expect(kept.length).toBeGreaterThanOrEqual(3);
+    const job = plan.resources.find((r) => /fine_tune\.py/.test(String((r.inputs.environment as Inputs | undefined)?.AZUREML_JOB_BODY ?? "")))!;
+    const head = planWith(
+      plan,
+      plan.resources
+        .filter((r) => !r.retainOnDelete)
+        .map((r) => (r === job ? { ...r, inputs: { ...clone(r.inputs), environment: { ...(r.inputs.environment as Inputs), AZUREML_JOB_NAME: "phi3ft-ft-0000000000000000" } } } : r)),
+    );
+    const d = diffPlans(plan, head, { base: "b", head: "h" });
+    expect(d.summary[0]).toMatch(/^starts a new fine-tune job phi3ft-ft-0000000000000000/);
+    expect(d.summary.filter((s) => /stays? in Azure/.test(s))).toHaveLength(1);
+    expect(d.summary.at(-1)).toMatch(new RegExp(`^housekeeping: ${kept.length} resources no longer in the stack stay in Azure \\(retainOnDelete`));
+    const text = formatDiff(d);
+    expect(text.indexOf("What this change does (money and traffic first):")).toBe(2);
+    expect(text.findIndex((l) => /^- \(kept\)/.test(l))).toBeGreaterThan(text.findIndex((l) => l.startsWith("  - housekeeping")));
   });
 });

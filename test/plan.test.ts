@@ -79,6 +79,19 @@ describe("npm run plan (dev)", () => {
     expect(r.stdout).toMatch(/^\d+ resources to create\.$/m);
   });
 
+  it("starts with what blocks the deploy (replacements priced), then the one-off cost of each job, then the monthly cost", () => {
+    const head = r.stdout.split("\n").slice(0, 12).join("\n");
+    expect(head).toMatch(/^BLOCKED: `pulumi up` stops in its first minute/m);
+    expect(head).toMatch(/! phi3-finetune:serving\.deployments\[0\]\.instanceType: Standard_NC6s_v3 was retired by Azure on 2025-09-30/);
+    expect(head).toMatch(/Standard_NC4as_T4_v3 USD 0\.53\/h = USD 378\.72 per 30 days/);
+    expect(head).toMatch(/^First `pulumi up`, one-off: ~\d+\.\d h of jobs, ~USD \d+\.\d\d/m);
+    expect(head).toMatch(/^  data preparation job phi3ft-prep-[0-9a-f]{16}: ~0\.3 h × 1 × Standard_DS3_v2 @ USD 0\.23\/h = ~USD 0\.07/m);
+    expect(head).toMatch(/^  fine-tune job phi3ft-ft-[0-9a-f]{16}: ~\d+\.\d h × 1 × Standard_NC24ads_A100_v4 @ USD 3\.67\/h = ~USD \d+\.\d\d \(1 × A100/m);
+    expect(head).toMatch(/^Monthly, while deployed: USD 2203\.20 per 30 days/m);
+    // Said once, first: not repeated among the warnings.
+    expect(r.stdout.match(/Standard_NC6s_v3 was retired/g)).toHaveLength(1);
+  });
+
   it("is byte-identical on a second run", () => {
     expect(plan().stdout).toBe(r.stdout);
   });

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { byName, commandEnv, runStack, type Overrides } from "./helpers/stack";
-import { buildPlan } from "../cli/plan";
+import { buildPlan } from "../cli/lib/plan-build";
 import { diffPlans } from "../cli/lib/plan-diff";
 import { estimateCost, loadPriceTable } from "../infra/cost";
 import { GATE_DEFAULTS, parseConfig, SMOKE_DEFAULTS } from "../infra/config";

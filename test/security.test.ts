@@ -13,7 +13,7 @@ import { accessSummary, formatAccess, identityAbilities } from "../lib/access";
 import { isSecretValue, MOCK_SUBSCRIPTION_ID, ProgramRun, Registration, unwrapSecrets } from "../lib/mock-runtime";
 import { deployerAddressProblem, deployerPrincipalType, imageBuildCluster, SECURITY_DEFAULTS, securitySchema, securityWarnings, storageNetwork } from "../infra/security";
 import { preflightInput, sizeConsumers } from "../lib/preflight";
-import { buildPlan, formatPlan } from "../cli/plan";
+import { buildPlan, formatPlan } from "../cli/lib/plan-build";
 import { byName, ofType, ROOT, runStack } from "./helpers/stack";
 
 const plain = (r: Registration) => unwrapSecrets(r.inputs);

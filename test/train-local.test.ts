@@ -57,7 +57,7 @@ describe("train:local data checks (the plan's)", () => {
 
   it("runs fine_tune.py with the job's arguments, changed only where a CPU needs it", () => {
     const c = parseConfig({ location: "eastus2" }).config;
-    const args = localFineTuneArgs(c, { trainFile: "t", evalFile: "e", output: "/o", stack: "dev", epochs: 1, maxSeqLength: 256 }, ["/t.jsonl", "/e.jsonl"], "/base");
+    const args = localFineTuneArgs(fineTuneArguments(c), { trainFile: "t", evalFile: "e", output: "/o", stack: "dev", epochs: 1, maxSeqLength: 256 }, ["/t.jsonl", "/e.jsonl"], "/base");
     const job = Object.fromEntries(fineTuneArguments(c));
     const local = Object.fromEntries(args.slice(0, -3).reduce<[string, string][]>((pairs, v, i, all) => (i % 2 ? pairs : [...pairs, [v, all[i + 1]]]), []));
     expect(Object.keys(local)).toEqual(Object.keys(job));

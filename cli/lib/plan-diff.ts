@@ -17,10 +17,15 @@
  * - @pulumi/command's `local.Command` re-runs (`update`, else `create`) when an input changes
  *   and is replaced when `triggers` change; @pulumiverse/time's Sleep is replaced on any change
  *   (every argument of the upstream `time_sleep` forces a new resource).
- * Secret values are compared by digest and shown as `[secret]`, never as values.
+ * Secret values are compared by digest and shown as `[secret]`, never as values. A string that
+ * holds JSON (a program's environment variable) is compared key by key (`PREFLIGHT_INPUT#a.b`);
+ * another long string shows the segment that differs, with a little context either side.
+ * The summary leads with what costs money, then what touches traffic; housekeeping (resources
+ * kept in Azure by `retainOnDelete`) is one line at its end.
  */
 import * as fs from "fs";
-import { formatMoney } from "../../infra/cost";
+import { formatMoney, hourlyPriceOf, loadPriceTable } from "../../infra/cost";
+import { isGpuSize, recordedVmSize } from "../../infra/vm-sizes";
 
 /** A resource as the plan records it (inputs with secrets as `[secret:<digest>]`). */
 export interface PlanResource {
@@ -49,6 +54,8 @@ export interface DiffablePlan {
   currency: string;
   /** The fine-tune run this plan's job would make, if estimated. */
   fineTune?: { jobName: string; vmSize: string; hours: number; usd: number | null; basis: string };
+  /** The plan's cost estimate: the deployments' unit prices (stack price overrides included) are read from it. */
+  cost?: { serving?: { lines?: { instanceType: string; unitPerHour: number | null }[] } };
 }
 
 /** One changed property. */
@@ -85,8 +92,34 @@ export interface PlanDiff {
   changes: ResourceChange[];
   counts: Record<Action | "same", number>;
   monthlyCost: { before: number | null; after: number | null; currency: string };
-  /** The consequences of every change, in order, for the summary. */
+  /**
+   * The consequences of every change for the summary, most consequential first: money (jobs,
+   * deployments, endpoint, clusters), then traffic, then the rest; the resources kept in Azure
+   * (`retainOnDelete`) as one last line.
+   */
   summary: string[];
+}
+
+/** How much a consequence matters to a reviewer: the summary sorts by it. */
+type Weight = "money" | "traffic" | "other" | "housekeeping";
+const WEIGHT_ORDER: Weight[] = ["money", "traffic", "other", "housekeeping"];
+
+/**
+ * How long an old and a new deployment both run when a deployment is replaced (create the new
+ * one, move traffic, delete the old one), hours. Creating a GPU deployment takes 15–30 min
+ * (shared/REFERENCE.md, Azure ML online endpoints); CPU ones are quicker. Estimates, not quotes.
+ */
+export const OVERLAP_HOURS = { gpu: 0.5, cpu: 0.25 };
+
+/**
+ * Azure ML holds 20% extra vCPU quota for an online deployment (for upgrades), except in the
+ * A100 v4 family: the rule lib/preflight.ts `requiredQuota` applies (kept in step with it).
+ */
+function deploymentVCpus(vmSize: string, instances: number): { family: string; vCPUs: number } | undefined {
+  const size = recordedVmSize(vmSize);
+  if (!size) return undefined;
+  const exempt = size.family.toLowerCase() === "standardncadsa100v4family";
+  return { family: size.family, vCPUs: exempt ? size.vCPUs * instances : Math.ceil(size.vCPUs * instances * 1.2 - 1e-9) };
 }
 
 /**
@@ -181,14 +214,70 @@ function show(v: unknown): string {
   return s.length > 100 ? `${s.slice(0, 97)}...` : s;
 }
 
+/** Characters of unchanged text shown either side of a changed segment. */
+const CONTEXT = 16;
+/** Longest changed segment shown. */
+const SEGMENT = 60;
+
+/**
+ * Two long strings as the segment where they differ: the common prefix and suffix cut to
+ * {@link CONTEXT} characters (`…` marks a cut), the differing middle to {@link SEGMENT}.
+ * E.g. `…/LocalUpload/bc8768404446…/finetuning_dir` → `…/LocalUpload/5e21a9f0c3d1…/finetuning_dir`.
+ */
+export function changedSegment(a: string, b: string): [string, string] {
+  let p = 0;
+  while (p < a.length && p < b.length && a[p] === b[p]) p++;
+  let q = 0;
+  while (q < a.length - p && q < b.length - p && a[a.length - 1 - q] === b[b.length - 1 - q]) q++;
+  const cut = (x: string): string => {
+    const head = p > CONTEXT ? `…${x.slice(p - CONTEXT, p)}` : x.slice(0, p);
+    const middle = x.slice(p, x.length - q);
+    const mid = middle.length > SEGMENT ? `${middle.slice(0, SEGMENT)}…` : middle;
+    const tail = q > CONTEXT ? `${x.slice(x.length - q, x.length - q + CONTEXT)}…` : x.slice(x.length - q);
+    return head + mid + tail;
+  };
+  return [cut(a), cut(b)];
+}
+
+/** Old and new value for display: long strings as their changed segment. */
+function showPair(a: unknown, b: unknown): [string, string] {
+  if (typeof a === "string" && typeof b === "string" && !isSecret(a) && !isSecret(b) && (a.length > 100 || b.length > 100)) return changedSegment(a, b);
+  return [show(a), show(b)];
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Leaf-level differences between two input trees. */
-function compare(a: unknown, b: unknown, path: string, out: { path: string; kind: PropertyChange["kind"]; before: unknown; after: unknown }[]): void {
+/** A string holding a JSON object or array, parsed; otherwise undefined. */
+function jsonIn(v: unknown): unknown {
+  if (typeof v !== "string" || !/^\s*[[{]/.test(v)) return undefined;
+  try {
+    const x = JSON.parse(v);
+    return typeof x === "object" && x !== null ? x : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Leaf-level differences between two input trees (JSON held in strings compared key by key, as `path#key`). */
+function compare(a: unknown, b: unknown, path: string, out: { path: string; kind: PropertyChange["kind"]; before: unknown; after: unknown }[], sep = "."): void {
   if (isPlainObject(a) && isPlainObject(b)) {
-    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) compare(a[k], b[k], path ? `${path}.${k}` : k, out);
+    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) compare(a[k], b[k], path ? `${path}${sep}${k}` : k, out);
+    return;
+  }
+  const ja = jsonIn(a);
+  const jb = jsonIn(b);
+  // Short JSON reads best whole; long JSON (a job body, the preflight's input) key by key.
+  const long = typeof a === "string" && typeof b === "string" && (a.length > 100 || b.length > 100);
+  if (long && ja !== undefined && jb !== undefined && a !== b && Array.isArray(ja) === Array.isArray(jb)) {
+    if (Array.isArray(ja)) {
+      for (let i = 0; i < Math.max(ja.length, (jb as unknown[]).length); i++) compare(ja[i], (jb as unknown[])[i], `${path}#[${i}]`, out);
+    } else {
+      for (const k of [...new Set([...Object.keys(ja as object), ...Object.keys(jb as object)])].sort()) {
+        compare((ja as Record<string, unknown>)[k], (jb as Record<string, unknown>)[k], `${path}#${k}`, out);
+      }
+    }
     return;
   }
   if (Array.isArray(a) && Array.isArray(b)) {
@@ -203,14 +292,14 @@ function compare(a: unknown, b: unknown, path: string, out: { path: string; kind
 function under(path: string, prefix: string): boolean {
   const p = path.replace(/\[\d+\]/g, "");
   const q = prefix.replace(/\[\d*\]/g, "");
-  return p === q || p.startsWith(`${q}.`);
+  return p === q || p.startsWith(`${q}.`) || p.startsWith(`${q}#`);
 }
 
 /** Whether changing `path` of a resource replaces it. */
 export function replacesOn(r: Pick<PlanResource, "type" | "replaceOnChanges">, path: string): boolean {
   if (r.type === "time:index/sleep:Sleep") return true;
   if (r.type === "command:local:Command") return under(path, "triggers") || r.replaceOnChanges.some((p) => under(path, p));
-  const top = path.split(/[.[]/)[0];
+  const top = path.split(/[.[#]/)[0];
   if (pathParameters(r.type).includes(top)) return true;
   const rules = [...FORCE_NEW["*"].paths, ...(FORCE_NEW[r.type]?.paths ?? [])];
   if (r.type.startsWith("azure-native:") && rules.some((p) => under(path, p))) return true;
@@ -257,10 +346,57 @@ function gatedBy(headPlan: DiffablePlan, job: string): string {
   return `; gated by the quality gate (${rules.join(", ") || "eval_loss readable"}): if it refuses, nothing is registered and no deployment or traffic changes`;
 }
 
-/** The consequences of one change, in words. */
-function consequences(action: Action, base: PlanResource | undefined, head: PlanResource | undefined, headPlan: DiffablePlan, changes: PropertyChange[]): string[] {
+/** One consequence and how much it matters. */
+interface Said {
+  text: string;
+  weight: Weight;
+}
+const said = (weight: Weight, text: string): Said => ({ weight, text });
+
+/** Unit price per hour of a VM size: the plans' own cost lines first (stack price overrides), then the recorded table. */
+function unitPrice(vmSize: string, plans: DiffablePlan[]): number | null {
+  for (const plan of plans) {
+    const line = plan.cost?.serving?.lines?.find((l) => l.instanceType.toLowerCase() === vmSize.toLowerCase() && l.unitPerHour !== null);
+    if (line) return line.unitPerHour;
+  }
+  return hourlyPriceOf(loadPriceTable(), vmSize) ?? null;
+}
+
+/**
+ * What a replaced deployment costs while the old and the new one both run, and the quota both
+ * need: the overlap ({@link OVERLAP_HOURS}), both prices per hour, the overlap's cost, and the
+ * vCPUs of each family while both exist (with Azure ML's 20% reservation).
+ */
+export function overlapOf(
+  before: { instanceType: string; instances: number },
+  after: { instanceType: string; instances: number },
+  plans: DiffablePlan[],
+  currency = "USD",
+): string {
+  const hours = isGpuSize(before.instanceType) || isGpuSize(after.instanceType) ? OVERLAP_HOURS.gpu : OVERLAP_HOURS.cpu;
+  const oldPrice = unitPrice(before.instanceType, plans);
+  const newPrice = unitPrice(after.instanceType, plans);
+  const both = oldPrice === null || newPrice === null ? null : oldPrice * before.instances + newPrice * after.instances;
+  const old = deploymentVCpus(before.instanceType, before.instances);
+  const neu = deploymentVCpus(after.instanceType, after.instances);
+  let quota: string;
+  if (!old || !neu) quota = `quota: ${!old ? before.instanceType : after.instanceType} is not in the recorded VM sizes, run \`npm run doctor\``;
+  else {
+    const families = old.family === neu.family ? [`${old.vCPUs + neu.vCPUs} vCPUs of ${old.family} (old ${old.vCPUs} + new ${neu.vCPUs})`] : [`${old.vCPUs} vCPUs of ${old.family} (old)`, `${neu.vCPUs} of ${neu.family} (new)`];
+    quota =
+      `quota while both run: ${families.join(" and ")}, 20% reservation included where Azure ML holds it; ` +
+      `the preflight (\`npm run doctor\`) passes only if the free quota, the old deployment counted as in use, holds the new one`;
+  }
+  return (
+    `both run for ~${hours} h (create ${isGpuSize(after.instanceType) ? "a GPU deployment: 15–30 min" : "the deployment"}, move traffic, delete the old one) ` +
+    `and both bill: ${formatMoney(both, currency)}/h together, ~${formatMoney(both === null ? null : Math.round(both * hours * 100) / 100, currency)} for the overlap; ${quota}`
+  );
+}
+
+/** The consequences of one change, in words, each with its weight. */
+function consequences(action: Action, base: PlanResource | undefined, head: PlanResource | undefined, headPlan: DiffablePlan, changes: PropertyChange[], basePlan?: DiffablePlan): Said[] {
   const r = (head ?? base)!;
-  const out: string[] = [];
+  const out: Said[] = [];
   const p = (x: PlanResource | undefined) => (isPlainObject(x?.inputs.properties) ? (x!.inputs.properties as Record<string, unknown>) : {});
   switch (r.type) {
     case "command:local:Command": {
@@ -271,53 +407,58 @@ function consequences(action: Action, base: PlanResource | undefined, head: Plan
         if (!before || before.name !== job.name || action === "replace") {
           if (job.fineTune) {
             const ft = headPlan.fineTune;
-            const estimate = ft ? ` (~${ft.hours} h, ~${money(ft.usd, headPlan.currency)}; ${ft.basis})` : "";
-            out.push(`starts a new fine-tune job ${job.name} on ${ft?.vmSize ?? job.compute}${estimate}; the jobs before it stay in the workspace's history${gatedBy(headPlan, job.name)}`);
+            const estimate = ft ? ` (~${ft.hours.toFixed(1)} h, ~${money(ft.usd, headPlan.currency)}; ${ft.basis})` : "";
+            out.push(said("money", `starts a new fine-tune job ${job.name} on ${ft?.vmSize ?? job.compute}${estimate}; the jobs before it stay in the workspace's history${gatedBy(headPlan, job.name)}`));
           } else {
-            out.push(`starts a new data preparation job ${job.name} on cluster ${job.compute}`);
+            out.push(said("money", `starts a new data preparation job ${job.name} on cluster ${job.compute}`));
           }
         } else {
-          out.push(`re-runs the step of job ${job.name}: the job exists, so nothing is resubmitted (it is only waited for)`);
+          out.push(said("other", `re-runs the step of job ${job.name}: the job exists, so nothing is resubmitted (it is only waited for)`));
         }
       } else if (e.TRAFFIC !== undefined && action !== "delete") {
         const was = env(base).TRAFFIC;
-        out.push(was !== undefined && was !== e.TRAFFIC ? `moves live traffic ${was} → ${e.TRAFFIC} once the deployments are healthy` : `applies traffic ${e.TRAFFIC} again (after the endpoint changed)`);
+        out.push(said("traffic", was !== undefined && was !== e.TRAFFIC ? `moves live traffic ${was} → ${e.TRAFFIC} once the deployments are healthy` : `applies traffic ${e.TRAFFIC} again (after the endpoint changed)`));
       } else if (e.PREFLIGHT_INPUT !== undefined && action !== "delete") {
-        out.push("runs the preflight checks again before anything else changes");
+        out.push(said("other", "runs the preflight checks again before anything else changes"));
       }
       break;
     }
     case "azure-native:machinelearningservices:OnlineDeployment": {
-      const shape = (x: PlanResource) => `${p(x).instanceType ?? "?"} × ${(x.inputs.sku as { capacity?: number } | undefined)?.capacity ?? 1}`;
-      if (action === "create") out.push(`new deployment ${head!.azureName} (${shape(head!)}); traffic moves to it after it is healthy`);
-      else if (action === "replace") out.push(`replaces deployment ${base!.azureName} with ${head!.azureName} (${shape(head!)}): the new one is created first, then traffic moves`);
-      else if (action === "update") out.push(`updates deployment ${head!.azureName} in place (Azure rolls its instances)`);
-      else out.push(`deletes deployment ${base!.azureName} after its traffic was moved away`);
+      const instances = (x: PlanResource) => (x.inputs.sku as { capacity?: number } | undefined)?.capacity ?? 1;
+      const shape = (x: PlanResource) => `${p(x).instanceType ?? "?"} × ${instances(x)}`;
+      if (action === "create") out.push(said("money", `new deployment ${head!.azureName} (${shape(head!)}); traffic moves to it after it is healthy`));
+      else if (action === "replace") out.push(said("money", `replaces deployment ${base!.azureName} with ${head!.azureName} (${shape(head!)}): the new one is created first, then traffic moves; ` +
+            (typeof p(base).instanceType === "string" && typeof p(head).instanceType === "string"
+              ? overlapOf({ instanceType: String(p(base).instanceType), instances: instances(base!) }, { instanceType: String(p(head).instanceType), instances: instances(head!) }, [headPlan, ...(basePlan ? [basePlan] : [])], headPlan.currency)
+              : "the properties are secret: the overlap is not estimated"),
+        ));
+      else if (action === "update") out.push(said("traffic", `updates deployment ${head!.azureName} in place (Azure rolls its instances)`));
+      else out.push(said("money", `deletes deployment ${base!.azureName} after its traffic was moved away`));
       break;
     }
     case "azure-native:machinelearningservices:OnlineEndpoint":
-      if (action === "replace") out.push(`replaces the endpoint ${base!.azureName}: downtime, and the scoring URI and keys change`);
-      else if (action === "update") out.push(`updates the endpoint ${head!.azureName} in place; the traffic step applies the split again right after`);
-      else if (action === "delete") out.push(`deletes the endpoint ${base!.azureName}: scoring stops`);
+      if (action === "replace") out.push(said("money", `replaces the endpoint ${base!.azureName}: downtime, and the scoring URI and keys change`));
+      else if (action === "update") out.push(said("other", `updates the endpoint ${head!.azureName} in place; the traffic step applies the split again right after`));
+      else if (action === "delete") out.push(said("money", `deletes the endpoint ${base!.azureName}: scoring stops`));
       break;
     case "azure-native:machinelearningservices:ModelVersion":
-      if (action === "create" || action === "replace") out.push(`registers model ${p(head).modelUri ? `${head!.inputs.name}:${head!.inputs.version}` : head!.azureName} once its job has completed`);
+      if (action === "create" || action === "replace") out.push(said("other", `registers model ${p(head).modelUri ? `${head!.inputs.name}:${head!.inputs.version}` : head!.azureName} once its job has completed`));
       break;
     case "azure-native:machinelearningservices:Compute":
-      if (action === "replace") out.push(`replaces cluster ${base!.azureName}${r.deleteBeforeReplace ? " (deleted first: a job running on it fails)" : ""}`);
+      if (action === "replace") out.push(said("money", `replaces cluster ${base!.azureName}${r.deleteBeforeReplace ? " (deleted first: a job running on it fails)" : ""}`));
       break;
     case "azure-native:machinelearningservices:Workspace":
-      if (action === "replace" || action === "delete") out.push(`${action === "replace" ? "replaces" : "deletes"} Azure ML workspace ${base!.azureName}: its jobs, models and endpoints go with it (soft-deleted for 14 days)`);
+      if (action === "replace" || action === "delete") out.push(said("money", `${action === "replace" ? "replaces" : "deletes"} Azure ML workspace ${base!.azureName}: its jobs, models and endpoints go with it (soft-deleted for 14 days)`));
       break;
     case "time:index/sleep:Sleep":
-      if (action !== "delete") out.push(`waits ${head!.inputs.createDuration ?? ""} again for role assignments to take effect`);
+      if (action !== "delete") out.push(said("other", `waits ${head!.inputs.createDuration ?? ""} again for role assignments to take effect`));
       break;
   }
-  if ((action === "delete" || action === "forget") && r.retainOnDelete) out.push(`${base!.azureName || base!.name} stays in Azure (retainOnDelete: history is kept)`);
-  if (action === "replace" && r.retainOnDelete) out.push(`the old ${base!.azureName || base!.name} stays in Azure (retainOnDelete)`);
+  if ((action === "delete" || action === "forget") && r.retainOnDelete) out.push(said("housekeeping", `${base!.azureName || base!.name} stays in Azure (retainOnDelete: history is kept)`));
+  if (action === "replace" && r.retainOnDelete) out.push(said("housekeeping", `the old ${base!.azureName || base!.name} stays in Azure (retainOnDelete)`));
   if (out.length === 0 && action === "replace") {
     const why = changes.filter((c) => c.replaces).map((c) => c.path);
-    out.push(`replaces ${r.azureName || r.name} (${why.join(", ")} cannot change in place)`);
+    out.push(said("other", `replaces ${r.azureName || r.name} (${why.join(", ")} cannot change in place)`));
   }
   return out;
 }
@@ -334,10 +475,15 @@ export function diffPlans(base: DiffablePlan, head: DiffablePlan, labels: { base
   const after = new Map(head.resources.map((r) => [r.key, r]));
   const counts: PlanDiff["counts"] = { create: 0, update: 0, replace: 0, delete: 0, forget: 0, same: 0 };
   const changes: ResourceChange[] = [];
+  const all: Said[] = [];
+  const add = (c: Omit<ResourceChange, "consequences">, s: Said[]) => {
+    changes.push({ ...c, consequences: s.map((x) => x.text) });
+    all.push(...s);
+  };
   for (const h of head.resources) {
     const b = before.get(h.key);
     if (!b) {
-      changes.push({ action: "create", key: h.key, name: h.name, type: h.type, azureName: h.azureName, changes: [], consequences: consequences("create", undefined, h, head, []) });
+      add({ action: "create", key: h.key, name: h.name, type: h.type, azureName: h.azureName, changes: [] }, consequences("create", undefined, h, head, [], base));
       counts.create++;
       continue;
     }
@@ -345,20 +491,23 @@ export function diffPlans(base: DiffablePlan, head: DiffablePlan, labels: { base
     compare(b.inputs, h.inputs, "", leaves);
     const props = leaves
       .filter((l) => !h.ignoreChanges.some((p) => under(l.path, p)))
-      .map((l): PropertyChange => ({ path: l.path, kind: l.kind, replaces: replacesOn(h, l.path), before: show(l.before), after: show(l.after) }));
+      .map((l): PropertyChange => {
+        const [shownBefore, shownAfter] = showPair(l.before, l.after);
+        return { path: l.path, kind: l.kind, replaces: replacesOn(h, l.path), before: shownBefore, after: shownAfter };
+      });
     if (props.length === 0) {
       counts.same++;
       continue;
     }
     const action: Action = props.some((c) => c.replaces) ? "replace" : "update";
     counts[action]++;
-    changes.push({ action, key: h.key, name: h.name, type: h.type, azureName: h.azureName || b.azureName, changes: props, consequences: consequences(action, b, h, head, props) });
+    add({ action, key: h.key, name: h.name, type: h.type, azureName: h.azureName || b.azureName, changes: props }, consequences(action, b, h, head, props, base));
   }
   for (const b of base.resources) {
     if (after.has(b.key)) continue;
     const action: Action = b.retainOnDelete ? "forget" : "delete";
     counts[action]++;
-    changes.push({ action, key: b.key, name: b.name, type: b.type, azureName: b.azureName, changes: [], consequences: consequences(action, b, undefined, head, []) });
+    add({ action, key: b.key, name: b.name, type: b.type, azureName: b.azureName, changes: [] }, consequences(action, b, undefined, head, [], base));
   }
   return {
     base: labels.base,
@@ -366,15 +515,36 @@ export function diffPlans(base: DiffablePlan, head: DiffablePlan, labels: { base
     changes,
     counts,
     monthlyCost: { before: base.monthlyCost, after: head.monthlyCost, currency: head.currency },
-    summary: changes.flatMap((c) => c.consequences),
+    summary: summarize(all),
   };
+}
+
+/** Most consequential first (stable within a weight); the housekeeping lines collapsed into one. */
+function summarize(all: Said[]): string[] {
+  const ordered = WEIGHT_ORDER.filter((w) => w !== "housekeeping").flatMap((w) => all.filter((x) => x.weight === w).map((x) => x.text));
+  const kept = all.filter((x) => x.weight === "housekeeping").map((x) => x.text.replace(/^the old /, "").replace(/ stays in Azure.*$/, ""));
+  if (kept.length) {
+    const names = kept.length > 4 ? `${kept.slice(0, 3).join(", ")} and ${kept.length - 3} more` : kept.join(", ");
+    ordered.push(`housekeeping: ${kept.length} resource${kept.length === 1 ? "" : "s"} no longer in the stack stay${kept.length === 1 ? "s" : ""} in Azure (retainOnDelete: history is kept): ${names}`);
+  }
+  return ordered;
 }
 
 const SYMBOL: Record<Action, string> = { create: "+", update: "~", replace: "+-", delete: "-", forget: "- (kept)" };
 
-/** The diff as the plan prints it. */
+/** The diff as the plan prints it: what it does (most consequential first) and the monthly cost, then each resource. */
 export function formatDiff(d: PlanDiff): string[] {
   const lines = [`Plan diff: ${d.base} → ${d.head} (offline; Pulumi mock runtime)`, ""];
+  if (d.summary.length) lines.push("What this change does (money and traffic first):", ...d.summary.map((s) => `  - ${s}`), "");
+  const { before, after, currency } = d.monthlyCost;
+  if (before !== null && after !== null) {
+    const delta = after - before;
+    lines.push(`Monthly cost (serving, idle clusters and private networking, 30 days): ${money(before, currency)} → ${money(after, currency)} (${delta >= 0 ? "+" : "-"}${money(Math.abs(delta), currency)}).`);
+  } else {
+    lines.push(`Monthly cost: ${money(before, currency)} → ${money(after, currency)} (a VM size has no price in the table).`);
+  }
+  const n = d.counts;
+  lines.push(`${n.create} to create, ${n.update} to update, ${n.replace} to replace, ${n.delete} to delete, ${n.forget} to forget (kept in Azure), ${n.same} unchanged.`, "");
   if (d.changes.length === 0) lines.push("No changes.");
   for (const c of d.changes) {
     const type = c.type.split(":").slice(-2).join(":");
@@ -384,15 +554,5 @@ export function formatDiff(d: PlanDiff): string[] {
     }
     for (const why of c.consequences) lines.push(`           => ${why}`);
   }
-  const n = d.counts;
-  lines.push("", `${n.create} to create, ${n.update} to update, ${n.replace} to replace, ${n.delete} to delete, ${n.forget} to forget (kept in Azure), ${n.same} unchanged.`);
-  const { before, after, currency } = d.monthlyCost;
-  if (before !== null && after !== null) {
-    const delta = after - before;
-    lines.push(`Monthly cost (serving and idle clusters, 30 days): ${money(before, currency)} → ${money(after, currency)} (${delta >= 0 ? "+" : "-"}${money(Math.abs(delta), currency)}).`);
-  } else {
-    lines.push(`Monthly cost: ${money(before, currency)} → ${money(after, currency)} (a VM size has no price in the table).`);
-  }
-  if (d.summary.length) lines.push("", "What this change does:", ...d.summary.map((s) => `  - ${s}`));
   return lines;
 }

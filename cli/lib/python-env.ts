@@ -64,14 +64,21 @@ export function envIsReady(name: PythonEnvName): boolean {
   return existsSync(envPython(name)) && existsSync(stampFile) && readFileSync(stampFile, "utf8").trim() === envStamp(name);
 }
 
-function run(command: string, args: string[], log: (line: string) => void): Promise<void> {
+function run(command: string, args: string[], log: (line: string) => void, onLine?: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let tail = "";
+    let partial = "";
     const keep = (chunk: Buffer) => {
       tail = (tail + chunk.toString()).slice(-4000);
     };
-    child.stdout.on("data", keep);
+    child.stdout.on("data", (chunk: Buffer) => {
+      keep(chunk);
+      if (!onLine) return;
+      const lines = (partial + chunk.toString()).split("\n");
+      partial = lines.pop() ?? "";
+      lines.forEach(onLine);
+    });
     child.stderr.on("data", keep);
     child.on("error", reject);
     child.on("close", (code) => {
@@ -80,6 +87,33 @@ function run(command: string, args: string[], log: (line: string) => void): Prom
       reject(new Error(`${path.basename(command)} ${args.slice(0, 3).join(" ")} ... exited with ${code}`));
     });
   });
+}
+
+/** Seconds between two progress lines while pip works. */
+export const PROGRESS_EVERY_SECONDS = 15;
+
+/**
+ * Progress of a `pip install` from its output lines ("Collecting x", "Installing collected
+ * packages: ..."): a line when installing starts, and at most one every
+ * {@link PROGRESS_EVERY_SECONDS} while packages are being collected, so a first run that takes
+ * minutes is never silent. `now` is injectable for tests.
+ */
+export function pipProgress(name: string, log: (line: string) => void, now: () => number = Date.now): (line: string) => void {
+  const started = now();
+  let last = started;
+  let collected = 0;
+  return (line) => {
+    if (/^Collecting \S/.test(line)) {
+      collected++;
+      if (now() - last >= PROGRESS_EVERY_SECONDS * 1000) {
+        last = now();
+        log(`python env ${name}: ${collected} packages resolved (${Math.round((last - started) / 1000)} s)`);
+      }
+      return;
+    }
+    const installing = /^Installing collected packages: (.*)$/.exec(line);
+    if (installing) log(`python env ${name}: installing ${installing[1].split(",").length} packages (${Math.round((now() - started) / 1000)} s)`);
+  };
 }
 
 /**
@@ -99,8 +133,9 @@ export async function ensurePythonEnv(name: PythonEnvName, log: (line: string) =
   await run(basePython(), ["-m", "venv", dir], log);
   await run(
     envPython(name),
-    ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--no-compile", "-r", path.join(PROJECT_ROOT, PYTHON_ENVS[name])],
+    ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--no-compile", "-r", path.join(PROJECT_ROOT, PYTHON_ENVS[name])],
     log,
+    pipProgress(name, log),
   );
   writeFileSync(path.join(dir, STAMP), envStamp(name) + "\n");
   log(`python env ${name}: ready in ${((Date.now() - started) / 1000).toFixed(0)} s`);

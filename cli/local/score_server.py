@@ -251,7 +251,16 @@ def main(argv: Optional[list] = None) -> int:
         print(f"serve:local: {args.model} holds no MLmodel file (not an MLflow model folder)", file=sys.stderr)
         return 2
 
+    import logging
+
     import mlflow
+
+    # Expected here, so silenced (said once): the model pins the serving image's torch, this
+    # environment has the CPU build; mlflow warns about the mismatch on every load.
+    logging.getLogger("mlflow.utils.requirements_utils").addFilter(
+        lambda record: not record.getMessage().startswith("Detected one or more mismatches"))
+    print("serve:local: the torch version warning of mlflow is silenced (the model pins the serving image's torch, "
+          "this environment has the CPU build)", file=sys.stderr)
 
     model = mlflow.pyfunc.load_model(args.model)
     if args.trace:

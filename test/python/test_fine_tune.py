@@ -494,3 +494,29 @@ class CondaPinsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ExpectedLocalWarningsTest(unittest.TestCase):
+    """A local run silences only the warnings it always prints, and says once why."""
+
+    def test_drops_the_expected_records_and_keeps_the_rest(self):
+        import io
+        import logging
+
+        flt = fine_tune.ExpectedWarnings()
+        cases = [
+            ("mlflow.utils.requirements_utils", "Detected one or more mismatches between the model's dependencies", False),
+            ("mlflow.transformers", "Unable to find license information for this model.", False),
+            ("mlflow.transformers", "The model card could not be retrieved from the hub", False),
+            ("transformers.models.phi3.modeling_phi3", "You are not running the flash-attention implementation, expect numerical differences.", False),
+            ("mlflow.transformers", "Some other warning", True),
+            ("mlflow.utils.requirements_utils", "Something else", True),
+            ("other.logger", "Unable to find license information", True),
+        ]
+        for name, message, kept in cases:
+            record = logging.LogRecord(name, logging.WARNING, __file__, 1, message, None, None)
+            self.assertEqual(flt.filter(record), kept, (name, message))
+        said = io.StringIO()
+        fine_tune.quiet_expected_local_warnings(stream=said)
+        self.assertIn("expected warnings are silenced", said.getvalue())
+        self.assertEqual(said.getvalue().count("\n"), 1)
