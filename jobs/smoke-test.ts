@@ -55,7 +55,7 @@ import {
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { isLoopbackHttp } from "../lib/mlflow";
-import { maskSecrets } from "../lib/secrets";
+import { maskSecrets, registerSecret } from "../lib/secrets";
 import { parseTrafficRecord, type RecordedSplit } from "../lib/traffic-record";
 import { applyTraffic, formatMap, TrafficConfigError, TrafficError } from "./set-traffic";
 
@@ -186,6 +186,8 @@ export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<Promp
   const http = deps.httpClient ?? createDefaultHttpClient();
   const clock = deps.clock ?? (() => performance.now());
   const mask = (t: string) => maskSecrets(t, [o.key]);
+  // Whatever the process prints is masked too (lib/cli.ts runAsMain), the key in every form.
+  registerSecret(o.key);
   const target = o.deployment ? `deployment ${o.deployment}` : "the endpoint";
   const now = deps.now ?? Date.now;
   const left = () => (deps.deadlineAt === undefined ? Infinity : deps.deadlineAt - now());
@@ -217,10 +219,12 @@ export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<Promp
         }),
       );
       status = res.status;
-      text = res.bodyAsText ?? "";
+      // Masked before anything is judged, cut or quoted: a key across the 300-character cut
+      // would otherwise leave most of its characters (issue 18).
+      text = mask(res.bodyAsText ?? "");
     } catch (e) {
       if (left() <= 0) throw new DeadlineError(`the deadline passed while prompt ${JSON.stringify(snippet(prompt, 80))} awaited its answer from ${target}`, 0);
-      text = `no answer: ${(e as Error)?.message ?? String(e)}`;
+      text = mask(`no answer: ${(e as Error)?.message ?? String(e)}`);
     }
     const seconds = (clock() - started) / 1000;
     const verdict = status === 0 ? { problem: text } : judgeAnswer(status, text, seconds, o.maxSeconds, o.shape);
@@ -247,6 +251,8 @@ export async function endpointAccess(client: ArmClient, ws: { subscriptionId: st
   }
   const keys = (await client.post(withApiVersion(`${path}/listKeys`, AML_API_VERSION))).body as { primaryKey?: unknown };
   if (typeof keys?.primaryKey !== "string" || keys.primaryKey === "") throw new SmokeError(`endpoint ${endpoint} returned no primary key (is its auth mode Key?)`);
+  // Both keys are secrets wherever they might be echoed (the process masks them in all it prints).
+  registerSecret(keys.primaryKey, typeof (keys as { secondaryKey?: unknown }).secondaryKey === "string" ? (keys as { secondaryKey: string }).secondaryKey : undefined);
   return { scoringUri, key: keys.primaryKey };
 }
 
