@@ -55,7 +55,7 @@ import {
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { isLoopbackHttp } from "../lib/mlflow";
-import { maskSecrets, registerSecret } from "../lib/secrets";
+import { maskSecrets } from "../lib/secrets";
 import { parseTrafficRecord, type RecordedSplit } from "../lib/traffic-record";
 import { applyTraffic, formatMap, TrafficConfigError, TrafficError } from "./set-traffic";
 
@@ -186,8 +186,6 @@ export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<Promp
   const http = deps.httpClient ?? createDefaultHttpClient();
   const clock = deps.clock ?? (() => performance.now());
   const mask = (t: string) => maskSecrets(t, [o.key]);
-  // Whatever the process prints is masked too (lib/cli.ts runAsMain), the key in every form.
-  registerSecret(o.key);
   const target = o.deployment ? `deployment ${o.deployment}` : "the endpoint";
   const now = deps.now ?? Date.now;
   const left = () => (deps.deadlineAt === undefined ? Infinity : deps.deadlineAt - now());
@@ -251,8 +249,6 @@ export async function endpointAccess(client: ArmClient, ws: { subscriptionId: st
   }
   const keys = (await client.post(withApiVersion(`${path}/listKeys`, AML_API_VERSION))).body as { primaryKey?: unknown };
   if (typeof keys?.primaryKey !== "string" || keys.primaryKey === "") throw new SmokeError(`endpoint ${endpoint} returned no primary key (is its auth mode Key?)`);
-  // Both keys are secrets wherever they might be echoed (the process masks them in all it prints).
-  registerSecret(keys.primaryKey, typeof (keys as { secondaryKey?: unknown }).secondaryKey === "string" ? (keys as { secondaryKey: string }).secondaryKey : undefined);
   return { scoringUri, key: keys.primaryKey };
 }
 
@@ -319,37 +315,45 @@ export async function runSmokeTestFromEnv(mode: string | undefined, env: Env, de
   const now = deps.now ?? Date.now;
   let key: string | undefined;
   const deadlineAt = now() + deadlineMs;
+  // Every line this program prints, its ARM clients' retry lines and the roll-back's included,
+  // is masked for the key once it is known (a server may echo it anywhere, in any form). Not in
+  // the process-wide registry (lib/secrets.ts registerSecret): the ARM client masks registered
+  // secrets in the answers it reads, so a second listKeys in the process would read "***".
+  const hide = (line: string) => maskSecrets(line, [key]);
+  const log = (line: string) => deps.log(hide(line));
+  const say = (line: string) => error(hide(line));
+  const masked: ScriptDeps = { ...deps, log, error: say };
   try {
-    const client = armClientFromEnv(env, deps, "phi3-finetune/smoke-test", deadlineAt);
+    const client = armClientFromEnv(env, masked, "phi3-finetune/smoke-test", deadlineAt);
     const access = await endpointAccess(client, ws, endpoint);
     key = access.key;
-    const results = await smokeTest({ ...access, deployment, prompts, maxSeconds, maxNewTokens, shape }, { httpClient: deps.httpClient, log: deps.log, deadlineAt, now });
+    const results = await smokeTest({ ...access, deployment, prompts, maxSeconds, maxNewTokens, shape }, { httpClient: deps.httpClient, log, deadlineAt, now });
     const failed = results.filter((r) => !r.ok);
     if (failed.length === 0) {
-      deps.log(`smoke-test of ${target}: ${results.length} prompt(s) passed`);
+      log(`smoke-test of ${target}: ${results.length} prompt(s) passed`);
       return EXIT_OK;
     }
-    for (const r of failed) error(`smoke-test of ${target} failed: prompt ${JSON.stringify(snippet(r.prompt, 200))} → ${r.detail}`);
+    for (const r of failed) say(`smoke-test of ${target} failed: prompt ${JSON.stringify(snippet(r.prompt, 200))} → ${r.detail}`);
     if (m === "deployment") {
-      error(`smoke-test: ${deployment} gets no traffic: the traffic step does not run and the current split stays (README, "Safe rollout")`);
+      say(`smoke-test: ${deployment} gets no traffic: the traffic step does not run and the current split stays (README, "Safe rollout")`);
       return EXIT_FAILED;
     }
-    return await rollBack(env, deps, ws, endpoint, deadlineAt);
+    return await rollBack(env, masked, ws, endpoint, deadlineAt);
   } catch (e) {
     const msg = maskSecrets((e as Error)?.message ?? String(e), [key]);
     if (e instanceof CredentialConfigError) {
-      error(`smoke-test of ${target}: ${msg}`);
+      say(`smoke-test of ${target}: ${msg}`);
       return EXIT_CONFIG;
     }
     if (e instanceof DeadlineError) {
-      error(`smoke-test of ${target}: ${msg} (deadline ${deadlineMs / 1000} s, SMOKE_DEADLINE_SECONDS)${m === "endpoint" ? "; nothing was rolled back: check the endpoint's split" : ""}`);
+      say(`smoke-test of ${target}: ${msg} (deadline ${deadlineMs / 1000} s, SMOKE_DEADLINE_SECONDS)${m === "endpoint" ? "; nothing was rolled back: check the endpoint's split" : ""}`);
       return EXIT_DEADLINE;
     }
     if (e instanceof ArmError) {
-      error(`smoke-test of ${target}: could not read the endpoint: ${msg}`);
+      say(`smoke-test of ${target}: could not read the endpoint: ${msg}`);
       return EXIT_ARM;
     }
-    error(`smoke-test of ${target} failed: ${msg}`);
+    say(`smoke-test of ${target} failed: ${msg}`);
     return EXIT_FAILED;
   }
 }
