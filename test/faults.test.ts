@@ -360,6 +360,7 @@ async function runRow(row: Row): Promise<{ code: number; output: string; puts: n
 
 type ProcessProgram =
   | "preflight"
+  | "preflight storage-reach"
   | "submit-job"
   | "wait-for-job"
   | "set-traffic apply"
@@ -420,6 +421,8 @@ function processRoutes(program: ProcessProgram, f: FakeArm, fault: FakeResponse[
       return f.route("GET", `/subscriptions/${SUB}`, first({ body: { subscriptionId: SUB, displayName: "Phi-3 dev", tenantId: TENANT, state: "Enabled" } }));
     case "upload-blobs":
       return f.route("PUT", `${UPLOAD_CONTAINER}/${UPLOAD_BLOB}`, first({ status: 201 }));
+    case "preflight storage-reach":
+      return f.route("GET", UPLOAD_CONTAINER, first({ status: 200 }));
     case "deployment-capacity":
       return f.route("GET", DEP_PATH, first({ body: { name: DEP, sku: { name: "Default", capacity: 3 }, properties: { provisioningState: "Succeeded" } } }));
     case "quality-gate":
@@ -446,6 +449,7 @@ function processRoutes(program: ProcessProgram, f: FakeArm, fault: FakeResponse[
 
 const PROCESS_FILE: Record<ProcessProgram, [string, string[]]> = {
   preflight: ["jobs/preflight.ts", []],
+  "preflight storage-reach": ["jobs/preflight.ts", []],
   "submit-job": ["jobs/submit-job.ts", []],
   "wait-for-job": ["jobs/wait-for-job.ts", []],
   "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
@@ -458,6 +462,7 @@ const PROCESS_FILE: Record<ProcessProgram, [string, string[]]> = {
 };
 const PROCESS_DEADLINE_VAR: Record<ProcessProgram, string> = {
   preflight: "PREFLIGHT_DEADLINE_SECONDS",
+  "preflight storage-reach": "PREFLIGHT_DEADLINE_SECONDS",
   "submit-job": "WAIT_DEADLINE_SECONDS",
   "wait-for-job": "WAIT_DEADLINE_SECONDS",
   "set-traffic apply": "TRAFFIC_DEADLINE_SECONDS",
@@ -470,6 +475,7 @@ const PROCESS_DEADLINE_VAR: Record<ProcessProgram, string> = {
 };
 
 function processEnv(program: ProcessProgram, f: FakeArm): Record<string, string | undefined> {
+  if (program === "preflight storage-reach") return { PREFLIGHT_STORAGE_URL: `${f.baseUrl}${UPLOAD_CONTAINER}` };
   if (program === "upload-blobs") return { BLOB_CONTAINER_URL: `${f.baseUrl}${UPLOAD_CONTAINER}`, UPLOADS: JSON.stringify([{ file: path.join(UPLOAD_DIR, "train.jsonl"), blob: UPLOAD_BLOB }]) };
   const ws = { AZURE_SUBSCRIPTION_ID: SUB, AZURE_RESOURCE_GROUP: WS.resourceGroup, AZUREML_WORKSPACE: WS.workspace, ARM_ENDPOINT: f.baseUrl };
   if (program === "deployment-capacity") return { ...ws, AZUREML_ENDPOINT: EP, AZUREML_DEPLOYMENT: DEP, CAPACITY_FALLBACK: "1" };
@@ -500,6 +506,7 @@ const PROGRAMS = Object.keys(PROCESS_FILE) as ProcessProgram[];
 /** PUTs a healthy run sends: one job, one traffic update, one blob, the smoke's roll-back (its smoke through the endpoint fails). */
 const HEALTHY_PUTS: Record<ProcessProgram, number> = {
   preflight: 0,
+  "preflight storage-reach": 0,
   "submit-job": 1,
   "wait-for-job": 0,
   "set-traffic apply": 1,
@@ -514,6 +521,7 @@ const HEALTHY_PUTS: Record<ProcessProgram, number> = {
 const HEALTHY_CODE = (p: ProcessProgram) => (p === "smoke-test endpoint" ? 1 : 0);
 /** What a healthy run says last (the smoke's roll-back, the gate's verdict, ...), on top of the fault's own message. */
 const HEALTHY_MESSAGE: Partial<Record<ProcessProgram, RegExp>> = {
+  "preflight storage-reach": /PASS\s+Storage account reachable for uploads/,
   "deployment-capacity": /runs 3 instance\(s\) now/,
   "quality-gate": /eval_loss 0\.9 <= training\.gate\.maxEvalLoss 2: passed/,
   "smoke-test deployment": /1 prompt\(s\) passed/,
@@ -544,12 +552,14 @@ const FAULTS: Record<Fault, { answers: FakeResponse[]; persistent?: boolean; row
     row: (p) =>
       p === "upload-blobs"
         ? { deadline: LONG, code: 4, message: /HTTP 400/, puts: 1 }
+        : p === "preflight storage-reach"
+          ? { deadline: LONG, code: 1, message: /answered HTTP 400[\s\S]*nothing was uploaded|nothing was uploaded[\s\S]*answered HTTP 400/, puts: 0 }
         : p === "preflight"
           ? { deadline: LONG, code: 1, message: /not JSON/, puts: 0 }
           : { deadline: LONG, code: 4, message: /not JSON/, puts: 0 },
   },
 };
-// Put Blob answers nothing on success; its malformed answer is an error whose body is cut off.
+// Put Blob and Get Container Properties answer nothing on success; their malformed answer is an error whose body is cut off.
 const MALFORMED_UPLOAD: FakeResponse = { status: 400, body: '<?xml version="1.0"?><Error><Code>InvalidHea' };
 
 const PROCESS_ROWS: ProcessRow[] = PROGRAMS.flatMap((program) => (Object.keys(FAULTS) as Fault[]).map((fault) => ({ program, fault, ...FAULTS[fault].row(program) })));
@@ -584,7 +594,7 @@ async function runProcessRowNow(row: ProcessRow) {
   const entra = await startFakeEntra({ clientSecret: PROCESS_SECRET });
   try {
     const spec = FAULTS[row.fault];
-    const answers = row.fault === "malformed JSON" && row.program === "upload-blobs" ? [MALFORMED_UPLOAD] : spec.answers;
+    const answers = row.fault === "malformed JSON" && (row.program === "upload-blobs" || row.program === "preflight storage-reach") ? [MALFORMED_UPLOAD] : spec.answers;
     processRoutes(row.program, fake, answers, spec.persistent ?? false);
     if (row.fault === "token endpoint hangs") entra.hang = true;
     const [file, args] = PROCESS_FILE[row.program];

@@ -39,6 +39,7 @@ fs.writeFileSync(path.join(UPLOAD_DIR, "a.jsonl"), '{"messages": []}\n');
 
 type Program =
   | "preflight"
+  | "preflight storage-reach"
   | "submit-job"
   | "wait-for-job"
   | "set-traffic apply"
@@ -51,6 +52,7 @@ type Program =
   | "doctor";
 const PROGRAMS: Record<Program, [string, string[]]> = {
   preflight: ["jobs/preflight.ts", []],
+  "preflight storage-reach": ["jobs/preflight.ts", []],
   "submit-job": ["jobs/submit-job.ts", []],
   "wait-for-job": ["jobs/wait-for-job.ts", []],
   "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
@@ -100,6 +102,8 @@ function programEnv(program: Program, arm: FakeArm): Record<string, string> {
       const cfg = parseConfig(rawProjectConfig(readStackConfig(ROOT, "bluegreen").config)).config;
       return { ...deadlines, AZURE_SUBSCRIPTION_ID: SUB, PULUMI_STACK: "bluegreen", PREFLIGHT_INPUT: JSON.stringify(preflightInput(cfg)), ARM_ENDPOINT: arm.baseUrl };
     }
+    case "preflight storage-reach":
+      return { ...deadlines, PREFLIGHT_STORAGE_URL: `${arm.baseUrl}/stx/c` };
     case "upload-blobs":
       return { ...deadlines, BLOB_CONTAINER_URL: `${arm.baseUrl}/stx/c`, UPLOADS: JSON.stringify([{ file: path.join(UPLOAD_DIR, "a.jsonl"), blob: "LocalUpload/0a/a.jsonl" }]) };
     case "deployment-capacity":
@@ -202,8 +206,9 @@ async function sweep(program: Program, echo: Echo): Promise<{ r: ProgramExit; se
         const bearer = (req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
         const all = [bearer, ...fromEnv];
         if (echo === "Azure, an error") {
-          const body = program === "upload-blobs" ? `<?xml version="1.0"?><Error><Code>${echoText(all)}</Code><Message>${echoText(all)}</Message></Error>` : { error: { code: "BadRequest", message: `rejected ${echoText(all)}` } };
-          return { status: program === "upload-blobs" ? 403 : 400, headers: echoHeaders(all), body };
+          const blob = program === "upload-blobs" || program === "preflight storage-reach";
+          const body = blob ? `<?xml version="1.0"?><Error><Code>${echoText(all)}</Code><Message>${echoText(all)}</Message></Error>` : { error: { code: "BadRequest", message: `rejected ${echoText(all)}` } };
+          return { status: blob ? 403 : 400, headers: echoHeaders(all), body };
         }
         return { status: 200, headers: { ...echoHeaders(all), "content-type": "text/html" }, body: `<html>${echoText(all)}</html>` };
       };
@@ -230,8 +235,8 @@ describe("no secret in any output: every program against servers that echo every
       const { r, secrets } = await sweep(program, echo);
       const output = `${r.stdout}\n${r.stderr}`;
       expect(r.killed, output).toBe(false);
-      // It failed (nothing it was told was true; Put Blob reads nothing from a 2xx) and said so, in its own words.
-      if (program === "upload-blobs" && echo === "Azure, a 200 that is not JSON") expect(r.code, output).toBe(0);
+      // It failed (nothing it was told was true; Put Blob and Get Container Properties read nothing from a 2xx) and said so, in its own words.
+      if ((program === "upload-blobs" || program === "preflight storage-reach") && echo === "Azure, a 200 that is not JSON") expect(r.code, output).toBe(0);
       else expect(r.code, output).not.toBe(0);
       expect(output.trim()).not.toBe("");
       expect(secrets.length).toBeGreaterThanOrEqual(4);
