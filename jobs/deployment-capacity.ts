@@ -14,13 +14,38 @@
  * version's deployment) it prints CAPACITY_FALLBACK, the configured `instanceCount`.
  *
  * Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT,
- * AZUREML_DEPLOYMENT, CAPACITY_FALLBACK (required); DEPLOYMENT_DIGEST (not read: it only makes
- * Pulumi run this again), ARM_ENDPOINT (https). Credentials: DefaultAzureCredential.
+ * AZUREML_DEPLOYMENT, CAPACITY_FALLBACK (required); CAPACITY_DEADLINE_SECONDS (default
+ * {@link CAPACITY_DEADLINE_SECONDS}: one deadline for all it does, token requests included;
+ * the process ends at it whatever is pending, lib/cli.ts `runAsMain`), DEPLOYMENT_DIGEST (not
+ * read: it only makes Pulumi run this again), ARM_ENDPOINT (https). Credentials:
+ * lib/credential.ts (the azure-native provider's).
  * Standard output: one line, the capacity (an integer >= 1); everything else goes to stderr.
- * Exit codes: 0 printed, 2 bad environment, 4 ARM or credential error.
+ * Exit codes: 0 printed, 2 bad environment, 3 deadline passed, 4 ARM or credential error.
  */
-import { AML_API_VERSION, EXIT_ARM, EXIT_CONFIG, EXIT_OK, armClientFromEnv, isArmNotFound, missingEnv, withApiVersion, workspacePath, type Env, type ScriptDeps } from "../lib/arm";
+import {
+  AML_API_VERSION,
+  DeadlineError,
+  EXIT_ARM,
+  EXIT_CONFIG,
+  EXIT_DEADLINE,
+  EXIT_OK,
+  armClientFromEnv,
+  isArmNotFound,
+  missingEnv,
+  positiveSecondsFromEnv,
+  withApiVersion,
+  workspacePath,
+  type Env,
+  type ScriptDeps,
+} from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { CredentialConfigError } from "../lib/credential";
+
+/**
+ * Default of CAPACITY_DEADLINE_SECONDS: one GET (with its retries and a token) takes seconds;
+ * five minutes leave room for throttling without holding `pulumi up` long.
+ */
+export const CAPACITY_DEADLINE_SECONDS = 300;
 
 /**
  * The capacity to send: the live `sku.capacity` of the deployment, or `fallback` when it does
@@ -59,6 +84,13 @@ export async function runDeploymentCapacityFromEnv(env: Env, deps: ScriptDeps): 
     error(`deployment-capacity: CAPACITY_FALLBACK must be an integer >= 1 (got ${JSON.stringify(env.CAPACITY_FALLBACK)})`);
     return EXIT_CONFIG;
   }
+  let deadlineMs: number;
+  try {
+    deadlineMs = positiveSecondsFromEnv(env, "CAPACITY_DEADLINE_SECONDS", CAPACITY_DEADLINE_SECONDS) * 1000;
+  } catch (e) {
+    error(`deployment-capacity: ${(e as Error).message}`);
+    return EXIT_CONFIG;
+  }
   const where = {
     subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim(),
     resourceGroup: env.AZURE_RESOURCE_GROUP!.trim(),
@@ -67,7 +99,8 @@ export async function runDeploymentCapacityFromEnv(env: Env, deps: ScriptDeps): 
     deployment: env.AZUREML_DEPLOYMENT!.trim(),
   };
   try {
-    const client = armClientFromEnv(env, deps, "phi3-finetune/deployment-capacity");
+    // Every request and token request runs under the deadline (lib/arm.ts).
+    const client = armClientFromEnv(env, deps, "phi3-finetune/deployment-capacity", (deps.now ?? Date.now)() + deadlineMs);
     const { capacity, source } = await liveCapacity(client, where, fallback);
     error(
       source === "live"
@@ -79,6 +112,8 @@ export async function runDeploymentCapacityFromEnv(env: Env, deps: ScriptDeps): 
   } catch (err) {
     const what = `deployment-capacity: reading ${where.endpoint}/${where.deployment}`;
     error(`${what} failed: ${(err as Error)?.message ?? String(err)}`);
+    if (err instanceof DeadlineError) return EXIT_DEADLINE;
+    if (err instanceof CredentialConfigError) return EXIT_CONFIG;
     return EXIT_ARM;
   }
 }
@@ -91,7 +126,7 @@ export const DEPLOYMENT_CAPACITY_COMMAND: CommandSpec = {
   options: {},
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT, AZUREML_DEPLOYMENT,\n" +
-    "CAPACITY_FALLBACK (required); DEPLOYMENT_DIGEST (only triggers a new read), ARM_ENDPOINT (https).",
+    `CAPACITY_FALLBACK (required); CAPACITY_DEADLINE_SECONDS (default ${CAPACITY_DEADLINE_SECONDS}), DEPLOYMENT_DIGEST (only triggers a new read), ARM_ENDPOINT (https).`,
 };
 
 if (require.main === module) {
@@ -99,5 +134,5 @@ if (require.main === module) {
     const cl = programCommandLine(DEPLOYMENT_CAPACITY_COMMAND, process.argv.slice(2), console.log, console.error);
     if ("exit" in cl) return cl.exit;
     return runDeploymentCapacityFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
-  });
+  }, "set", { deadline: { variable: "CAPACITY_DEADLINE_SECONDS", defaultSeconds: CAPACITY_DEADLINE_SECONDS } });
 }

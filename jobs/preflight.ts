@@ -15,7 +15,7 @@
  * before any upload (infra/training.ts), once the account exists, so that an upload path that
  * cannot reach the account stops `pulumi up` with the remedy before anything is uploaded.
  */
-import { EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
+import { DeadlineError, EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { checkStorageReach, DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
@@ -104,8 +104,9 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
 /**
  * The storage check from the environment (PREFLIGHT_STORAGE_URL; credentials as the uploads':
  * DefaultAzureCredential): prints the one-row report; returns 0 when the account answered,
- * 1 when it cannot be reached or refuses (the report names the remedy), 2 for a bad environment.
- * Never throws.
+ * 1 when it cannot be reached or refuses (the report names the remedy), 2 for a bad environment,
+ * 3 when PREFLIGHT_DEADLINE_SECONDS passes first (token request, request and retries all run
+ * under it: lib/arm.ts `createArmClient` with the storage scope). Never throws.
  */
 export async function runStorageReachFromEnv(env: Env, deps: ScriptDeps): Promise<number> {
   const error = deps.error ?? deps.log;
@@ -121,7 +122,27 @@ export async function runStorageReachFromEnv(env: Env, deps: ScriptDeps): Promis
     error(`preflight: ${(e as Error).message}`);
     return EXIT_CONFIG;
   }
-  const check = await checkStorageReach(containerUrl, { credential, httpClient: deps.httpClient });
+  let check;
+  try {
+    const deadlineSeconds = positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS);
+    const now = deps.now ?? Date.now;
+    check = await checkStorageReach(containerUrl, {
+      credential,
+      httpClient: deps.httpClient,
+      maxRetries: deps.maxRetries,
+      backoffBaseMs: deps.backoffBaseMs,
+      deadlineAt: now() + deadlineSeconds * 1000,
+      now,
+      onRetry: (line) => error(`preflight: ${line}`),
+    });
+  } catch (e) {
+    if (e instanceof DeadlineError) {
+      error(`preflight: the storage check did not finish within the deadline (PREFLIGHT_DEADLINE_SECONDS): ${e.message}; nothing was uploaded`);
+      return EXIT_DEADLINE;
+    }
+    error(`preflight: ${(e as Error)?.message ?? String(e)}`);
+    return EXIT_CONFIG;
+  }
   if (check.status === "FAIL") {
     error("Preflight (storage) failed: nothing was uploaded. Fix what is marked FAIL below, then run `pulumi up` again.");
     error(formatReport([check]));

@@ -16,7 +16,9 @@
  * MLFLOW_TRACKING_URI (required; https, or http on 127.0.0.1 for a local `mlflow server`);
  * GATE_MAX_EVAL_LOSS, GATE_MAX_REGRESSION_PERCENT (rules; unset = not checked), AZUREML_ENDPOINT
  * (where the serving model is looked up; needed by the regression rule), GATE_DEADLINE_SECONDS
- * (default 600), ARM_ENDPOINT. Credentials: lib/credential.ts (the azure-native provider's).
+ * (default {@link GATE_DEADLINE_SECONDS}: one deadline for all it does, every ARM and tracking
+ * request and token request included; the process ends at it whatever is pending, lib/cli.ts
+ * `runAsMain`), ARM_ENDPOINT. Credentials: lib/credential.ts (the azure-native provider's).
  *
  * Exit codes (lib/cli.ts): 0 passed; 1 refused (a rule failed, or a metric it needs is missing);
  * 2 bad configuration; 3 deadline passed; 4 Azure, tracking server or credential error.
@@ -47,6 +49,9 @@ import {
 import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { checkTrackingUri, createTrackingClient, runMetric } from "../lib/mlflow";
+
+/** Default of GATE_DEADLINE_SECONDS: a few reads (with retries and tokens) fit easily in 10 minutes. */
+export const GATE_DEADLINE_SECONDS = 600;
 
 /** The metric the gate reads (fine_tune.py logs it at every evaluation; the last value counts). */
 export const GATE_METRIC = "eval_loss";
@@ -233,7 +238,7 @@ export async function runQualityGateFromEnv(env: Env, deps: ScriptDeps): Promise
     const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME", "MLFLOW_TRACKING_URI"]);
     if (missing.length) throw new Error(`missing environment variable(s): ${missing.join(", ")}`);
     trackingUri = checkTrackingUri(env.MLFLOW_TRACKING_URI!.trim());
-    deadlineMs = positiveSecondsFromEnv(env, "GATE_DEADLINE_SECONDS", 600) * 1000;
+    deadlineMs = positiveSecondsFromEnv(env, "GATE_DEADLINE_SECONDS", GATE_DEADLINE_SECONDS) * 1000;
     armEndpointFromEnv(env);
     o = {
       subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim(),
@@ -301,7 +306,7 @@ export const QUALITY_GATE_COMMAND: CommandSpec = {
   options: {},
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME, MLFLOW_TRACKING_URI (required);\n" +
-    "GATE_MAX_EVAL_LOSS, GATE_MAX_REGRESSION_PERCENT, AZUREML_ENDPOINT, GATE_DEADLINE_SECONDS (default 600), ARM_ENDPOINT (https).",
+    `GATE_MAX_EVAL_LOSS, GATE_MAX_REGRESSION_PERCENT, AZUREML_ENDPOINT, GATE_DEADLINE_SECONDS (default ${GATE_DEADLINE_SECONDS}), ARM_ENDPOINT (https).`,
 };
 
 /** Entry point: reads `process.argv` (only --help) and `process.env`; resolves to the exit code. */
@@ -311,4 +316,4 @@ export async function main(): Promise<number> {
   return runQualityGateFromEnv(process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) runAsMain("quality-gate", main);
+if (require.main === module) runAsMain("quality-gate", main, "set", { deadline: { variable: "GATE_DEADLINE_SECONDS", defaultSeconds: GATE_DEADLINE_SECONDS } });

@@ -18,9 +18,12 @@
  * Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT,
  * SMOKE_PROMPTS (JSON list of strings) (required); SMOKE_DEPLOYMENT (required in `deployment`
  * mode), SMOKE_MAX_SECONDS (default 60), SMOKE_MAX_NEW_TOKENS (default 32), SMOKE_PAYLOAD_SHAPE
- * (prompt-list | chat-list, default prompt-list), SMOKE_DEADLINE_SECONDS (default 900);
- * `endpoint` mode: TRAFFIC_LOG (the traffic step's output, holding its record), ROLLBACK
- * (default true), TRAFFIC_DEADLINE_SECONDS (3600), TRAFFIC_POLL_SECONDS (15); ARM_ENDPOINT.
+ * (prompt-list | chat-list, default prompt-list), SMOKE_DEADLINE_SECONDS (default
+ * {@link SMOKE_DEADLINE_SECONDS}: one deadline for all it does, the roll-back included: every
+ * ARM request, token request and prompt runs under it, and the process ends at it whatever is
+ * pending, lib/cli.ts `runAsMain`); `endpoint` mode: TRAFFIC_LOG (the traffic step's output,
+ * holding its record), ROLLBACK (default true), TRAFFIC_DEADLINE_SECONDS (3600, a bound of the
+ * roll-back within SMOKE_DEADLINE_SECONDS), TRAFFIC_POLL_SECONDS (15); ARM_ENDPOINT.
  *
  * Exit codes (lib/cli.ts): 0 every prompt passed; 1 a prompt failed (in `endpoint` mode after the
  * previous split was restored, or with what to do when it could not be); 2 bad configuration;
@@ -55,6 +58,12 @@ import { isLoopbackHttp } from "../lib/mlflow";
 import { maskSecrets } from "../lib/secrets";
 import { parseTrafficRecord, type RecordedSplit } from "../lib/traffic-record";
 import { applyTraffic, formatMap, TrafficConfigError, TrafficError } from "./set-traffic";
+
+/**
+ * Default of SMOKE_DEADLINE_SECONDS: the prompts (each at most SMOKE_MAX_SECONDS + 5 s) and, in
+ * `endpoint` mode, a roll-back of the traffic (an endpoint update takes minutes).
+ */
+export const SMOKE_DEADLINE_SECONDS = 1800;
 
 /**
  * The request body of one smoke prompt, greedy (`do_sample: false`, temperature 0), in the shape
@@ -139,6 +148,10 @@ export interface SmokeDeps {
   /** Clock in milliseconds, for latency; default `performance.now`. */
   clock?: () => number;
   log: (line: string) => void;
+  /** Absolute deadline (epoch ms on `now`): no prompt is sent or awaited past it. */
+  deadlineAt?: number;
+  /** Wall clock for `deadlineAt`; default `Date.now`. */
+  now?: () => number;
 }
 
 /**
@@ -164,16 +177,25 @@ export function judgeAnswer(status: number, body: string, seconds: number, maxSe
 
 /**
  * Sends each prompt once (no retry: a failure is what the smoke is for) and judges the answer
- * ({@link judgeAnswer}). Never throws; the key never appears in a result or a log line.
+ * ({@link judgeAnswer}). The key never appears in a result or a log line.
+ *
+ * @throws DeadlineError when `deps.deadlineAt` passes before a prompt is sent or answered (the
+ *   only error it throws).
  */
 export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<PromptResult[]> {
   const http = deps.httpClient ?? createDefaultHttpClient();
   const clock = deps.clock ?? (() => performance.now());
   const mask = (t: string) => maskSecrets(t, [o.key]);
   const target = o.deployment ? `deployment ${o.deployment}` : "the endpoint";
+  const now = deps.now ?? Date.now;
+  const left = () => (deps.deadlineAt === undefined ? Infinity : deps.deadlineAt - now());
   const results: PromptResult[] = [];
   for (const prompt of o.prompts) {
     const body = smokePayload(o.shape, prompt, o.maxNewTokens);
+    if (left() <= 0) throw new DeadlineError(`the deadline passed before prompt ${JSON.stringify(snippet(prompt, 80))} could be sent to ${target}`, 0);
+    // A little past the limit, so a slow answer is reported with its time rather than cut; never past the deadline.
+    const limit = AbortSignal.timeout(Math.ceil(o.maxSeconds * 1000) + 5000);
+    const signal = Number.isFinite(left()) ? AbortSignal.any([limit, AbortSignal.timeout(Math.max(1, Math.ceil(left())))]) : limit;
     const started = clock();
     let status = 0;
     let text = "";
@@ -189,16 +211,18 @@ export async function smokeTest(o: SmokeOptions, deps: SmokeDeps): Promise<Promp
             ...(o.deployment ? { [DEPLOYMENT_HEADER]: o.deployment } : {}),
           }),
           body: JSON.stringify(body),
-          // A little past the limit, so a slow answer is reported with its time rather than cut.
-          abortSignal: AbortSignal.timeout(Math.ceil(o.maxSeconds * 1000) + 5000),
+          abortSignal: signal,
           // http only on a loopback host (serve:local); Azure's scoring URIs are https.
           allowInsecureConnection: isLoopbackHttp(o.scoringUri),
         }),
       );
       status = res.status;
-      text = res.bodyAsText ?? "";
+      // Masked before anything is judged, cut or quoted: a key across the 300-character cut
+      // would otherwise leave most of its characters (issue 18).
+      text = mask(res.bodyAsText ?? "");
     } catch (e) {
-      text = `no answer: ${(e as Error)?.message ?? String(e)}`;
+      if (left() <= 0) throw new DeadlineError(`the deadline passed while prompt ${JSON.stringify(snippet(prompt, 80))} awaited its answer from ${target}`, 0);
+      text = mask(`no answer: ${(e as Error)?.message ?? String(e)}`);
     }
     const seconds = (clock() - started) / 1000;
     const verdict = status === 0 ? { problem: text } : judgeAnswer(status, text, seconds, o.maxSeconds, o.shape);
@@ -281,7 +305,7 @@ export async function runSmokeTestFromEnv(mode: string | undefined, env: Env, de
     const s = (env.SMOKE_PAYLOAD_SHAPE ?? "prompt-list").trim();
     if (s !== "prompt-list" && s !== "chat-list") throw new Error(`SMOKE_PAYLOAD_SHAPE must be prompt-list or chat-list (got "${s}")`);
     shape = s;
-    deadlineMs = positiveSecondsFromEnv(env, "SMOKE_DEADLINE_SECONDS", 900) * 1000;
+    deadlineMs = positiveSecondsFromEnv(env, "SMOKE_DEADLINE_SECONDS", SMOKE_DEADLINE_SECONDS) * 1000;
     armEndpointFromEnv(env);
   } catch (e) {
     error(`smoke-test: ${(e as Error).message}`);
@@ -290,37 +314,46 @@ export async function runSmokeTestFromEnv(mode: string | undefined, env: Env, de
   const target = deployment ? `deployment ${deployment} of endpoint ${endpoint}` : `endpoint ${endpoint}`;
   const now = deps.now ?? Date.now;
   let key: string | undefined;
+  const deadlineAt = now() + deadlineMs;
+  // Every line this program prints, its ARM clients' retry lines and the roll-back's included,
+  // is masked for the key once it is known (a server may echo it anywhere, in any form). Not in
+  // the process-wide registry (lib/secrets.ts registerSecret): the ARM client masks registered
+  // secrets in the answers it reads, so a second listKeys in the process would read "***".
+  const hide = (line: string) => maskSecrets(line, [key]);
+  const log = (line: string) => deps.log(hide(line));
+  const say = (line: string) => error(hide(line));
+  const masked: ScriptDeps = { ...deps, log, error: say };
   try {
-    const client = armClientFromEnv(env, deps, "phi3-finetune/smoke-test", now() + deadlineMs);
+    const client = armClientFromEnv(env, masked, "phi3-finetune/smoke-test", deadlineAt);
     const access = await endpointAccess(client, ws, endpoint);
     key = access.key;
-    const results = await smokeTest({ ...access, deployment, prompts, maxSeconds, maxNewTokens, shape }, { httpClient: deps.httpClient, log: deps.log });
+    const results = await smokeTest({ ...access, deployment, prompts, maxSeconds, maxNewTokens, shape }, { httpClient: deps.httpClient, log, deadlineAt, now });
     const failed = results.filter((r) => !r.ok);
     if (failed.length === 0) {
-      deps.log(`smoke-test of ${target}: ${results.length} prompt(s) passed`);
+      log(`smoke-test of ${target}: ${results.length} prompt(s) passed`);
       return EXIT_OK;
     }
-    for (const r of failed) error(`smoke-test of ${target} failed: prompt ${JSON.stringify(snippet(r.prompt, 200))} → ${r.detail}`);
+    for (const r of failed) say(`smoke-test of ${target} failed: prompt ${JSON.stringify(snippet(r.prompt, 200))} → ${r.detail}`);
     if (m === "deployment") {
-      error(`smoke-test: ${deployment} gets no traffic: the traffic step does not run and the current split stays (README, "Safe rollout")`);
+      say(`smoke-test: ${deployment} gets no traffic: the traffic step does not run and the current split stays (README, "Safe rollout")`);
       return EXIT_FAILED;
     }
-    return await rollBack(env, deps, ws, endpoint);
+    return await rollBack(env, masked, ws, endpoint, deadlineAt);
   } catch (e) {
     const msg = maskSecrets((e as Error)?.message ?? String(e), [key]);
     if (e instanceof CredentialConfigError) {
-      error(`smoke-test of ${target}: ${msg}`);
+      say(`smoke-test of ${target}: ${msg}`);
       return EXIT_CONFIG;
     }
     if (e instanceof DeadlineError) {
-      error(`smoke-test of ${target}: ${msg}`);
+      say(`smoke-test of ${target}: ${msg} (deadline ${deadlineMs / 1000} s, SMOKE_DEADLINE_SECONDS)${m === "endpoint" ? "; nothing was rolled back: check the endpoint's split" : ""}`);
       return EXIT_DEADLINE;
     }
     if (e instanceof ArmError) {
-      error(`smoke-test of ${target}: could not read the endpoint: ${msg}`);
+      say(`smoke-test of ${target}: could not read the endpoint: ${msg}`);
       return EXIT_ARM;
     }
-    error(`smoke-test of ${target} failed: ${msg}`);
+    say(`smoke-test of ${target} failed: ${msg}`);
     return EXIT_FAILED;
   }
 }
@@ -330,7 +363,7 @@ export async function runSmokeTestFromEnv(mode: string | undefined, env: Env, de
  * `applyTraffic` (which gives traffic only to Succeeded deployments), then returns 1: the
  * rollout failed either way. Without a record, or with `ROLLBACK=false`, says what to do.
  */
-async function rollBack(env: Env, deps: ScriptDeps, ws: { subscriptionId: string; resourceGroup: string; workspace: string }, endpoint: string): Promise<number> {
+async function rollBack(env: Env, deps: ScriptDeps, ws: { subscriptionId: string; resourceGroup: string; workspace: string }, endpoint: string, deadlineAt: number): Promise<number> {
   const error = deps.error ?? deps.log;
   if ((env.ROLLBACK ?? "true").trim().toLowerCase() === "false") {
     error(`smoke-test: serving.smoke.rollback is false: the new split stays on endpoint ${endpoint}; fix or roll back by hand`);
@@ -343,7 +376,10 @@ async function rollBack(env: Env, deps: ScriptDeps, ws: { subscriptionId: string
   }
   deps.log(`smoke-test: rolling back endpoint ${endpoint} to the split before the traffic step: ${formatMap(record.traffic)} (mirror ${formatMap(record.mirrorTraffic)})`);
   try {
-    const deadlineMs = positiveSecondsFromEnv(env, "TRAFFIC_DEADLINE_SECONDS", 3600) * 1000;
+    // Within the program's one deadline (SMOKE_DEADLINE_SECONDS), which the process keeps.
+    const left = deadlineAt - (deps.now ?? Date.now)();
+    if (left <= 0) throw new DeadlineError("the deadline passed before the roll-back could start", 0);
+    const deadlineMs = Math.min(positiveSecondsFromEnv(env, "TRAFFIC_DEADLINE_SECONDS", 3600) * 1000, left);
     const pollIntervalMs = positiveSecondsFromEnv(env, "TRAFFIC_POLL_SECONDS", 15) * 1000;
     const client = armClientFromEnv(env, deps, "phi3-finetune/smoke-test-rollback", (deps.now ?? Date.now)() + deadlineMs);
     await applyTraffic(
@@ -371,7 +407,7 @@ export const SMOKE_TEST_COMMAND: CommandSpec = {
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT, SMOKE_PROMPTS (required);\n" +
     "SMOKE_DEPLOYMENT (deployment mode), SMOKE_MAX_SECONDS (60), SMOKE_MAX_NEW_TOKENS (32), SMOKE_PAYLOAD_SHAPE,\n" +
-    "SMOKE_DEADLINE_SECONDS (900); endpoint mode: TRAFFIC_LOG, ROLLBACK (true), TRAFFIC_DEADLINE_SECONDS, TRAFFIC_POLL_SECONDS.",
+    `SMOKE_DEADLINE_SECONDS (${SMOKE_DEADLINE_SECONDS}, roll-back included); endpoint mode: TRAFFIC_LOG, ROLLBACK (true), TRAFFIC_DEADLINE_SECONDS, TRAFFIC_POLL_SECONDS.`,
 };
 
 /** Entry point: mode from the command line, configuration from `process.env`; resolves to the exit code. */
@@ -381,4 +417,4 @@ export async function main(): Promise<number> {
   return runSmokeTestFromEnv(cl.positionals[0], process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
 }
 
-if (require.main === module) runAsMain("smoke-test", main);
+if (require.main === module) runAsMain("smoke-test", main, "set", { deadline: { variable: "SMOKE_DEADLINE_SECONDS", defaultSeconds: SMOKE_DEADLINE_SECONDS } });

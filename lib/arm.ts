@@ -220,6 +220,16 @@ export interface ArmClient {
   putBytes(path: string, bytes: Uint8Array, headers: Record<string, string>): Promise<ArmResponse<undefined>>;
 }
 
+/** Requests of Blob Storage whose answers are not JSON (lib/preflight.ts `checkStorageReach`). */
+export interface RawRequests {
+  /**
+   * GET `path` with the given headers, reading no body; resolves on 2xx, throws
+   * {@link ArmError} otherwise (code from `x-ms-error-code` or the XML error body, as
+   * {@link ArmClient.putBytes}).
+   */
+  getRaw(path: string, headers?: Record<string, string>): Promise<ArmResponse<undefined>>;
+}
+
 /**
  * Sleeps `ms` milliseconds with a real timer (node:timers/promises, so a test's fake global
  * `setTimeout` never shortens it).
@@ -448,7 +458,7 @@ interface Attempts {
  *   `deadlineAt` has passed. Absolute URLs are accepted only on the origin of `baseUrl`, so the
  *   token never leaves it.
  */
-export function createArmClient(options: ArmClientOptions): ArmClient {
+export function createArmClient(options: ArmClientOptions): ArmClient & RawRequests {
   const baseUrl = (options.baseUrl ?? DEFAULT_ARM_ENDPOINT).replace(/\/+$/, "");
   const origin = new URL(baseUrl).origin;
   const scope = options.scope ?? ARM_SCOPE;
@@ -636,9 +646,13 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
   }
 
   async function putBytes(path: string, bytes: Uint8Array, extraHeaders: Record<string, string>): Promise<ArmResponse<undefined>> {
-    const { res, req } = await exchange("PUT", path, bytes, extraHeaders);
+    return sendRaw("PUT", path, bytes, extraHeaders);
+  }
+
+  async function sendRaw(method: "GET" | "PUT", path: string, bytes: Uint8Array | undefined, extraHeaders: Record<string, string>): Promise<ArmResponse<undefined>> {
+    const { res, req } = await exchange(method, path, bytes, extraHeaders);
     const headers = headersOf(res);
-    if (res.status >= 200 && res.status < 300) return { status: res.status, headers, body: undefined, method: "PUT", path };
+    if (res.status >= 200 && res.status < 300) return { status: res.status, headers, body: undefined, method, path };
     const token = req.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
     const hide = (t: string) => maskRegistered(t, [...issued, token], REDACTED);
     const text = hide(res.bodyAsText ?? "");
@@ -652,12 +666,13 @@ export function createArmClient(options: ArmClientOptions): ArmClient {
         : libraryRetries(res, undefined) || res.status === 429
           ? `Gave up after ${tries} attempt${tries === 1 ? "" : "s"}.`
           : undefined;
-    throw new ArmError({ status: res.status, code, armMessage: xml("Message")?.split("\n")[0] ?? (text.trim().slice(0, 200) || "no error message in the response"), method: "PUT", path, hint, service });
+    throw new ArmError({ status: res.status, code, armMessage: xml("Message")?.split("\n")[0] ?? (text.trim().slice(0, 200) || "no error message in the response"), method, path, hint, service });
   }
 
   return {
     baseUrl,
     putBytes,
+    getRaw: (path, headers = {}) => sendRaw("GET", path, undefined, headers),
     request,
     get: (path) => request("GET", path),
     put: (path, body) => request("PUT", path, body),

@@ -25,14 +25,14 @@ import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import {
   AML_API_VERSION,
   ArmError,
+  DeadlineError,
   isArmNotFound,
   DEFAULT_ARM_ENDPOINT,
   createArmClient,
   withApiVersion,
   type ArmClient,
 } from "./arm";
-import { createDefaultHttpClient, createHttpHeaders, createPipelineFromOptions, createPipelineRequest, type HttpClient } from "@azure/core-rest-pipeline";
-import { maskRegistered, registerSecret } from "./secrets";
+import type { HttpClient } from "@azure/core-rest-pipeline";
 
 /** API versions of every call the doctor makes. */
 export const API_VERSIONS = {
@@ -1007,10 +1007,17 @@ export interface StorageReachDeps {
   credential: TokenCredential;
   /** Transport (tests: a loopback server); default `@azure/core-rest-pipeline`'s. */
   httpClient?: HttpClient;
-  /** Time one request may take (ms); default 30 000. */
+  /** Time one request (and one token request) may take (ms); default 30 000. */
   requestTimeoutMs?: number;
-  /** Retries of 408/429/5xx and network errors; default 2. */
+  /** Retries of 408/429/5xx and dropped connections; default 4. */
   maxRetries?: number;
+  /** Backoff base (ms); default 1000 (lib/arm.ts). */
+  backoffBaseMs?: number;
+  /** Absolute deadline (epoch ms on `now`) of the request, its retries and its token. */
+  deadlineAt?: number;
+  now?: () => number;
+  /** One line per retry (what failed, the wait). */
+  onRetry?: (line: string) => void;
 }
 
 /**
@@ -1025,6 +1032,8 @@ export interface StorageReachDeps {
  * - the identity lacks the data role (403 `AuthorizationPermissionMismatch`) or the container is
  *   missing (404), or any other answer.
  * Never throws for what storage or the network answers; never prints the token.
+ *
+ * @throws DeadlineError when `deps.deadlineAt` passes first (the request, its retries or its token).
  */
 export async function checkStorageReach(containerUrl: string, deps: StorageReachDeps): Promise<Check> {
   const id = "storage:reach";
@@ -1043,39 +1052,40 @@ export async function checkStorageReach(containerUrl: string, deps: StorageReach
   const inbound =
     "add the public IP address this machine reaches Azure from to phi3-finetune:security.deployerNetwork and run `pulumi up` again, " +
     "or run `pulumi up` from a machine in a network with a private endpoint (and its privatelink.blob.core.windows.net DNS) to the account";
-  const pipeline = createPipelineFromOptions({ retryOptions: { maxRetries: deps.maxRetries ?? 2, retryDelayInMs: 500, maxRetryDelayInMs: 5000 } });
-  pipeline.addPolicy({
-    name: "storageReachBearerToken",
-    async sendRequest(request, next) {
-      // Under the request's own time limit; the token joins the process's masking set (lib/secrets.ts).
-      const token = await deps.credential.getToken(STORAGE_REACH_SCOPE, { abortSignal: AbortSignal.timeout(deps.requestTimeoutMs ?? 30_000) });
-      if (!token) throw new Error("the credential returned no token for Azure Storage");
-      registerSecret(token.token);
-      request.headers.set("authorization", `Bearer ${token.token}`);
-      return next(request);
-    },
-  });
-  const request = createPipelineRequest({
-    url: `${containerUrl.replace(/\/+$/, "")}?restype=container`,
-    method: "GET",
-    timeout: deps.requestTimeoutMs ?? 30_000,
-    allowInsecureConnection: url.protocol === "http:",
-    headers: createHttpHeaders({ "x-ms-version": STORAGE_REACH_API_VERSION }),
+  // The ARM client's machinery with the storage scope (as jobs/upload-blobs.ts): retries of
+  // 408/429/5xx and dropped connections (mid-body too), a time limit per request and per token
+  // request, the deadline over all of it, and every token masked in what an answer echoes.
+  const client = createArmClient({
+    baseUrl: url.origin,
+    credential: deps.credential,
+    scope: STORAGE_REACH_SCOPE,
+    service: "Blob Storage",
+    httpClient: deps.httpClient,
+    maxRetries: deps.maxRetries ?? 4,
+    backoffBaseMs: deps.backoffBaseMs,
+    maxBackoffMs: 10_000,
+    requestTimeoutMs: deps.requestTimeoutMs ?? 30_000,
+    tokenTimeoutMs: deps.requestTimeoutMs ?? 30_000,
+    deadlineAt: deps.deadlineAt,
+    now: deps.now,
+    userAgent: "phi3-finetune/preflight-storage",
+    onRetry: deps.onRetry,
   });
   let status: number;
-  let code: string;
+  let code = "";
   try {
-    const response = await pipeline.sendRequest(deps.httpClient ?? createDefaultHttpClient(), request);
-    status = response.status;
-    // An error header can echo what was sent (a proxy's): masked like every answer.
-    code = maskRegistered(response.headers.get("x-ms-error-code") ?? "");
+    status = (await client.getRaw(`${url.pathname.replace(/\/+$/, "")}?restype=container`, { "x-ms-version": STORAGE_REACH_API_VERSION })).status;
   } catch (e) {
-    const err = e as { code?: string; message?: string };
-    const reason = short(`${err.code ? `${err.code}: ` : ""}${err.message ?? String(e)}`, 200);
-    if (/token|credential/i.test(err.message ?? "") && !err.code) {
-      return { id, name, status: "FAIL", detail: `no Entra ID token for Azure Storage: ${reason}`, remedy: "log in (az login) or set the AZURE_* / ARM_* variables of the identity running pulumi up" };
+    if (e instanceof DeadlineError) throw e;
+    const err = e as ArmError;
+    if (!(e instanceof ArmError)) return { id, name, status: "FAIL", detail: `cannot reach ${where}: ${short(String((e as Error)?.message ?? e), 200)}`, remedy: inbound };
+    if (err.code === "CredentialUnavailable") {
+      return { id, name, status: "FAIL", detail: `no Entra ID token for Azure Storage: ${short(err.armMessage, 200)}`, remedy: "log in (az login) or set the AZURE_* / ARM_* variables of the identity running pulumi up" };
     }
-    return { id, name, status: "FAIL", detail: `cannot reach ${where}: ${reason}`, remedy: inbound };
+    if (err.status === 0) return { id, name, status: "FAIL", detail: `cannot reach ${where}: ${short(err.armMessage, 200)}`, remedy: inbound };
+    status = err.status;
+    // Storage's error code (x-ms-error-code, masked by the client), not the client's HTTPnnn stand-in.
+    code = /^HTTP\d+$/.test(err.code) ? "" : err.code;
   }
   if (status >= 200 && status < 300) return { id, name, status: "PASS", detail: `${where} answered HTTP ${status}` };
   if (status === 403 && code === "AuthorizationFailure") {

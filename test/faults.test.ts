@@ -21,6 +21,7 @@ import { runWaitForJobFromEnv } from "../jobs/wait-for-job";
 import { workspacePath, type ScriptDeps } from "../lib/arm";
 import { preflightInput } from "../lib/preflight-input";
 import { containsSecret } from "../lib/secrets";
+import { trafficRecordLine } from "../lib/traffic-record";
 import { readStackConfig } from "../lib/stack-config";
 import fs from "node:fs";
 import os from "node:os";
@@ -357,7 +358,18 @@ async function runRow(row: Row): Promise<{ code: number; output: string; puts: n
 // that no secret is in its output.
 // ---------------------------------------------------------------------------------------------
 
-type ProcessProgram = "preflight" | "submit-job" | "wait-for-job" | "set-traffic apply" | "set-traffic release" | "upload-blobs";
+type ProcessProgram =
+  | "preflight"
+  | "preflight storage-reach"
+  | "submit-job"
+  | "wait-for-job"
+  | "set-traffic apply"
+  | "set-traffic release"
+  | "upload-blobs"
+  | "deployment-capacity"
+  | "quality-gate"
+  | "smoke-test deployment"
+  | "smoke-test endpoint";
 type Fault = "token endpoint hangs" | "first request hangs" | "first answer dropped mid-body" | "429 with Retry-After" | "persistent 5xx" | "malformed JSON";
 
 const PROCESS_SECRET = "proc-client-secret-Zq9+/x=&%ü-0123";
@@ -366,6 +378,15 @@ const UPLOAD_CONTAINER = "/stx/azureml-blobstore-0000";
 const UPLOAD_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-fault-upload-"));
 fs.writeFileSync(path.join(UPLOAD_DIR, "train.jsonl"), '{"messages": []}\n');
 const UPLOAD_BLOB = "LocalUpload/0123abcd/train.jsonl";
+/** The quality gate's tracking server: the fake ARM under the workspace's MLflow path (lib/mlflow.ts). */
+const MLFLOW = `/mlflow/v1.0${WS_PATH}`;
+const RUN_WITH_LOSS: FakeResponse = { body: { run: { info: { run_id: JOB, experiment_id: "1", status: "FINISHED" }, data: { metrics: [{ key: "eval_loss", value: 0.9 }] } } } };
+/** The deployment the smoke's roll-back puts the traffic back on (the split recorded before the traffic step). */
+const OLD_DEP = "green-0a0b0c0d";
+const smokeEndpoint = (fk: FakeArm, traffic: Record<string, number>): FakeResponse => {
+  const e = endpoint(traffic).body as { properties: Record<string, unknown> };
+  return { status: 200, body: { ...e, properties: { ...e.properties, scoringUri: `${fk.baseUrl}/score` } } };
+};
 
 /** `fault` answers first (in order; the last one repeats when `persistent`), then `healthy`. */
 function faultThen(fault: FakeResponse[], healthy: FakeHandler | FakeResponse, persistent = false): FakeHandler {
@@ -400,28 +421,70 @@ function processRoutes(program: ProcessProgram, f: FakeArm, fault: FakeResponse[
       return f.route("GET", `/subscriptions/${SUB}`, first({ body: { subscriptionId: SUB, displayName: "Phi-3 dev", tenantId: TENANT, state: "Enabled" } }));
     case "upload-blobs":
       return f.route("PUT", `${UPLOAD_CONTAINER}/${UPLOAD_BLOB}`, first({ status: 201 }));
+    case "preflight storage-reach":
+      return f.route("GET", UPLOAD_CONTAINER, first({ status: 200 }));
+    case "deployment-capacity":
+      return f.route("GET", DEP_PATH, first({ body: { name: DEP, sku: { name: "Default", capacity: 3 }, properties: { provisioningState: "Succeeded" } } }));
+    case "quality-gate":
+      return f.route("GET", `${MLFLOW}/api/2.0/mlflow/runs/get`, first(RUN_WITH_LOSS));
+    case "smoke-test deployment":
+    case "smoke-test endpoint": {
+      // The smoke through the endpoint gets a broken answer (a template token, and the key it was
+      // sent): it fails, and the roll-back puts the recorded split back with one PUT.
+      const broken = program === "smoke-test endpoint";
+      let traffic: Record<string, number> = { [DEP]: 100 };
+      f.route("GET", EP_PATH, first((_r, fk) => smokeEndpoint(fk, traffic)));
+      f.route("POST", `${EP_PATH}/listKeys`, { body: { primaryKey: KEY, secondaryKey: `${KEY}-2` } });
+      f.route("POST", "/score", broken ? { body: [`<|assistant|> ${echo(KEY)}`] } : { body: ["Hello! How can I help?"] });
+      f.route("GET", `${EP_PATH}/deployments/${OLD_DEP}`, { body: { name: OLD_DEP, properties: { provisioningState: "Succeeded" } } });
+      f.route("GET", DEP_PATH, deployment("Succeeded"));
+      f.route("PUT", EP_PATH, (req, fk) => {
+        traffic = (req.body as { properties: { traffic: Record<string, number> } }).properties.traffic ?? {};
+        return { status: 201, body: req.body, headers: { "azure-asyncoperation": `${fk.baseUrl}/ops/1?api-version=2025-12-01` } };
+      });
+      return f.route("GET", "/ops/1", { status: 200, body: { status: "Succeeded" } });
+    }
   }
 }
 
 const PROCESS_FILE: Record<ProcessProgram, [string, string[]]> = {
   preflight: ["jobs/preflight.ts", []],
+  "preflight storage-reach": ["jobs/preflight.ts", []],
   "submit-job": ["jobs/submit-job.ts", []],
   "wait-for-job": ["jobs/wait-for-job.ts", []],
   "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
   "set-traffic release": ["jobs/set-traffic.ts", ["release"]],
   "upload-blobs": ["jobs/upload-blobs.ts", []],
+  "deployment-capacity": ["jobs/deployment-capacity.ts", []],
+  "quality-gate": ["jobs/quality-gate.ts", []],
+  "smoke-test deployment": ["jobs/smoke-test.ts", ["deployment"]],
+  "smoke-test endpoint": ["jobs/smoke-test.ts", ["endpoint"]],
 };
 const PROCESS_DEADLINE_VAR: Record<ProcessProgram, string> = {
   preflight: "PREFLIGHT_DEADLINE_SECONDS",
+  "preflight storage-reach": "PREFLIGHT_DEADLINE_SECONDS",
   "submit-job": "WAIT_DEADLINE_SECONDS",
   "wait-for-job": "WAIT_DEADLINE_SECONDS",
   "set-traffic apply": "TRAFFIC_DEADLINE_SECONDS",
   "set-traffic release": "TRAFFIC_DEADLINE_SECONDS",
   "upload-blobs": "UPLOAD_DEADLINE_SECONDS",
+  "deployment-capacity": "CAPACITY_DEADLINE_SECONDS",
+  "quality-gate": "GATE_DEADLINE_SECONDS",
+  "smoke-test deployment": "SMOKE_DEADLINE_SECONDS",
+  "smoke-test endpoint": "SMOKE_DEADLINE_SECONDS",
 };
 
 function processEnv(program: ProcessProgram, f: FakeArm): Record<string, string | undefined> {
+  if (program === "preflight storage-reach") return { PREFLIGHT_STORAGE_URL: `${f.baseUrl}${UPLOAD_CONTAINER}` };
   if (program === "upload-blobs") return { BLOB_CONTAINER_URL: `${f.baseUrl}${UPLOAD_CONTAINER}`, UPLOADS: JSON.stringify([{ file: path.join(UPLOAD_DIR, "train.jsonl"), blob: UPLOAD_BLOB }]) };
+  const ws = { AZURE_SUBSCRIPTION_ID: SUB, AZURE_RESOURCE_GROUP: WS.resourceGroup, AZUREML_WORKSPACE: WS.workspace, ARM_ENDPOINT: f.baseUrl };
+  if (program === "deployment-capacity") return { ...ws, AZUREML_ENDPOINT: EP, AZUREML_DEPLOYMENT: DEP, CAPACITY_FALLBACK: "1" };
+  if (program === "quality-gate") return { ...ws, AZUREML_JOB_NAME: JOB, MLFLOW_TRACKING_URI: `${f.baseUrl}${MLFLOW}`, GATE_MAX_EVAL_LOSS: "2" };
+  if (program === "smoke-test deployment" || program === "smoke-test endpoint") {
+    const smoke = { ...ws, AZUREML_ENDPOINT: EP, SMOKE_PROMPTS: JSON.stringify(["Say hello."]), SMOKE_MAX_SECONDS: "20", TRAFFIC_POLL_SECONDS: "1" };
+    if (program === "smoke-test deployment") return { ...smoke, SMOKE_DEPLOYMENT: DEP };
+    return { ...smoke, TRAFFIC_LOG: `traffic: ${OLD_DEP}=100 → ${DEP}=100\n${trafficRecordLine({ endpoint: EP, traffic: { [OLD_DEP]: 100 }, mirrorTraffic: {} })}` };
+  }
   return { ...baseEnv(program, f), WAIT_POLL_SECONDS: "1", TRAFFIC_POLL_SECONDS: "1" };
 }
 
@@ -434,12 +497,36 @@ interface ProcessRow {
   message: RegExp;
   /** Exact number of PUTs, or an inclusive range where retry timing decides. */
   puts: number | [number, number];
+  /** What the run says once past the fault (the rows a program gets through). */
+  then?: RegExp;
 }
 
 const GAVE_UP = /Gave up waiting|deadline|did not finish within/i;
-const PROGRAMS: ProcessProgram[] = ["preflight", "submit-job", "wait-for-job", "set-traffic apply", "set-traffic release", "upload-blobs"];
-/** PUTs a healthy run sends: one job, one traffic update, one blob. */
-const HEALTHY_PUTS: Record<ProcessProgram, number> = { preflight: 0, "submit-job": 1, "wait-for-job": 0, "set-traffic apply": 1, "set-traffic release": 1, "upload-blobs": 1 };
+const PROGRAMS = Object.keys(PROCESS_FILE) as ProcessProgram[];
+/** PUTs a healthy run sends: one job, one traffic update, one blob, the smoke's roll-back (its smoke through the endpoint fails). */
+const HEALTHY_PUTS: Record<ProcessProgram, number> = {
+  preflight: 0,
+  "preflight storage-reach": 0,
+  "submit-job": 1,
+  "wait-for-job": 0,
+  "set-traffic apply": 1,
+  "set-traffic release": 1,
+  "upload-blobs": 1,
+  "deployment-capacity": 0,
+  "quality-gate": 0,
+  "smoke-test deployment": 0,
+  "smoke-test endpoint": 1,
+};
+/** Exit code of a run that gets past the fault: 0, but the smoke through the endpoint fails by design (rolled back, exit 1). */
+const HEALTHY_CODE = (p: ProcessProgram) => (p === "smoke-test endpoint" ? 1 : 0);
+/** What a healthy run says last (the smoke's roll-back, the gate's verdict, ...), on top of the fault's own message. */
+const HEALTHY_MESSAGE: Partial<Record<ProcessProgram, RegExp>> = {
+  "preflight storage-reach": /PASS\s+Storage account reachable for uploads/,
+  "deployment-capacity": /runs 3 instance\(s\) now/,
+  "quality-gate": /eval_loss 0\.9 <= training\.gate\.maxEvalLoss 2: passed/,
+  "smoke-test deployment": /1 prompt\(s\) passed/,
+  "smoke-test endpoint": /template token <\|assistant\|>[\s\S]*is back on green-0a0b0c0d=100/,
+};
 const SHORT = 2;
 const LONG = 40;
 const isPut = (p: ProcessProgram) => p === "upload-blobs";
@@ -449,11 +536,11 @@ const FAULTS: Record<Fault, { answers: FakeResponse[]; persistent?: boolean; row
   "first request hangs": { answers: [hang], row: (p) => ({ deadline: SHORT, code: 3, message: GAVE_UP, puts: isPut(p) ? 1 : 0 }) },
   "first answer dropped mid-body": {
     answers: [{ status: 200, body: { padding: "x".repeat(4096) }, drop: true }],
-    row: (p) => ({ deadline: LONG, code: 0, message: /connection dropped while reading the answer/, puts: HEALTHY_PUTS[p] + (isPut(p) ? 1 : 0) }),
+    row: (p) => ({ deadline: LONG, code: HEALTHY_CODE(p), message: /connection dropped while reading the answer/, puts: HEALTHY_PUTS[p] + (isPut(p) ? 1 : 0), then: HEALTHY_MESSAGE[p] }),
   },
   "429 with Retry-After": {
     answers: [{ status: 429, headers: { "retry-after": "1" }, body: { error: { code: "TooManyRequests", message: "slow down" } } }],
-    row: (p) => ({ deadline: LONG, code: 0, message: /HTTP 429; retry 1\/\d+ in 1000 ms/, puts: HEALTHY_PUTS[p] + (isPut(p) ? 1 : 0) }),
+    row: (p) => ({ deadline: LONG, code: HEALTHY_CODE(p), message: /HTTP 429; retry 1\/\d+ in 1000 ms/, puts: HEALTHY_PUTS[p] + (isPut(p) ? 1 : 0), then: HEALTHY_MESSAGE[p] }),
   },
   "persistent 5xx": {
     answers: [{ status: 500, body: { error: { code: "InternalServerError", message: "try later" } } }],
@@ -465,12 +552,14 @@ const FAULTS: Record<Fault, { answers: FakeResponse[]; persistent?: boolean; row
     row: (p) =>
       p === "upload-blobs"
         ? { deadline: LONG, code: 4, message: /HTTP 400/, puts: 1 }
+        : p === "preflight storage-reach"
+          ? { deadline: LONG, code: 1, message: /answered HTTP 400[\s\S]*nothing was uploaded|nothing was uploaded[\s\S]*answered HTTP 400/, puts: 0 }
         : p === "preflight"
           ? { deadline: LONG, code: 1, message: /not JSON/, puts: 0 }
           : { deadline: LONG, code: 4, message: /not JSON/, puts: 0 },
   },
 };
-// Put Blob answers nothing on success; its malformed answer is an error whose body is cut off.
+// Put Blob and Get Container Properties answer nothing on success; their malformed answer is an error whose body is cut off.
 const MALFORMED_UPLOAD: FakeResponse = { status: 400, body: '<?xml version="1.0"?><Error><Code>InvalidHea' };
 
 const PROCESS_ROWS: ProcessRow[] = PROGRAMS.flatMap((program) => (Object.keys(FAULTS) as Fault[]).map((fault) => ({ program, fault, ...FAULTS[fault].row(program) })));
@@ -505,7 +594,7 @@ async function runProcessRowNow(row: ProcessRow) {
   const entra = await startFakeEntra({ clientSecret: PROCESS_SECRET });
   try {
     const spec = FAULTS[row.fault];
-    const answers = row.fault === "malformed JSON" && row.program === "upload-blobs" ? [MALFORMED_UPLOAD] : spec.answers;
+    const answers = row.fault === "malformed JSON" && (row.program === "upload-blobs" || row.program === "preflight storage-reach") ? [MALFORMED_UPLOAD] : spec.answers;
     processRoutes(row.program, fake, answers, spec.persistent ?? false);
     if (row.fault === "token endpoint hangs") entra.hang = true;
     const [file, args] = PROCESS_FILE[row.program];
@@ -518,7 +607,7 @@ async function runProcessRowNow(row: ProcessRow) {
       AZURE_AUTHORITY_HOST: entra.authorityHost,
     });
     const puts = fake.requests.filter((q) => q.method === "PUT").length;
-    const secrets = [PROCESS_SECRET, ...entra.issued.map((t) => t.token)];
+    const secrets = [PROCESS_SECRET, KEY, ...entra.issued.map((t) => t.token)];
     return { ...r, puts, secrets, firstCallAt: entra.firstRequestAt ?? r.startedAt };
   } finally {
     await fake.close();
@@ -542,6 +631,7 @@ describe("the fault table", () => {
       expect(r.killed, `still running after 60 s:\n${output}`).toBe(false);
       expect(r.code, output).toBe(row.code);
       expect(output).toMatch(row.message);
+      if (row.then) expect(output).toMatch(row.then);
       expect(r.exitedAt - r.firstCallAt, output).toBeLessThan(row.deadline * 1000 + SLACK_MS);
       if (typeof row.puts === "number") expect(r.puts, output).toBe(row.puts);
       else {

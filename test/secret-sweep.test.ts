@@ -24,9 +24,10 @@ import { recordedState, unwrapSecrets } from "../lib/mock-runtime";
 import { preflightInput } from "../lib/preflight-input";
 import { containsSecret, secretForms } from "../lib/secrets";
 import { readStackConfig } from "../lib/stack-config";
+import { trafficRecordLine } from "../lib/traffic-record";
 import { startFakeArm, type FakeArm } from "./helpers/fake-arm";
 import { startFakeEntra, type FakeEntra } from "./helpers/fake-entra";
-import { echoHeaders, echoText, encodings, SWEEP_SECRETS } from "./helpers/secret-sweep";
+import { echoHeaders, echoText, encodings, LISTED_ENDPOINT_KEY, SWEEP_SECRETS } from "./helpers/secret-sweep";
 import { spawnProgram, type ProgramExit } from "./helpers/spawn-program";
 import { ROOT, runStack } from "./helpers/stack";
 
@@ -36,24 +37,58 @@ const WS = { subscriptionId: SUB, resourceGroup: "rg-1", workspace: "ws-1" };
 const UPLOAD_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-sweep-upload-"));
 fs.writeFileSync(path.join(UPLOAD_DIR, "a.jsonl"), '{"messages": []}\n');
 
-type Program = "preflight" | "submit-job" | "wait-for-job" | "set-traffic apply" | "set-traffic release" | "upload-blobs" | "doctor";
+type Program =
+  | "preflight"
+  | "preflight storage-reach"
+  | "submit-job"
+  | "wait-for-job"
+  | "set-traffic apply"
+  | "set-traffic release"
+  | "upload-blobs"
+  | "deployment-capacity"
+  | "quality-gate"
+  | "smoke-test deployment"
+  | "smoke-test endpoint"
+  | "doctor";
 const PROGRAMS: Record<Program, [string, string[]]> = {
   preflight: ["jobs/preflight.ts", []],
+  "preflight storage-reach": ["jobs/preflight.ts", []],
   "submit-job": ["jobs/submit-job.ts", []],
   "wait-for-job": ["jobs/wait-for-job.ts", []],
   "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
   "set-traffic release": ["jobs/set-traffic.ts", ["release"]],
   "upload-blobs": ["jobs/upload-blobs.ts", []],
+  "deployment-capacity": ["jobs/deployment-capacity.ts", []],
+  "quality-gate": ["jobs/quality-gate.ts", []],
+  "smoke-test deployment": ["jobs/smoke-test.ts", ["deployment"]],
+  "smoke-test endpoint": ["jobs/smoke-test.ts", ["endpoint"]],
   doctor: ["cli/doctor.ts", ["--stack", "bluegreen", "--subscription", SUB]],
 };
 
 /** Where the echo comes from. */
-type Echo = "token service (client secret)" | "token service (GitHub OIDC assertion)" | "Azure, an error" | "Azure, a 200 that is not JSON";
+type Echo = "token service (client secret)" | "token service (GitHub OIDC assertion)" | "Azure, an error" | "Azure, a 200 that is not JSON" | "scoring endpoint (the key from listKeys)";
 const ECHOES: Echo[] = ["token service (client secret)", "token service (GitHub OIDC assertion)", "Azure, an error", "Azure, a 200 that is not JSON"];
+/** The smoke tests also meet a scoring endpoint that echoes the key they read with listKeys (and, through the endpoint, a roll-back whose ARM errors echo it). */
+const SMOKES: Program[] = ["smoke-test deployment", "smoke-test endpoint"];
+/** The key listKeys hands the smoke: in no environment, so only the program's own registration masks it. */
+const LISTED_KEY = LISTED_ENDPOINT_KEY;
+const EP = "phi3ft-abc123";
+const EP_PATH = `/subscriptions/${SUB}/resourceGroups/${WS.resourceGroup}/providers/Microsoft.MachineLearningServices/workspaces/${WS.workspace}/onlineEndpoints/${EP}`;
 
 function programEnv(program: Program, arm: FakeArm): Record<string, string> {
   const ws = { AZURE_SUBSCRIPTION_ID: SUB, AZURE_RESOURCE_GROUP: WS.resourceGroup, AZUREML_WORKSPACE: WS.workspace, ARM_ENDPOINT: arm.baseUrl };
-  const deadlines = { WAIT_DEADLINE_SECONDS: "20", TRAFFIC_DEADLINE_SECONDS: "20", PREFLIGHT_DEADLINE_SECONDS: "20", UPLOAD_DEADLINE_SECONDS: "20", WAIT_POLL_SECONDS: "1", TRAFFIC_POLL_SECONDS: "1" };
+  const deadlines = {
+    WAIT_DEADLINE_SECONDS: "20",
+    TRAFFIC_DEADLINE_SECONDS: "20",
+    PREFLIGHT_DEADLINE_SECONDS: "20",
+    UPLOAD_DEADLINE_SECONDS: "20",
+    CAPACITY_DEADLINE_SECONDS: "20",
+    GATE_DEADLINE_SECONDS: "20",
+    SMOKE_DEADLINE_SECONDS: "20",
+    WAIT_POLL_SECONDS: "1",
+    TRAFFIC_POLL_SECONDS: "1",
+  };
+  const smoke = { ...ws, ...deadlines, AZUREML_ENDPOINT: EP, SMOKE_PROMPTS: JSON.stringify(["Say hello."]), SMOKE_MAX_SECONDS: "10" };
   switch (program) {
     case "submit-job":
       return { ...ws, ...deadlines, AZUREML_JOB_NAME: "phi3ft-ft-0123456789abcdef", AZUREML_JOB_BODY: JSON.stringify({ properties: { jobType: "Command", command: "python x.py" } }) };
@@ -67,8 +102,18 @@ function programEnv(program: Program, arm: FakeArm): Record<string, string> {
       const cfg = parseConfig(rawProjectConfig(readStackConfig(ROOT, "bluegreen").config)).config;
       return { ...deadlines, AZURE_SUBSCRIPTION_ID: SUB, PULUMI_STACK: "bluegreen", PREFLIGHT_INPUT: JSON.stringify(preflightInput(cfg)), ARM_ENDPOINT: arm.baseUrl };
     }
+    case "preflight storage-reach":
+      return { ...deadlines, PREFLIGHT_STORAGE_URL: `${arm.baseUrl}/stx/c` };
     case "upload-blobs":
       return { ...deadlines, BLOB_CONTAINER_URL: `${arm.baseUrl}/stx/c`, UPLOADS: JSON.stringify([{ file: path.join(UPLOAD_DIR, "a.jsonl"), blob: "LocalUpload/0a/a.jsonl" }]) };
+    case "deployment-capacity":
+      return { ...ws, ...deadlines, AZUREML_ENDPOINT: EP, AZUREML_DEPLOYMENT: "blue-1", CAPACITY_FALLBACK: "1" };
+    case "quality-gate":
+      return { ...ws, ...deadlines, AZUREML_JOB_NAME: "phi3ft-ft-0123456789abcdef", MLFLOW_TRACKING_URI: `${arm.baseUrl}/mlflow/v1.0${EP_PATH.split("/onlineEndpoints/")[0]}`, GATE_MAX_EVAL_LOSS: "2" };
+    case "smoke-test deployment":
+      return { ...smoke, SMOKE_DEPLOYMENT: "blue-1" };
+    case "smoke-test endpoint":
+      return { ...smoke, TRAFFIC_LOG: trafficRecordLine({ endpoint: EP, traffic: { "green-0": 100 }, mirrorTraffic: {} }) };
     case "doctor":
       return { ARM_ENDPOINT: arm.baseUrl };
   }
@@ -91,9 +136,36 @@ function credentialEnv(echo: Echo, entra: FakeEntra): Record<string, string> {
 }
 
 /** Secrets a run knows: those in its environment, and the tokens it was handed (the ones the servers echo). */
-function knownSecrets(env: Record<string, string>, entra: FakeEntra): string[] {
+function knownSecrets(env: Record<string, string>, entra: FakeEntra, listed: string[] = []): string[] {
   const fromEnv = Object.entries(SWEEP_SECRETS).filter(([k]) => env[k] !== undefined).map(([, v]) => v);
-  return [...fromEnv, ...entra.issued.map((t) => t.token), ...entra.githubTokens];
+  return [...fromEnv, ...listed, ...entra.issued.map((t) => t.token), ...entra.githubTokens];
+}
+
+/**
+ * A healthy endpoint whose listKeys hands out {@link LISTED_KEY}, and a scoring URI that echoes
+ * the key it was sent (and every other secret) in every encoding, in its body (across the
+ * 300-character cut of a quoted body) and headers: a 401 to one deployment, a 200 that is not JSON
+ * through the endpoint. Through the endpoint the smoke fails and the roll-back's ARM calls are
+ * answered with errors that echo the bearer token and the key.
+ */
+function routeEchoingScoring(program: Program, arm: FakeArm, fromEnv: string[]): void {
+  const bearerOf = (req: { headers: Record<string, string> }) => (req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
+  const armError = (req: { headers: Record<string, string> }) => {
+    const all = [bearerOf(req), LISTED_KEY, ...fromEnv];
+    return { status: 400, headers: echoHeaders(all), body: { error: { code: "BadRequest", message: `rejected ${echoText(all)}` } } };
+  };
+  for (const method of ["GET", "PUT", "POST", "PATCH", "DELETE"]) arm.route(method, /./, armError);
+  arm.route("GET", EP_PATH, (_r, fk) => ({ body: { name: EP, properties: { authMode: "Key", traffic: { "blue-1": 100 }, mirrorTraffic: {}, provisioningState: "Succeeded", scoringUri: `${fk.baseUrl}/score` } } }));
+  arm.route("POST", `${EP_PATH}/listKeys`, { body: { primaryKey: LISTED_KEY, secondaryKey: `${LISTED_KEY}-secondary` } });
+  arm.route("POST", "/score", (req) => {
+    const all = [bearerOf(req), LISTED_KEY, ...fromEnv];
+    // The key starts 16 characters before the 300-character cut of the line that quotes the body
+    // (`HTTP 401: "{\"error\":\"xx…`: 25 characters before the x's).
+    const text = (xs: number) => `${"x".repeat(xs)}${LISTED_KEY} ${echoText(all)} ${req.headers.authorization}`;
+    return program === "smoke-test deployment"
+      ? { status: 401, headers: echoHeaders(all), body: `{"error":"${text(284 - 25)}"}` }
+      : { status: 200, headers: { ...echoHeaders(all), "content-type": "text/html" }, body: `<html>${text(284 - 6)}</html>` };
+  });
 }
 
 /** At most this many programs at once (each is a Node process loading the Azure SDK). */
@@ -120,7 +192,9 @@ async function sweep(program: Program, echo: Echo): Promise<{ r: ProgramExit; se
   try {
     const env = { ...programEnv(program, arm), ...credentialEnv(echo, entra) };
     const fromEnv = Object.values(SWEEP_SECRETS).filter((v) => Object.values(env).includes(v));
-    if (echo.startsWith("token service")) {
+    if (echo === "scoring endpoint (the key from listKeys)") {
+      routeEchoingScoring(program, arm, fromEnv);
+    } else if (echo.startsWith("token service")) {
       entra.refuse = (req) => {
         const form = new URLSearchParams(req.body);
         const sent = [form.get("client_secret"), form.get("client_assertion")].filter((v): v is string => !!v);
@@ -132,8 +206,9 @@ async function sweep(program: Program, echo: Echo): Promise<{ r: ProgramExit; se
         const bearer = (req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
         const all = [bearer, ...fromEnv];
         if (echo === "Azure, an error") {
-          const body = program === "upload-blobs" ? `<?xml version="1.0"?><Error><Code>${echoText(all)}</Code><Message>${echoText(all)}</Message></Error>` : { error: { code: "BadRequest", message: `rejected ${echoText(all)}` } };
-          return { status: program === "upload-blobs" ? 403 : 400, headers: echoHeaders(all), body };
+          const blob = program === "upload-blobs" || program === "preflight storage-reach";
+          const body = blob ? `<?xml version="1.0"?><Error><Code>${echoText(all)}</Code><Message>${echoText(all)}</Message></Error>` : { error: { code: "BadRequest", message: `rejected ${echoText(all)}` } };
+          return { status: blob ? 403 : 400, headers: echoHeaders(all), body };
         }
         return { status: 200, headers: { ...echoHeaders(all), "content-type": "text/html" }, body: `<html>${echoText(all)}</html>` };
       };
@@ -142,7 +217,7 @@ async function sweep(program: Program, echo: Echo): Promise<{ r: ProgramExit; se
     const [file, args] = PROGRAMS[program];
     const r = await slot(() => spawnProgram(file, args, env));
     printed.set(program, [...(printed.get(program) ?? []), r.stdout, r.stderr]);
-    return { r, secrets: knownSecrets(env, entra), env };
+    return { r, secrets: knownSecrets(env, entra, SMOKES.includes(program) ? [LISTED_KEY] : []), env };
   } finally {
     await arm.close();
     await entra.close();
@@ -155,18 +230,24 @@ describe("no secret in any output: every program against servers that echo every
   });
 
   describe.concurrent("programs", () => {
-    it.each((Object.keys(PROGRAMS) as Program[]).flatMap((p) => ECHOES.map((e) => [p, e] as const)))("%s, echoed by the %s", async (program, echo) => {
+    const runs = (Object.keys(PROGRAMS) as Program[]).flatMap((p) => [...ECHOES, ...(SMOKES.includes(p) ? (["scoring endpoint (the key from listKeys)"] as const) : [])].map((e) => [p, e] as const));
+    it.each(runs)("%s, echoed by the %s", async (program, echo) => {
       const { r, secrets } = await sweep(program, echo);
       const output = `${r.stdout}\n${r.stderr}`;
       expect(r.killed, output).toBe(false);
-      // It failed (nothing it was told was true; Put Blob reads nothing from a 2xx) and said so, in its own words.
-      if (program === "upload-blobs" && echo === "Azure, a 200 that is not JSON") expect(r.code, output).toBe(0);
+      // It failed (nothing it was told was true; Put Blob and Get Container Properties read nothing from a 2xx) and said so, in its own words.
+      if ((program === "upload-blobs" || program === "preflight storage-reach") && echo === "Azure, a 200 that is not JSON") expect(r.code, output).toBe(0);
       else expect(r.code, output).not.toBe(0);
       expect(output.trim()).not.toBe("");
       expect(secrets.length).toBeGreaterThanOrEqual(4);
       for (const s of secrets) {
         for (const [enc, form] of Object.entries(encodings(s))) expect(output.includes(form), `${enc} form of a secret in the output:\n${output}`).toBe(false);
         expect(containsSecret(output, s), `a secret in the output:\n${output}`).toBe(false);
+      }
+      // Mask first, then cut: not even most of the listed key survives next to a cut.
+      if (echo === "scoring endpoint (the key from listKeys)") {
+        expect(output).not.toContain(LISTED_KEY.slice(0, 12));
+        expect(output, "the smoke failed on the echoing answer").toMatch(program === "smoke-test deployment" ? /HTTP 401/ : /ROLL-BACK FAILED|no record/);
       }
     }, 180_000);
   });

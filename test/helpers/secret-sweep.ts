@@ -21,6 +21,9 @@ export const SWEEP_SECRETS = {
   ENDPOINT_KEY: 'sweep-ek+/=&%"\\é-0005',
 } as const;
 
+/** The key jobs/smoke-test.ts reads with listKeys in the sweep: in no environment, only the program's own registration masks it. */
+export const LISTED_ENDPOINT_KEY = 'sweep-listed+/=&%"\\ñ-0006';
+
 /** The five encodings a server, a proxy or a library may echo a secret in. */
 export type Encoding = "plain" | "base64" | "base64url" | "url" | "json";
 
@@ -57,6 +60,7 @@ export function echoHeaders(secrets: readonly string[]): Record<string, string> 
 /** Every secret the tests give the code under test. */
 export const TEST_SECRETS = [
   ...Object.values(SWEEP_SECRETS),
+  LISTED_ENDPOINT_KEY,
   "eyFAKE.secret-token-value.sig-0123456789", // test/helpers/fake-arm.ts fakeCredential
   "eyJ0eXAiOiJKV1QifQ.fault-table-token-7f3a9c.c2lnbmF0dXJl", // test/faults.test.ts TOKEN
   "chat-endpoint-key-5b2e8d4c1a9f0e7d6c3b", // test/faults.test.ts KEY
