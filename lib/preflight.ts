@@ -25,6 +25,7 @@ import { RETIRED_SIZES, REPLACEMENT_SIZES } from "../infra/vm-sizes";
 import {
   AML_API_VERSION,
   ArmError,
+  DeadlineError,
   isArmNotFound,
   DEFAULT_ARM_ENDPOINT,
   createArmClient,
@@ -131,6 +132,8 @@ export interface DoctorResult {
   subscription?: SubscriptionInfo;
   names?: AzureNames;
   quota?: QuotaNeed[];
+  /** A request gave up because the deadline passed (its check failed for that reason). */
+  deadlinePassed?: boolean;
 }
 
 const enc = encodeURIComponent;
@@ -767,7 +770,10 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
   const started = now();
   const deadlineAt = deps.deadlineAt ?? started + DOCTOR_DEADLINE_SECONDS * 1000;
   const result = await runChecks(options, { ...deps, now, deadlineAt });
-  if (now() < deadlineAt) return result;
+  // The deadline passed when a request said so, not only when the clock says so now: a request's
+  // timer may fire a little before Date.now() reaches the deadline (the event loop's cached time),
+  // and the run is then a deadline (exit 3) all the same.
+  if (now() < deadlineAt && !result.deadlinePassed) return result;
   const checks: Check[] = [
     ...result.checks,
     {
@@ -784,7 +790,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
 async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
   const env = deps.env ?? process.env;
   const log = deps.log ?? (() => undefined);
-  const client = createArmClient({
+  const arm = createArmClient({
     baseUrl: deps.baseUrl ?? DEFAULT_ARM_ENDPOINT,
     credential: deps.credential,
     httpClient: deps.httpClient,
@@ -798,13 +804,30 @@ async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<Doct
     userAgent: "phi3-finetune-doctor",
     onRetry: log,
   });
+  // Notes a request that gave up at the deadline; the checks turn every error into a FAIL row.
+  let deadlinePassed = false;
+  const noted = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((e: unknown) => {
+      if (e instanceof DeadlineError) deadlinePassed = true;
+      throw e;
+    });
+  const client: ArmClient = {
+    ...arm,
+    request: (method, path, body) => noted(arm.request(method, path, body)),
+    get: (path) => noted(arm.get(path)),
+    put: (path, body) => noted(arm.put(path, body)),
+    patch: (path, body) => noted(arm.patch(path, body)),
+    post: (path, body) => noted(arm.post(path, body)),
+    delete: (path) => noted(arm.delete(path)),
+    putBytes: (path, bytes, headers) => noted(arm.putBytes(path, bytes, headers)),
+  };
   const { config } = options;
   const location = config.location;
 
   const first = await checkCredentialAndSubscription(client, options.subscriptionId, env);
   const checks = [...first.checks];
   const subscription = first.subscription;
-  if (!subscription) return { checks, exitCode: exitCodeOf(checks) };
+  if (!subscription) return { checks, exitCode: exitCodeOf(checks), deadlinePassed };
   const sub = subscription.subscriptionId;
 
   let names: AzureNames | undefined;
@@ -839,7 +862,7 @@ async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<Doct
     ...nameChecks,
     ...(names ? await checkPinnedModels(client, sub, names, config) : []),
   );
-  return { checks, exitCode: exitCodeOf(checks), subscription, names, quota };
+  return { checks, exitCode: exitCodeOf(checks), subscription, names, quota, deadlinePassed };
 }
 
 // ---------------------------------------------------------------------------------------------
