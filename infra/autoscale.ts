@@ -20,7 +20,7 @@
 import { z } from "zod";
 import { int, num } from "./config-values";
 import type * as inputs from "@pulumi/azure-native/types/input";
-import { preflightInput, requiredQuota } from "../lib/preflight";
+import { preflightInput, requiredQuota } from "./quota";
 import type { StackConfig } from "./config";
 import { isGpuSize, RECORDED_VM_SIZES } from "./vm-sizes";
 

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COMMAND_SECRET_OUTPUTS } from "./shell";
 import * as local from "@pulumi/command/local";
-import { preflightInput } from "../lib/preflight-input";
+import { preflightInput } from "./quota";
 import { programCredentialEnv, StackConfig } from "./config";
 
 /** Arguments of {@link Preflight}. */

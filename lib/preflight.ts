@@ -57,178 +57,27 @@ export const REQUIRED_PROVIDERS = [
   "Microsoft.Network",
 ] as const;
 
-/**
- * VM families Azure ML does not reserve the extra 20% of cores for on managed online
- * deployments (shared/REFERENCE.md: "A100 v4 family exempt"). Compared case- and space-insensitively.
- */
-export const RESERVATION_EXEMPT_FAMILIES = ["standardNCADSA100v4Family"];
+// The report (rows, formatting, exit code): lib/preflight-report.ts. Re-exported for the checks' callers.
+export { exitCodeOf, formatReport, summarize, type Check, type CheckStatus } from "./preflight-report";
+import { exitCodeOf, type Check } from "./preflight-report";
 
-/** Fraction of extra cores Azure ML reserves for upgrades of managed online deployments. */
-export const ONLINE_RESERVATION = 0.2;
-
-export type CheckStatus = "PASS" | "WARN" | "FAIL";
-
-/** One row of the report. */
-export interface Check {
-  /** Stable machine id, e.g. `provider:Microsoft.Storage`, `quota:standardNCADSA100v4Family`. */
-  id: string;
-  /** Human name of the check. */
-  name: string;
-  status: CheckStatus;
-  detail: string;
-  /** What to do about it (non-pass checks). */
-  remedy?: string;
-}
-
-
-// ---------------------------------------------------------------------------------------------
-// Quota arithmetic (pure)
-// ---------------------------------------------------------------------------------------------
-
-/** A VM size as Azure ML's `locations/{location}/vmSizes` lists it. */
-export interface VmSize {
-  name: string;
-  family: string;
-  vCPUs: number;
-  gpus?: number;
-  memoryGB?: number;
-  lowPriorityCapable?: boolean;
-  supportedComputeTypes?: string[];
-}
-
-export { preflightInput, type PreflightInput, type QuotaInput } from "./preflight-input";
-import type { ClusterLike, PreflightInput, QuotaInput } from "./preflight-input";
-
-/** One consumer of quota. */
-export interface QuotaPart {
-  /** e.g. `training cluster a100-train`, `deployment blue`. */
-  role: string;
-  vmSize: string;
-  /** Nodes (clusters: maxNodes) or instances (deployments). */
-  count: number;
-  vCPUsEach: number;
-  /** Azure ML's 20% reservation applied (online deployments outside the exempt families). */
-  reserved: boolean;
-  /** vCPUs this part needs: count × vCPUsEach, or ceil(count × vCPUsEach × 1.2) when reserved. */
-  vCPUs: number;
-}
-
-/** What one quota bucket must hold. */
-export interface QuotaNeed {
-  /** VM family from the vmSizes answer, e.g. `standardNCADSA100v4Family`. */
-  family: string;
-  /** Dedicated (per-family quota) or LowPriority (the regional low-priority quota). */
-  priority: "Dedicated" | "LowPriority";
-  /** Total vCPUs needed. */
-  vCPUs: number;
-  parts: QuotaPart[];
-}
-
-const norm = (s: string) => s.toLowerCase().replace(/\s+/g, "");
-
-/** Whether Azure ML reserves the extra 20% for online deployments of this family. */
-export function reservesExtraCores(family: string): boolean {
-  return !RESERVATION_EXEMPT_FAMILIES.some((f) => norm(f) === norm(family));
-}
-
-/** The clusters and deployments of a config, with the config key naming each size. */
-export function sizeConsumers(config: QuotaInput): { kind: "cluster" | "deployment"; id: string; role: string; key: string; vmSize: string; count: number; priority: "Dedicated" | "LowPriority" }[] {
-  const out: ReturnType<typeof sizeConsumers> = [];
-  const cluster = (id: string, label: string, key: string, c: ClusterLike) =>
-    out.push({ kind: "cluster", id, role: `${label}${c.name ? ` ${c.name}` : ""}`, key, vmSize: c.vmSize, count: c.maxNodes, priority: c.vmPriority ?? "Dedicated" });
-  cluster("trainingCluster", "training cluster", "phi3-finetune:trainingCluster.vmSize", config.trainingCluster);
-  const prep = config.data?.source === "ultrachat" ? config.data.prepCluster : undefined;
-  if (prep) cluster("prepCluster", "prep cluster", "phi3-finetune:data.prepCluster.vmSize", prep);
-  if (config.imageBuildCluster) cluster("imageBuildCluster", "image-build cluster", "phi3-finetune:security.profile", config.imageBuildCluster);
-  config.serving.deployments.forEach((d, i) => {
-    out.push({
-      kind: "deployment",
-      id: `deployment:${d.name}`,
-      role: d.maxInstances === undefined ? `deployment ${d.name}` : `deployment ${d.name} (autoscale max)`,
-      key: `phi3-finetune:serving.deployments[${i}].instanceType`,
-      vmSize: d.instanceType,
-      count: d.maxInstances ?? d.instanceCount,
-      priority: "Dedicated",
-    });
-  });
-  return out;
-}
-
-/**
- * vCPU quota the stack needs per VM family (dedicated) and for low-priority clusters.
- * Training/prep clusters need vCPUs(size) × maxNodes; online deployments need
- * ceil(vCPUs(size) × instanceCount × 1.2) (an autoscaled one: × autoscale.maxInstances) (Azure ML reserves 20% for upgrades), except in the
- * A100 v4 family where it is vCPUs × instanceCount. Families come from `vmSizes`; sizes not in
- * that list are left out (the VM size check reports them). Sorted by priority, then family.
- */
-export function requiredQuota(config: QuotaInput, vmSizes: VmSize[]): QuotaNeed[] {
-  const bySize = new Map(vmSizes.map((s) => [s.name.toLowerCase(), s]));
-  const needs = new Map<string, QuotaNeed>();
-  for (const c of sizeConsumers(config)) {
-    const size = bySize.get(c.vmSize.toLowerCase());
-    if (!size || !Number.isFinite(size.vCPUs)) continue;
-    const reserved = c.kind === "deployment" && reservesExtraCores(size.family);
-    const vCPUs = reserved ? Math.ceil(size.vCPUs * c.count * (1 + ONLINE_RESERVATION) - 1e-9) : size.vCPUs * c.count;
-    const key = `${c.priority}|${norm(size.family)}`;
-    const need = needs.get(key) ?? { family: size.family, priority: c.priority, vCPUs: 0, parts: [] };
-    need.vCPUs += vCPUs;
-    need.parts.push({ role: c.role, vmSize: size.name, count: c.count, vCPUsEach: size.vCPUs, reserved, vCPUs });
-    needs.set(key, need);
-  }
-  return [...needs.values()].sort((a, b) => (a.priority === b.priority ? a.family.localeCompare(b.family) : a.priority === "Dedicated" ? -1 : 1));
-}
-
-/** One line explaining a need: `training cluster a100-train: 1 × 24 = 24; deployment blue: ceil(2 × 4 × 1.2) = 10`. */
-export function explainNeed(need: QuotaNeed): string {
-  return need.parts
-    .map((p) =>
-      p.reserved
-        ? `${p.role}: ceil(${p.count} × ${p.vCPUsEach} × 1.2) = ${p.vCPUs} (${p.vmSize}, incl. 20% reservation)`
-        : `${p.role}: ${p.count} × ${p.vCPUsEach} = ${p.vCPUs} (${p.vmSize})`,
-    )
-    .join("; ");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report formatting (pure)
-// ---------------------------------------------------------------------------------------------
-
-/** Counts of each status. */
-export function summarize(checks: Check[]): Record<CheckStatus, number> {
-  const s: Record<CheckStatus, number> = { PASS: 0, WARN: 0, FAIL: 0 };
-  for (const c of checks) s[c.status]++;
-  return s;
-}
-
-/** Exit code of a set of checks: 1 when any check failed, else 0 (warnings do not block). */
-export function exitCodeOf(checks: Check[]): 0 | 1 {
-  return checks.some((c) => c.status === "FAIL") ? 1 : 0;
-}
-
-/**
- * The report as text: a table (status, check, detail) with each non-pass check's remedy on
- * the line below it, then a summary line.
- */
-export function formatReport(checks: Check[]): string {
-  const nameWidth = Math.min(48, Math.max(5, ...checks.map((c) => c.name.length)));
-  const pad = (s: string, n: number) => (s.length >= n ? s : s + " ".repeat(n - s.length));
-  const lines: string[] = [];
-  lines.push(`${pad("STATUS", 6)}  ${pad("CHECK", nameWidth)}  DETAIL`);
-  lines.push(`${"-".repeat(6)}  ${"-".repeat(nameWidth)}  ${"-".repeat(40)}`);
-  const indent = " ".repeat(6 + 2 + nameWidth + 2);
-  for (const c of checks) {
-    const name = c.name.length > nameWidth ? c.name : pad(c.name, nameWidth);
-    lines.push(`${pad(c.status, 6)}  ${name}  ${c.detail}`);
-    if (c.status !== "PASS" && c.remedy) lines.push(`${indent}remedy: ${c.remedy}`);
-  }
-  const s = summarize(checks);
-  lines.push("");
-  lines.push(
-    `${s.PASS} passed, ${s.WARN} warning${s.WARN === 1 ? "" : "s"}, ${s.FAIL} failed` +
-      (s.FAIL > 0 ? " - fix the failures before `pulumi up`." : s.WARN > 0 ? " - warnings do not block." : " - ready to deploy."),
-  );
-  return lines.join("\n");
-}
+// Quota arithmetic: infra/quota.ts (pure; the Pulumi program uses it too). Re-exported for the checks' callers.
+export {
+  explainNeed,
+  ONLINE_RESERVATION,
+  preflightInput,
+  requiredQuota,
+  RESERVATION_EXEMPT_FAMILIES,
+  reservesExtraCores,
+  sizeConsumers,
+  type ClusterLike,
+  type PreflightInput,
+  type QuotaInput,
+  type QuotaNeed,
+  type QuotaPart,
+  type VmSize,
+} from "../infra/quota";
+import { explainNeed, normFamily as norm, requiredQuota, sizeConsumers, type PreflightInput, type QuotaNeed, type VmSize } from "../infra/quota";
 
 // ---------------------------------------------------------------------------------------------
 // The checks (ARM REST)
@@ -282,6 +131,8 @@ export interface DoctorResult {
   subscription?: SubscriptionInfo;
   names?: AzureNames;
   quota?: QuotaNeed[];
+  /** A request gave up because the deadline passed (its check failed for that reason). */
+  deadlinePassed?: boolean;
 }
 
 const enc = encodeURIComponent;
@@ -918,7 +769,10 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
   const started = now();
   const deadlineAt = deps.deadlineAt ?? started + DOCTOR_DEADLINE_SECONDS * 1000;
   const result = await runChecks(options, { ...deps, now, deadlineAt });
-  if (now() < deadlineAt) return result;
+  // The deadline passed when a request said so, not only when the clock says so now: a request's
+  // timer may fire a little before Date.now() reaches the deadline (the event loop's cached time),
+  // and the run is then a deadline (exit 3) all the same.
+  if (now() < deadlineAt && !result.deadlinePassed) return result;
   const checks: Check[] = [
     ...result.checks,
     {
@@ -935,7 +789,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
 async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorResult> {
   const env = deps.env ?? process.env;
   const log = deps.log ?? (() => undefined);
-  const client = createArmClient({
+  const arm = createArmClient({
     baseUrl: deps.baseUrl ?? DEFAULT_ARM_ENDPOINT,
     credential: deps.credential,
     httpClient: deps.httpClient,
@@ -949,13 +803,30 @@ async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<Doct
     userAgent: "phi3-finetune-doctor",
     onRetry: log,
   });
+  // Notes a request that gave up at the deadline; the checks turn every error into a FAIL row.
+  let deadlinePassed = false;
+  const noted = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((e: unknown) => {
+      if (e instanceof DeadlineError) deadlinePassed = true;
+      throw e;
+    });
+  const client: ArmClient = {
+    ...arm,
+    request: (method, path, body) => noted(arm.request(method, path, body)),
+    get: (path) => noted(arm.get(path)),
+    put: (path, body) => noted(arm.put(path, body)),
+    patch: (path, body) => noted(arm.patch(path, body)),
+    post: (path, body) => noted(arm.post(path, body)),
+    delete: (path) => noted(arm.delete(path)),
+    putBytes: (path, bytes, headers) => noted(arm.putBytes(path, bytes, headers)),
+  };
   const { config } = options;
   const location = config.location;
 
   const first = await checkCredentialAndSubscription(client, options.subscriptionId, env);
   const checks = [...first.checks];
   const subscription = first.subscription;
-  if (!subscription) return { checks, exitCode: exitCodeOf(checks) };
+  if (!subscription) return { checks, exitCode: exitCodeOf(checks), deadlinePassed };
   const sub = subscription.subscriptionId;
 
   let names: AzureNames | undefined;
@@ -990,7 +861,7 @@ async function runChecks(options: DoctorOptions, deps: DoctorDeps): Promise<Doct
     ...nameChecks,
     ...(names ? await checkPinnedModels(client, sub, names, config) : []),
   );
-  return { checks, exitCode: exitCodeOf(checks), subscription, names, quota };
+  return { checks, exitCode: exitCodeOf(checks), subscription, names, quota, deadlinePassed };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import { runSetTrafficFromEnv } from "../jobs/set-traffic";
 import { runSubmitJobFromEnv } from "../jobs/submit-job";
 import { runWaitForJobFromEnv } from "../jobs/wait-for-job";
 import { workspacePath, type ScriptDeps } from "../lib/arm";
-import { preflightInput } from "../lib/preflight-input";
+import { preflightInput } from "../lib/preflight";
 import { containsSecret } from "../lib/secrets";
 import { trafficRecordLine } from "../lib/traffic-record";
 import { readStackConfig } from "../lib/stack-config";

@@ -21,7 +21,7 @@ import { describe, expect, it } from "vitest";
 import { parseConfig, rawProjectConfig } from "../infra/config";
 import { COMMAND_SECRET_OUTPUTS } from "../infra/shell";
 import { recordedState, unwrapSecrets } from "../lib/mock-runtime";
-import { preflightInput } from "../lib/preflight-input";
+import { preflightInput } from "../lib/preflight";
 import { containsSecret, secretForms } from "../lib/secrets";
 import { readStackConfig } from "../lib/stack-config";
 import { trafficRecordLine } from "../lib/traffic-record";

@@ -25,6 +25,7 @@
  */
 import * as fs from "fs";
 import { formatMoney, hourlyPriceOf, loadPriceTable } from "../../infra/cost";
+import { requiredQuota } from "../../infra/quota";
 import { isGpuSize, recordedVmSize } from "../../infra/vm-sizes";
 
 /** A resource as the plan records it (inputs with secrets as `[secret:<digest>]`). */
@@ -112,14 +113,14 @@ const WEIGHT_ORDER: Weight[] = ["money", "traffic", "other", "housekeeping"];
 export const OVERLAP_HOURS = { gpu: 0.5, cpu: 0.25 };
 
 /**
- * Azure ML holds 20% extra vCPU quota for an online deployment (for upgrades), except in the
- * A100 v4 family: the rule lib/preflight.ts `requiredQuota` applies (kept in step with it).
+ * The vCPU quota a deployment of `instances` holds, with Azure ML's 20% reservation for online
+ * deployments where the family has it: the preflight's own arithmetic (infra/quota.ts).
  */
 function deploymentVCpus(vmSize: string, instances: number): { family: string; vCPUs: number } | undefined {
   const size = recordedVmSize(vmSize);
   if (!size) return undefined;
-  const exempt = size.family.toLowerCase() === "standardncadsa100v4family";
-  return { family: size.family, vCPUs: exempt ? size.vCPUs * instances : Math.ceil(size.vCPUs * instances * 1.2 - 1e-9) };
+  const [need] = requiredQuota({ trainingCluster: { vmSize: size.name, maxNodes: 0 }, serving: { deployments: [{ name: "d", instanceType: size.name, instanceCount: instances }] } }, [size]);
+  return { family: size.family, vCPUs: need?.vCPUs ?? 0 };
 }
 
 /**
