@@ -273,6 +273,16 @@ export interface RunOptions {
   deadline?: ProcessDeadline;
 }
 
+/** Calls `done` once everything written so far to stdout and stderr has been handed to the OS. */
+function afterFlush(done: () => void): void {
+  let left = 2;
+  const one = () => {
+    if (--left === 0) done();
+  };
+  process.stdout.write("", one);
+  process.stderr.write("", one);
+}
+
 /**
  * Runs a command's `main` as the process entry point:
  *
@@ -301,8 +311,11 @@ export function runAsMain(name: string, main: () => Promise<number>, exit: "set"
     }
   }
   const finish = (code: number) => {
-    if (exit === "exit") process.exit(code);
     process.exitCode = code;
+    // "exit": end as soon as stdout and stderr are flushed. A bare process.exit() drops what a pipe
+    // has not taken yet (Node 22 cut `npm run plan | ...` short by its last lines); an empty write's
+    // callback runs once everything written before it is out.
+    if (exit === "exit") return afterFlush(() => process.exit(code));
     setTimeout(() => process.exit(code), EXIT_DRAIN_MS).unref();
   };
   main().then(finish, (e: unknown) => {

@@ -335,3 +335,24 @@ describe("one exit-code table: lib/cli.ts EXIT = docs/commands.md, and each comm
     expect(chatRun.code).toBe(EXIT.USAGE);
   });
 });
+
+describe("runAsMain: every line reaches a reader on a pipe before the process ends", () => {
+  // npm run plan | ... lost its last lines under Node 22 when the process exited at once.
+  it.each([
+    ["exit", "0"],
+    ["exit", "1"],
+    ["set", "0"],
+  ])("mode %s, exit code %s: 20000 lines, all of them, then the code", (mode, code) => {
+    const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), ["test/fixtures/programs/loud.ts"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 120_000,
+      env: { ...process.env, LOUD_LINES: "20000", LOUD_MODE: mode, LOUD_CODE: code },
+    });
+    const lines = r.stdout.split("\n").filter(Boolean);
+    expect(lines).toHaveLength(20000);
+    expect(lines[19999]).toMatch(/^line 20000 x+$/);
+    expect(r.status).toBe(Number(code));
+  });
+});
