@@ -28,12 +28,18 @@ export const TEST_REPEAT_COMMAND: CommandSpec = {
   },
 };
 
-/** The busy loop of `--load`: one process, one core, until it is killed. */
-export const LOAD_SCRIPT = "/* phi3-test-repeat-load */ let x = 0; for (;;) { x = (x * 1103515245 + 12345) % 2147483647; }";
+/**
+ * The busy loop of `--load`: one process, one core, until it is killed. Its command line names
+ * the process that started it (`phi3-test-repeat-load <pid>`), so a run of the suite under an
+ * outer `test:repeat --load` tells its own companion from the outer one.
+ */
+export function loadScript(ownerPid: number = process.pid): string {
+  return `/* phi3-test-repeat-load ${ownerPid} */ let x = 0; for (;;) { x = (x * 1103515245 + 12345) % 2147483647; }`;
+}
 
 /** Starts the CPU-heavy companion process (killed by the caller). */
 export function startLoad(): ChildProcess {
-  return spawn(process.execPath, ["-e", LOAD_SCRIPT], { stdio: "ignore" });
+  return spawn(process.execPath, ["-e", loadScript()], { stdio: "ignore" });
 }
 
 function runOnce(command: string, log: string): Promise<number> {

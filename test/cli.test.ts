@@ -282,10 +282,10 @@ describe("test:repeat: the loop that proves the suite is green every time", () =
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-repeat-"));
     const seen = path.join(dir, "seen");
     // The run sees the companion by its command line; afterwards it is gone.
-    const r = await run(["--runs", "1", "--load", "--command", `pgrep -f -c -- "phi3-test-repeat-loa[d]" > ${seen}`]);
+    const r = await run(["--runs", "1", "--load", "--command", `pgrep -f -c -- "phi3-test-repeat-loa[d] ${process.pid} " > ${seen}`]);
     expect(r.code, r.text).toBe(0);
     expect(Number(fs.readFileSync(seen, "utf8"))).toBeGreaterThanOrEqual(1);
-    const after = spawnSync("pgrep", ["-f", "--", "phi3-test-repeat-loa[d]"], { encoding: "utf8" });
+    const after = spawnSync("pgrep", ["-f", "--", `phi3-test-repeat-loa[d] ${process.pid} `], { encoding: "utf8" });
     expect(after.stdout.trim()).toBe("");
   });
 
