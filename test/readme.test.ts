@@ -73,11 +73,17 @@ describe("README", () => {
     expect(left).toEqual(["npm ci && npm run plan    # what `pulumi up` would do for the dev stack: blockers, costs, every resource", "npm test                  # what CI runs: the Python environments, vitest, the Python tests"]);
   });
 
-  it.each(bashBlocks(README).map((b, i) => [i, b] as const))("block %i runs as written", (_i, block) => {
+  it.each(bashBlocks(README).map((b, i) => [i, b] as const))("block %i runs as written", async (_i, block) => {
     const model = path.join(ROOT, "out", "model");
     fs.rmSync(model, { recursive: true, force: true });
+    // As written, except the local server's port: a free one instead of 5001, so that another
+    // serve:local on this machine (or another run of the suite) is never the one answering.
+    const port = await freePort();
+    const script = scriptOf(block)
+      .replace(/127\.0\.0\.1([:/])5001\b/g, `127.0.0.1$1${port}`)
+      .replace(/npm run serve:local -- /g, `npm run serve:local -- --port ${port} `);
     try {
-      const r = spawnSync("bash", ["-c", scriptOf(block)], { cwd: ROOT, encoding: "utf8", timeout: 900_000, env: { ...process.env, FORCE_COLOR: "0" } });
+      const r = spawnSync("bash", ["-c", script], { cwd: ROOT, encoding: "utf8", timeout: 900_000, env: { ...process.env, FORCE_COLOR: "0" } });
       expect(r.status, `${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`).toBe(0);
       if (/npm run plan/.test(block)) expect(r.stdout).toMatch(/^BLOCKED: `pulumi up` stops in its first minute/m);
       if (/npm run chat/.test(block)) expect(r.stdout.trim().length).toBeGreaterThan(0);
@@ -86,6 +92,16 @@ describe("README", () => {
     }
   }, 900_000);
 });
+
+/** A port nothing listens on now (the OS's pick on 127.0.0.1). */
+async function freePort(): Promise<number> {
+  const net = await import("node:net");
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 describe("docs/layout.md lists every source file", () => {
   const table = fs.readFileSync(path.join(ROOT, "docs/layout.md"), "utf8");
