@@ -131,21 +131,6 @@ export function trainingMemoryIssue(
   seqLength: number,
   loraRank = 16,
 ): { certain: boolean; message: string } | undefined {
-  const message = trainingMemoryProblem(vmSize, method, precision, batch, seqLength, loraRank);
-  if (message === undefined) return undefined;
-  const certain = estimateTrainingMemory(method, precision, batch, seqLength, loraRank).weightsAndOptimizerGB > GPU_MEMORY_GB[vmSize];
-  return { certain, message };
-}
-
-/** The message of {@link trainingMemoryIssue} (undefined when it fits). */
-export function trainingMemoryProblem(
-  vmSize: string,
-  method: TrainingMethod,
-  precision: TrainingPrecision,
-  batch: number,
-  seqLength: number,
-  loraRank = 16,
-): string | undefined {
   const capacity = GPU_MEMORY_GB[vmSize];
   if (capacity === undefined) return undefined;
   const chosen = estimateTrainingMemory(method, precision, batch, seqLength, loraRank);
@@ -154,9 +139,9 @@ export function trainingMemoryProblem(
     .map((k) => k.split("/") as [TrainingMethod, TrainingPrecision])
     .filter(([m, p]) => estimateTrainingMemory(m, p, batch, seqLength, loraRank).totalGB <= capacity)
     .map(([m, p]) => (m === "lora" ? "training.method lora" : `training.precision ${p}`));
-  return (
+  const message =
     `training.method ${method} with training.precision ${precision} needs ${chosen.arithmetic} per GPU, ` +
     `more than the ${capacity} GB of one ${vmSize} GPU; ` +
-    (options.length ? `${options.join(" or ")} fits, or lower hyperparameters.perDeviceBatchSize / maxSeqLength` : "lower hyperparameters.perDeviceBatchSize / maxSeqLength, or pick a larger GPU")
-  );
+    (options.length ? `${options.join(" or ")} fits, or lower hyperparameters.perDeviceBatchSize / maxSeqLength` : "lower hyperparameters.perDeviceBatchSize / maxSeqLength, or pick a larger GPU");
+  return { certain: chosen.weightsAndOptimizerGB > capacity, message };
 }

@@ -38,7 +38,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 
 /**
@@ -119,7 +119,7 @@ export async function runDeploymentCapacityFromEnv(env: Env, deps: ScriptDeps): 
 }
 
 /** The command line of deployment-capacity: configured by its environment (lib/cli.ts style). */
-export const DEPLOYMENT_CAPACITY_COMMAND: CommandSpec = {
+export const DEPLOYMENT_CAPACITY_COMMAND: JobSpec = {
   name: "deployment-capacity",
   usage: "npx tsx jobs/deployment-capacity.ts",
   summary: "Prints the live instance count of an autoscaled online deployment (or CAPACITY_FALLBACK when it does not exist).\nRun by `pulumi up` (infra/serving.ts); configured by environment variables.",
@@ -127,12 +127,7 @@ export const DEPLOYMENT_CAPACITY_COMMAND: CommandSpec = {
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT, AZUREML_DEPLOYMENT,\n" +
     `CAPACITY_FALLBACK (required); CAPACITY_DEADLINE_SECONDS (default ${CAPACITY_DEADLINE_SECONDS}), DEPLOYMENT_DIGEST (only triggers a new read), ARM_ENDPOINT (https).`,
+  deadline: { variable: "CAPACITY_DEADLINE_SECONDS", defaultSeconds: CAPACITY_DEADLINE_SECONDS },
 };
 
-if (require.main === module) {
-  runAsMain("deployment-capacity", async () => {
-    const cl = programCommandLine(DEPLOYMENT_CAPACITY_COMMAND, process.argv.slice(2), console.log, console.error);
-    if ("exit" in cl) return cl.exit;
-    return runDeploymentCapacityFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
-  }, "set", { deadline: { variable: "CAPACITY_DEADLINE_SECONDS", defaultSeconds: CAPACITY_DEADLINE_SECONDS } });
-}
+if (require.main === module) runJobAsMain(DEPLOYMENT_CAPACITY_COMMAND, jobMain(DEPLOYMENT_CAPACITY_COMMAND, (_, env, out) => runDeploymentCapacityFromEnv(env, out)));

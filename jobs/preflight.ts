@@ -15,8 +15,9 @@
  * before any upload (infra/training.ts), once the account exists, so that an upload path that
  * cannot reach the account stops `pulumi up` with the remedy before anything is uploaded.
  */
+import type { TokenCredential } from "@azure/identity";
 import { DeadlineError, EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { checkStorageReach, DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
 /** Parse PREFLIGHT_INPUT; an error message instead of throwing. */
@@ -29,6 +30,23 @@ export function parsePreflightInput(raw: string | undefined): PreflightInput | s
     return input as PreflightInput;
   } catch (e) {
     return `PREFLIGHT_INPUT is not valid JSON: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * What both checks run under: PREFLIGHT_DEADLINE_SECONDS (seconds, default
+ * {@link DOCTOR_DEADLINE_SECONDS}) and the credential (lib/credential.ts, unless `deps` gives one).
+ * A bad value is printed (`preflight: …`) and gives {@link EXIT_CONFIG} instead.
+ */
+function deadlineAndCredential(env: Env, deps: ScriptDeps): { deadlineSeconds: number; credential: TokenCredential } | number {
+  try {
+    return {
+      deadlineSeconds: positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS),
+      credential: deps.credential ?? defaultCredential(env),
+    };
+  } catch (e) {
+    (deps.error ?? deps.log)(`preflight: ${(e as Error).message}`);
+    return EXIT_CONFIG;
   }
 }
 
@@ -52,20 +70,9 @@ export async function runPreflightFromEnv(env: Env, deps: ScriptDeps): Promise<n
     error(`preflight: ${(e as Error).message}`);
     return EXIT_CONFIG;
   }
-  let deadlineSeconds: number;
-  try {
-    deadlineSeconds = positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS);
-  } catch (e) {
-    error(`preflight: ${(e as Error).message}`);
-    return EXIT_CONFIG;
-  }
-  let credential;
-  try {
-    credential = deps.credential ?? defaultCredential(env);
-  } catch (e) {
-    error(`preflight: ${(e as Error).message}`);
-    return EXIT_CONFIG;
-  }
+  const setup = deadlineAndCredential(env, deps);
+  if (typeof setup === "number") return setup;
+  const { deadlineSeconds, credential } = setup;
   const now = deps.now ?? Date.now;
   const result = await runDoctor(
     { stack: env.PULUMI_STACK!.trim(), config: input, subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim() },
@@ -115,16 +122,11 @@ export async function runStorageReachFromEnv(env: Env, deps: ScriptDeps): Promis
     error("preflight: missing environment variable(s): PREFLIGHT_STORAGE_URL");
     return EXIT_CONFIG;
   }
-  let credential;
-  try {
-    credential = deps.credential ?? defaultCredential(env);
-  } catch (e) {
-    error(`preflight: ${(e as Error).message}`);
-    return EXIT_CONFIG;
-  }
+  const setup = deadlineAndCredential(env, deps);
+  if (typeof setup === "number") return setup;
+  const { deadlineSeconds, credential } = setup;
   let check;
   try {
-    const deadlineSeconds = positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS);
     const now = deps.now ?? Date.now;
     check = await checkStorageReach(containerUrl, {
       credential,
@@ -153,7 +155,7 @@ export async function runStorageReachFromEnv(env: Env, deps: ScriptDeps): Promis
 }
 
 /** The command line of the preflight step: configured by its environment (lib/cli.ts style). */
-export const PREFLIGHT_COMMAND: CommandSpec = {
+export const PREFLIGHT_COMMAND: JobSpec = {
   name: "preflight",
   usage: "npx tsx jobs/preflight.ts",
   summary: "The first step of `pulumi up`: the checks of `npm run doctor` against the subscription being deployed to.\nRun by `pulumi up` (infra/preflight.ts); configured by environment variables.",
@@ -161,13 +163,12 @@ export const PREFLIGHT_COMMAND: CommandSpec = {
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, PULUMI_STACK, PREFLIGHT_INPUT (required); PREFLIGHT_DEADLINE_SECONDS (default 600), ARM_ENDPOINT (https).\n" +
     "With PREFLIGHT_STORAGE_URL (https://<account>.blob.core.windows.net/<container>) only the check that this machine reaches the storage account (before uploads).",
+  deadline: { variable: "PREFLIGHT_DEADLINE_SECONDS", defaultSeconds: DOCTOR_DEADLINE_SECONDS },
 };
 
 if (require.main === module) {
-  runAsMain("preflight", async () => {
-    const cl = programCommandLine(PREFLIGHT_COMMAND, process.argv.slice(2), console.log, console.error);
-    if ("exit" in cl) return cl.exit;
-    const deps = { log: (l: string) => console.log(l), error: (l: string) => console.error(l) };
-    return process.env.PREFLIGHT_STORAGE_URL ? runStorageReachFromEnv(process.env, deps) : runPreflightFromEnv(process.env, deps);
-  }, "set", { deadline: { variable: "PREFLIGHT_DEADLINE_SECONDS", defaultSeconds: DOCTOR_DEADLINE_SECONDS } });
+  runJobAsMain(
+    PREFLIGHT_COMMAND,
+    jobMain(PREFLIGHT_COMMAND, (_, env, out) => (env.PREFLIGHT_STORAGE_URL ? runStorageReachFromEnv(env, out) : runPreflightFromEnv(env, out))),
+  );
 }

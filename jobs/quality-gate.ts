@@ -46,7 +46,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { checkTrackingUri, createTrackingClient, runMetric } from "../lib/mlflow";
 
@@ -299,7 +299,7 @@ export async function runQualityGateFromEnv(env: Env, deps: ScriptDeps): Promise
 }
 
 /** The command line of quality-gate: configured by its environment (lib/cli.ts style). */
-export const QUALITY_GATE_COMMAND: CommandSpec = {
+export const QUALITY_GATE_COMMAND: JobSpec = {
   name: "quality-gate",
   usage: "npx tsx jobs/quality-gate.ts",
   summary: "Checks the fine-tune job's MLflow run (eval_loss) against training.gate before the model is registered.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
@@ -307,13 +307,10 @@ export const QUALITY_GATE_COMMAND: CommandSpec = {
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME, MLFLOW_TRACKING_URI (required);\n" +
     `GATE_MAX_EVAL_LOSS, GATE_MAX_REGRESSION_PERCENT, AZUREML_ENDPOINT, GATE_DEADLINE_SECONDS (default ${GATE_DEADLINE_SECONDS}), ARM_ENDPOINT (https).`,
+  deadline: { variable: "GATE_DEADLINE_SECONDS", defaultSeconds: GATE_DEADLINE_SECONDS },
 };
 
 /** Entry point: reads `process.argv` (only --help) and `process.env`; resolves to the exit code. */
-export async function main(): Promise<number> {
-  const cl = programCommandLine(QUALITY_GATE_COMMAND, process.argv.slice(2), console.log, console.error);
-  if ("exit" in cl) return cl.exit;
-  return runQualityGateFromEnv(process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
-}
+export const main = jobMain(QUALITY_GATE_COMMAND, (_, env, out) => runQualityGateFromEnv(env, out));
 
-if (require.main === module) runAsMain("quality-gate", main, "set", { deadline: { variable: "GATE_DEADLINE_SECONDS", defaultSeconds: GATE_DEADLINE_SECONDS } });
+if (require.main === module) runJobAsMain(QUALITY_GATE_COMMAND, main);

@@ -45,7 +45,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { trafficRecordLine } from "../lib/traffic-record";
 import { MAX_MIRROR_PERCENT, trafficRuleIssues, type TrafficMap, type TrafficRuleIssue } from "../infra/traffic";
@@ -715,7 +715,7 @@ export async function runSetTrafficFromEnv(
 }
 
 /** The command line of set-traffic: the mode, the rest from the environment (lib/cli.ts style). */
-export const SET_TRAFFIC_COMMAND: CommandSpec = {
+export const SET_TRAFFIC_COMMAND: JobSpec = {
   name: "set-traffic",
   usage: "npx tsx jobs/set-traffic.ts",
   summary: "Sets (apply) or releases (release) the live and mirror traffic of an Azure ML online endpoint.\nRun by `pulumi up` (infra/serving.ts); configured by environment variables.",
@@ -725,13 +725,10 @@ export const SET_TRAFFIC_COMMAND: CommandSpec = {
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT (required); TRAFFIC (apply),\n" +
     "MIRROR_TRAFFIC, MANAGED_DEPLOYMENTS (release), TRAFFIC_DEADLINE_SECONDS (default 3600),\n" +
     "TRAFFIC_POLL_SECONDS (default 15), ARM_ENDPOINT (https).",
+  deadline: { variable: "TRAFFIC_DEADLINE_SECONDS", defaultSeconds: 3600 },
 };
 
 /** Entry point: mode from the command line, configuration from `process.env`; resolves to the exit code. */
-export async function main(): Promise<number> {
-  const cl = programCommandLine(SET_TRAFFIC_COMMAND, process.argv.slice(2), console.log, console.error);
-  if ("exit" in cl) return cl.exit;
-  return runSetTrafficFromEnv(cl.positionals[0], process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
-}
+export const main = jobMain(SET_TRAFFIC_COMMAND, (positionals, env, out) => runSetTrafficFromEnv(positionals[0], env, out));
 
-if (require.main === module) runAsMain("set-traffic", main, "set", { deadline: { variable: "TRAFFIC_DEADLINE_SECONDS", defaultSeconds: 3600 } });
+if (require.main === module) runJobAsMain(SET_TRAFFIC_COMMAND, main);

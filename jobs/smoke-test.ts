@@ -52,7 +52,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { isLoopbackHttp } from "../lib/mlflow";
 import { maskSecrets } from "../lib/secrets";
@@ -396,7 +396,7 @@ async function rollBack(env: Env, deps: ScriptDeps, ws: { subscriptionId: string
 }
 
 /** The command line of smoke-test: the mode, the rest from the environment (lib/cli.ts style). */
-export const SMOKE_TEST_COMMAND: CommandSpec = {
+export const SMOKE_TEST_COMMAND: JobSpec = {
   name: "smoke-test",
   usage: "npx tsx jobs/smoke-test.ts",
   summary:
@@ -408,13 +408,10 @@ export const SMOKE_TEST_COMMAND: CommandSpec = {
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_ENDPOINT, SMOKE_PROMPTS (required);\n" +
     "SMOKE_DEPLOYMENT (deployment mode), SMOKE_MAX_SECONDS (60), SMOKE_MAX_NEW_TOKENS (32), SMOKE_PAYLOAD_SHAPE,\n" +
     `SMOKE_DEADLINE_SECONDS (${SMOKE_DEADLINE_SECONDS}, roll-back included); endpoint mode: TRAFFIC_LOG, ROLLBACK (true), TRAFFIC_DEADLINE_SECONDS, TRAFFIC_POLL_SECONDS.`,
+  deadline: { variable: "SMOKE_DEADLINE_SECONDS", defaultSeconds: SMOKE_DEADLINE_SECONDS },
 };
 
 /** Entry point: mode from the command line, configuration from `process.env`; resolves to the exit code. */
-export async function main(): Promise<number> {
-  const cl = programCommandLine(SMOKE_TEST_COMMAND, process.argv.slice(2), console.log, console.error);
-  if ("exit" in cl) return cl.exit;
-  return runSmokeTestFromEnv(cl.positionals[0], process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
-}
+export const main = jobMain(SMOKE_TEST_COMMAND, (positionals, env, out) => runSmokeTestFromEnv(positionals[0], env, out));
 
-if (require.main === module) runAsMain("smoke-test", main, "set", { deadline: { variable: "SMOKE_DEADLINE_SECONDS", defaultSeconds: SMOKE_DEADLINE_SECONDS } });
+if (require.main === module) runJobAsMain(SMOKE_TEST_COMMAND, main);

@@ -31,7 +31,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { CredentialConfigError } from "../lib/credential";
 import { parseWaitEnv, waitWithClient } from "./wait-for-job";
 
@@ -199,7 +199,7 @@ export async function runSubmitJobFromEnv(env: Env, deps: ScriptDeps): Promise<n
 }
 
 /** The command line of submit-job: configured by its environment (lib/cli.ts style). */
-export const SUBMIT_JOB_COMMAND: CommandSpec = {
+export const SUBMIT_JOB_COMMAND: JobSpec = {
   name: "submit-job",
   usage: "npx tsx jobs/submit-job.ts",
   summary: "Submits an Azure ML job under its content-hash name once (an existing job is never resubmitted), then waits for it.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
@@ -207,12 +207,7 @@ export const SUBMIT_JOB_COMMAND: CommandSpec = {
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME, AZUREML_JOB_BODY (required);\n" +
     "WAIT_DEADLINE_SECONDS (default 86400), WAIT_POLL_SECONDS (default 30), ARM_ENDPOINT (https).",
+  deadline: { variable: "WAIT_DEADLINE_SECONDS", defaultSeconds: 86_400 },
 };
 
-if (require.main === module) {
-  runAsMain("submit-job", async () => {
-    const cl = programCommandLine(SUBMIT_JOB_COMMAND, process.argv.slice(2), console.log, console.error);
-    if ("exit" in cl) return cl.exit;
-    return runSubmitJobFromEnv(process.env, { log: (l) => console.log(l), error: (l) => console.error(l) });
-  }, "set", { deadline: { variable: "WAIT_DEADLINE_SECONDS", defaultSeconds: 86_400 } });
-}
+if (require.main === module) runJobAsMain(SUBMIT_JOB_COMMAND, jobMain(SUBMIT_JOB_COMMAND, (_, env, out) => runSubmitJobFromEnv(env, out)));

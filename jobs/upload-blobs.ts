@@ -40,7 +40,7 @@ import {
   type ScriptDeps,
 } from "../lib/arm";
 import { CredentialConfigError } from "../lib/credential";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { maskRegistered, registerEnvSecrets } from "../lib/secrets";
 
 /** Default of `UPLOAD_DEADLINE_SECONDS`: the whole upload, token requests included. */
@@ -160,23 +160,13 @@ export async function main(
 }
 
 /** The command line of upload-blobs: configured by its environment (lib/cli.ts style). */
-export const UPLOAD_BLOBS_COMMAND: CommandSpec = {
+export const UPLOAD_BLOBS_COMMAND: JobSpec = {
   name: "upload-blobs",
   usage: "npx tsx jobs/upload-blobs.ts",
   summary: "Uploads files to Blob Storage with a Microsoft Entra ID token (Put Blob), for accounts whose shared-key access is off.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
   options: {},
   details: "Environment: BLOB_CONTAINER_URL (https), UPLOADS (JSON [{file, blob}]) (required); UPLOAD_DEADLINE_SECONDS (default 3600).",
+  deadline: { variable: "UPLOAD_DEADLINE_SECONDS", defaultSeconds: UPLOAD_DEADLINE_SECONDS },
 };
 
-if (require.main === module) {
-  runAsMain(
-    "upload-blobs",
-    async () => {
-      const cl = programCommandLine(UPLOAD_BLOBS_COMMAND, process.argv.slice(2), console.log, console.error);
-      if ("exit" in cl) return cl.exit;
-      return main(process.env);
-    },
-    "set",
-    { deadline: { variable: "UPLOAD_DEADLINE_SECONDS", defaultSeconds: UPLOAD_DEADLINE_SECONDS } },
-  );
-}
+if (require.main === module) runJobAsMain(UPLOAD_BLOBS_COMMAND, jobMain(UPLOAD_BLOBS_COMMAND, (_, env) => main(env)));

@@ -35,7 +35,7 @@ import {
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
-import { programCommandLine, runAsMain, type CommandSpec } from "../lib/cli";
+import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 
 export { EXIT_OK, EXIT_CONFIG, EXIT_DEADLINE, EXIT_ARM } from "../lib/arm";
 /** Exit code: the job ended Failed, Canceled or NotResponding. */
@@ -387,7 +387,7 @@ export async function runWaitForJobFromEnv(env: Env, deps: RunFromEnvDeps): Prom
 }
 
 /** The command line of wait-for-job: configured by its environment (lib/cli.ts style). */
-export const WAIT_FOR_JOB_COMMAND: CommandSpec = {
+export const WAIT_FOR_JOB_COMMAND: JobSpec = {
   name: "wait-for-job",
   usage: "npx tsx jobs/wait-for-job.ts",
   summary: "Waits for an Azure ML job to finish, printing each status change, the elapsed time and the Studio URL.\nRun by `pulumi up` (infra/training.ts); configured by environment variables.",
@@ -395,13 +395,10 @@ export const WAIT_FOR_JOB_COMMAND: CommandSpec = {
   details:
     "Environment: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE, AZUREML_JOB_NAME (required);\n" +
     "WAIT_DEADLINE_SECONDS (default 86400), WAIT_POLL_SECONDS (default 30), ARM_ENDPOINT (https).",
+  deadline: { variable: "WAIT_DEADLINE_SECONDS", defaultSeconds: 86_400 },
 };
 
 /** Entry point: reads `process.argv` (only --help) and `process.env`, waits; resolves to the exit code. */
-export async function main(): Promise<number> {
-  const cl = programCommandLine(WAIT_FOR_JOB_COMMAND, process.argv.slice(2), console.log, console.error);
-  if ("exit" in cl) return cl.exit;
-  return runWaitForJobFromEnv(process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
-}
+export const main = jobMain(WAIT_FOR_JOB_COMMAND, (_, env, out) => runWaitForJobFromEnv(env, out));
 
-if (require.main === module) runAsMain("wait-for-job", main, "set", { deadline: { variable: "WAIT_DEADLINE_SECONDS", defaultSeconds: 86_400 } });
+if (require.main === module) runJobAsMain(WAIT_FOR_JOB_COMMAND, main);

@@ -325,3 +325,37 @@ export function runAsMain(name: string, main: () => Promise<number>, exit: "set"
     finish(EXIT.FAILED);
   });
 }
+
+/** What a program of jobs/ prints to: one line at a time, stdout and stderr. */
+export interface JobOutput {
+  log: (line: string) => void;
+  error: (line: string) => void;
+}
+
+/** A program of jobs/: its command line and the deadline variable that bounds its process. */
+export interface JobSpec extends CommandSpec {
+  deadline: ProcessDeadline;
+}
+
+/**
+ * The entry point of a program of jobs/ (the ones `pulumi up` runs, configured by environment
+ * variables): `--help` and usage errors by `spec` ({@link programCommandLine}), then
+ * `run(positionals, process.env, console output)`.
+ *
+ * @returns `main`: resolves to the exit code (it never throws for a user error).
+ */
+export function jobMain(spec: JobSpec, run: (positionals: string[], env: NodeJS.ProcessEnv, out: JobOutput) => Promise<number>): () => Promise<number> {
+  return async () => {
+    const cl = programCommandLine(spec, process.argv.slice(2), console.log, console.error);
+    if ("exit" in cl) return cl.exit;
+    return run(cl.positionals, process.env, { log: (line) => console.log(line), error: (line) => console.error(line) });
+  };
+}
+
+/**
+ * Starts a program of jobs/ as the process: {@link runAsMain} with the exit code set (not
+ * forced) and the process ended at `spec.deadline` whatever is pending.
+ */
+export function runJobAsMain(spec: JobSpec, main: () => Promise<number>): void {
+  runAsMain(spec.name, main, "set", { deadline: spec.deadline });
+}

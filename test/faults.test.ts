@@ -28,7 +28,7 @@ import os from "node:os";
 import path from "node:path";
 import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeHandler, type FakeResponse } from "./helpers/fake-arm";
 import { startFakeEntra } from "./helpers/fake-entra";
-import { spawnProgram } from "./helpers/spawn-program";
+import { JOB_PROGRAMS, spawnProgram, type JobProgram } from "./helpers/spawn-program";
 import { ROOT } from "./helpers/stack";
 
 const TOKEN = "eyJ0eXAiOiJKV1QifQ.fault-table-token-7f3a9c.c2lnbmF0dXJl";
@@ -358,18 +358,7 @@ async function runRow(row: Row): Promise<{ code: number; output: string; puts: n
 // that no secret is in its output.
 // ---------------------------------------------------------------------------------------------
 
-type ProcessProgram =
-  | "preflight"
-  | "preflight storage-reach"
-  | "submit-job"
-  | "wait-for-job"
-  | "set-traffic apply"
-  | "set-traffic release"
-  | "upload-blobs"
-  | "deployment-capacity"
-  | "quality-gate"
-  | "smoke-test deployment"
-  | "smoke-test endpoint";
+type ProcessProgram = JobProgram;
 type Fault = "token endpoint hangs" | "first request hangs" | "first answer dropped mid-body" | "429 with Retry-After" | "persistent 5xx" | "malformed JSON";
 
 const PROCESS_SECRET = "proc-client-secret-Zq9+/x=&%ü-0123";
@@ -447,19 +436,6 @@ function processRoutes(program: ProcessProgram, f: FakeArm, fault: FakeResponse[
   }
 }
 
-const PROCESS_FILE: Record<ProcessProgram, [string, string[]]> = {
-  preflight: ["jobs/preflight.ts", []],
-  "preflight storage-reach": ["jobs/preflight.ts", []],
-  "submit-job": ["jobs/submit-job.ts", []],
-  "wait-for-job": ["jobs/wait-for-job.ts", []],
-  "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
-  "set-traffic release": ["jobs/set-traffic.ts", ["release"]],
-  "upload-blobs": ["jobs/upload-blobs.ts", []],
-  "deployment-capacity": ["jobs/deployment-capacity.ts", []],
-  "quality-gate": ["jobs/quality-gate.ts", []],
-  "smoke-test deployment": ["jobs/smoke-test.ts", ["deployment"]],
-  "smoke-test endpoint": ["jobs/smoke-test.ts", ["endpoint"]],
-};
 const PROCESS_DEADLINE_VAR: Record<ProcessProgram, string> = {
   preflight: "PREFLIGHT_DEADLINE_SECONDS",
   "preflight storage-reach": "PREFLIGHT_DEADLINE_SECONDS",
@@ -502,7 +478,7 @@ interface ProcessRow {
 }
 
 const GAVE_UP = /Gave up waiting|deadline|did not finish within/i;
-const PROGRAMS = Object.keys(PROCESS_FILE) as ProcessProgram[];
+const PROGRAMS = Object.keys(JOB_PROGRAMS) as ProcessProgram[];
 /** PUTs a healthy run sends: one job, one traffic update, one blob, the smoke's roll-back (its smoke through the endpoint fails). */
 const HEALTHY_PUTS: Record<ProcessProgram, number> = {
   preflight: 0,
@@ -597,7 +573,7 @@ async function runProcessRowNow(row: ProcessRow) {
     const answers = row.fault === "malformed JSON" && (row.program === "upload-blobs" || row.program === "preflight storage-reach") ? [MALFORMED_UPLOAD] : spec.answers;
     processRoutes(row.program, fake, answers, spec.persistent ?? false);
     if (row.fault === "token endpoint hangs") entra.hang = true;
-    const [file, args] = PROCESS_FILE[row.program];
+    const [file, args] = JOB_PROGRAMS[row.program];
     const r = await spawnProgram(file, args, {
       ...processEnv(row.program, fake),
       [PROCESS_DEADLINE_VAR[row.program]]: String(row.deadline),
@@ -619,7 +595,7 @@ describe("the fault table", () => {
   it("has at least 120 scenarios, and every program in jobs/ meets every fault as a process", () => {
     expect(ROWS.length + CHAT_ROWS.length + PROCESS_ROWS.length + PENDING_ROWS.length).toBeGreaterThanOrEqual(120);
     const jobs = fs.readdirSync(path.join(ROOT, "jobs")).filter((f) => f.endsWith(".ts"));
-    expect(new Set(PROCESS_ROWS.map((r) => PROCESS_FILE[r.program][0]))).toEqual(new Set(jobs.map((f) => `jobs/${f}`)));
+    expect(new Set(PROCESS_ROWS.map((r) => JOB_PROGRAMS[r.program][0]))).toEqual(new Set(jobs.map((f) => `jobs/${f}`)));
     for (const p of PROGRAMS) expect(new Set(PROCESS_ROWS.filter((r) => r.program === p).map((r) => r.fault)), p).toEqual(new Set(Object.keys(FAULTS)));
   });
 

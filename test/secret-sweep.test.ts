@@ -28,7 +28,7 @@ import { trafficRecordLine } from "../lib/traffic-record";
 import { startFakeArm, type FakeArm } from "./helpers/fake-arm";
 import { startFakeEntra, type FakeEntra } from "./helpers/fake-entra";
 import { echoHeaders, echoText, encodings, LISTED_ENDPOINT_KEY, SWEEP_SECRETS } from "./helpers/secret-sweep";
-import { spawnProgram, type ProgramExit } from "./helpers/spawn-program";
+import { JOB_PROGRAMS, spawnProgram, type JobProgram, type ProgramExit } from "./helpers/spawn-program";
 import { ROOT, runStack } from "./helpers/stack";
 
 const SUB = "11111111-2222-3333-4444-555555555555";
@@ -37,31 +37,9 @@ const WS = { subscriptionId: SUB, resourceGroup: "rg-1", workspace: "ws-1" };
 const UPLOAD_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "phi3-sweep-upload-"));
 fs.writeFileSync(path.join(UPLOAD_DIR, "a.jsonl"), '{"messages": []}\n');
 
-type Program =
-  | "preflight"
-  | "preflight storage-reach"
-  | "submit-job"
-  | "wait-for-job"
-  | "set-traffic apply"
-  | "set-traffic release"
-  | "upload-blobs"
-  | "deployment-capacity"
-  | "quality-gate"
-  | "smoke-test deployment"
-  | "smoke-test endpoint"
-  | "doctor";
-const PROGRAMS: Record<Program, [string, string[]]> = {
-  preflight: ["jobs/preflight.ts", []],
-  "preflight storage-reach": ["jobs/preflight.ts", []],
-  "submit-job": ["jobs/submit-job.ts", []],
-  "wait-for-job": ["jobs/wait-for-job.ts", []],
-  "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
-  "set-traffic release": ["jobs/set-traffic.ts", ["release"]],
-  "upload-blobs": ["jobs/upload-blobs.ts", []],
-  "deployment-capacity": ["jobs/deployment-capacity.ts", []],
-  "quality-gate": ["jobs/quality-gate.ts", []],
-  "smoke-test deployment": ["jobs/smoke-test.ts", ["deployment"]],
-  "smoke-test endpoint": ["jobs/smoke-test.ts", ["endpoint"]],
+type Program = JobProgram | "doctor";
+const PROGRAMS: Record<Program, readonly [string, readonly string[]]> = {
+  ...JOB_PROGRAMS,
   doctor: ["cli/doctor.ts", ["--stack", "bluegreen", "--subscription", SUB]],
 };
 

@@ -1,7 +1,7 @@
 /** The plan's GPU memory check for each training method and precision (issue 20 item 7). */
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../infra/config";
-import { estimateTrainingMemory, loraParameters, PHI3_MINI_SHAPE, trainingMemoryIssue, trainingMemoryProblem } from "../infra/training-memory";
+import { estimateTrainingMemory, loraParameters, PHI3_MINI_SHAPE, trainingMemoryIssue } from "../infra/training-memory";
 import { expectRefused } from "./helpers/config";
 
 const json = (v: unknown) => JSON.stringify(v);
@@ -25,7 +25,7 @@ describe("estimateTrainingMemory", () => {
   });
 });
 
-describe("trainingMemoryProblem", () => {
+describe("trainingMemoryIssue", () => {
   it.each([
     // [vmSize, method, precision, fits]
     ["Standard_NC24ads_A100_v4", "full", "bf16-mixed", true],
@@ -40,7 +40,7 @@ describe("trainingMemoryProblem", () => {
     ["Standard_NV36ads_A10_v5", "lora", "bf16-mixed", true],
     ["Standard_E16s_v3", "full", "bf16-mixed", true], // CPU: no GPU check
   ] as const)("%s %s %s fits: %s", (vmSize, method, precision, fits) => {
-    const problem = trainingMemoryProblem(vmSize, method, precision, 4, 2048);
+    const problem = trainingMemoryIssue(vmSize, method, precision, 4, 2048)?.message;
     expect(problem === undefined).toBe(fits);
   });
 
@@ -51,12 +51,12 @@ describe("trainingMemoryProblem", () => {
   });
 
   it("names the capacity and what fits instead", () => {
-    expect(trainingMemoryProblem("Standard_ND96asr_v4", "full", "bf16-mixed", 4, 2048)).toMatch(
+    expect(trainingMemoryIssue("Standard_ND96asr_v4", "full", "bf16-mixed", 4, 2048)?.message).toMatch(
       /needs 3\.8e\+9 params × 16 B .* more than the 40 GB of one Standard_ND96asr_v4 GPU; training\.method lora fits/,
     );
     // A shorter sequence brings pure bf16 under 40 GB: both alternatives are named.
-    expect(trainingMemoryProblem("Standard_ND96asr_v4", "full", "bf16-mixed", 4, 1024)).toMatch(/training\.precision bf16 or training\.method lora fits/);
-    expect(trainingMemoryProblem("Standard_NV36ads_A10_v5", "full", "bf16", 4, 2048)).toMatch(/24 GB .*; training\.method lora fits/);
+    expect(trainingMemoryIssue("Standard_ND96asr_v4", "full", "bf16-mixed", 4, 1024)?.message).toMatch(/training\.precision bf16 or training\.method lora fits/);
+    expect(trainingMemoryIssue("Standard_NV36ads_A10_v5", "full", "bf16", 4, 2048)?.message).toMatch(/24 GB .*; training\.method lora fits/);
   });
 });
 

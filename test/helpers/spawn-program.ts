@@ -8,6 +8,28 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { ROOT } from "./stack";
 
+/**
+ * Every program `pulumi up` runs (each file of jobs/, with the argument that picks its mode),
+ * named as the fault table and the secret sweep name their rows: the one list both tests run
+ * over, so a new job cannot be covered by one and forgotten by the other.
+ */
+export const JOB_PROGRAMS = {
+  preflight: ["jobs/preflight.ts", []],
+  "preflight storage-reach": ["jobs/preflight.ts", []],
+  "submit-job": ["jobs/submit-job.ts", []],
+  "wait-for-job": ["jobs/wait-for-job.ts", []],
+  "set-traffic apply": ["jobs/set-traffic.ts", ["apply"]],
+  "set-traffic release": ["jobs/set-traffic.ts", ["release"]],
+  "upload-blobs": ["jobs/upload-blobs.ts", []],
+  "deployment-capacity": ["jobs/deployment-capacity.ts", []],
+  "quality-gate": ["jobs/quality-gate.ts", []],
+  "smoke-test deployment": ["jobs/smoke-test.ts", ["deployment"]],
+  "smoke-test endpoint": ["jobs/smoke-test.ts", ["endpoint"]],
+} as const satisfies Record<string, readonly [string, readonly string[]]>;
+
+/** A row name of {@link JOB_PROGRAMS}. */
+export type JobProgram = keyof typeof JOB_PROGRAMS;
+
 /** How a program run ended. */
 export interface ProgramExit {
   /** Exit code; `null` when it had to be killed. */
@@ -28,7 +50,7 @@ export interface ProgramExit {
  * @param env - the program's environment (nothing of the test process's leaks in but PATH, HOME, NODE_EXTRA_CA_CERTS).
  * @param killAfterMs - safety bound; default 60000.
  */
-export function spawnProgram(file: string, args: string[], env: Record<string, string | undefined>, killAfterMs = 60_000): Promise<ProgramExit> {
+export function spawnProgram(file: string, args: readonly string[], env: Record<string, string | undefined>, killAfterMs = 60_000): Promise<ProgramExit> {
   const startedAt = Date.now();
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, file), ...args], {
     cwd: ROOT,
