@@ -26,6 +26,8 @@ import * as submitJob from "../jobs/submit-job";
 import * as waitForJob from "../jobs/wait-for-job";
 import * as qualityGate from "../jobs/quality-gate";
 import * as smokeTest from "../jobs/smoke-test";
+import * as deploymentCapacity from "../jobs/deployment-capacity";
+import * as uploadBlobs from "../jobs/upload-blobs";
 import { EXIT, EXIT_CODES_TEXT, helpText, parseCommandLine, programCommandLine, type CommandSpec } from "../lib/cli";
 import { ROOT } from "./helpers/stack";
 
@@ -120,6 +122,14 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[], env?: 
   "smoke-test": {
     spec: smokeTest.SMOKE_TEST_COMMAND,
     run: (argv, env = {}) => program(smokeTest.SMOKE_TEST_COMMAND, argv, (d, pos) => smokeTest.runSmokeTestFromEnv(pos[0], env, d)),
+  },
+  "deployment-capacity": {
+    spec: deploymentCapacity.DEPLOYMENT_CAPACITY_COMMAND,
+    run: (argv, env = {}) => program(deploymentCapacity.DEPLOYMENT_CAPACITY_COMMAND, argv, (d) => deploymentCapacity.runDeploymentCapacityFromEnv(env, d)),
+  },
+  "upload-blobs": {
+    spec: uploadBlobs.UPLOAD_BLOBS_COMMAND,
+    run: (argv, env = {}) => program(uploadBlobs.UPLOAD_BLOBS_COMMAND, argv, (d) => uploadBlobs.main(env, { log: d.log, err: d.error })),
   },
 };
 

@@ -431,7 +431,7 @@ const timings: number[] = [];
 
 describe(`config fuzzing: ${CASES} seeded stack files (seed ${SEED}) through the config loader`, () => {
   it("covers every class, valid and invalid, many times", () => {
-    expect(cases.length).toBeGreaterThanOrEqual(300);
+    expect(cases.length).toBeGreaterThanOrEqual(500);
     const per = new Map<string, number>();
     for (const c of cases) per.set(c.cls, (per.get(c.cls) ?? 0) + 1);
     expect(per.size).toBe(Object.keys(CLASSES).length);
