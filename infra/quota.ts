@@ -102,8 +102,7 @@ export function requiredQuota(config: QuotaInput, vmSizes: VmSize[]): QuotaNeed[
   for (const c of sizeConsumers(config)) {
     const size = bySize.get(c.vmSize.toLowerCase());
     if (!size || !Number.isFinite(size.vCPUs)) continue;
-    const reserved = c.kind === "deployment" && reservesExtraCores(size.family);
-    const vCPUs = reserved ? Math.ceil(size.vCPUs * c.count * (1 + ONLINE_RESERVATION) - 1e-9) : size.vCPUs * c.count;
+    const { reserved, vCPUs } = c.kind === "deployment" ? onlineDeploymentVCpus(size, c.count) : { reserved: false, vCPUs: size.vCPUs * c.count };
     const key = `${c.priority}|${norm(size.family)}`;
     const need = needs.get(key) ?? { family: size.family, priority: c.priority, vCPUs: 0, parts: [] };
     need.vCPUs += vCPUs;
@@ -111,6 +110,16 @@ export function requiredQuota(config: QuotaInput, vmSizes: VmSize[]): QuotaNeed[
     needs.set(key, need);
   }
   return [...needs.values()].sort((a, b) => (a.priority === b.priority ? a.family.localeCompare(b.family) : a.priority === "Dedicated" ? -1 : 1));
+}
+
+/**
+ * The vCPU quota a managed online deployment of `instances` × `size` holds: with Azure ML's
+ * {@link ONLINE_RESERVATION} extra cores (rounded up), except in the
+ * {@link RESERVATION_EXEMPT_FAMILIES}.
+ */
+export function onlineDeploymentVCpus(size: Pick<VmSize, "family" | "vCPUs">, instances: number): { reserved: boolean; vCPUs: number } {
+  const reserved = reservesExtraCores(size.family);
+  return { reserved, vCPUs: reserved ? Math.ceil(size.vCPUs * instances * (1 + ONLINE_RESERVATION) - 1e-9) : size.vCPUs * instances };
 }
 
 /** One line explaining a need: `training cluster a100-train: 1 × 24 = 24; deployment blue: ceil(2 × 4 × 1.2) = 10`. */

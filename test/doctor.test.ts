@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig, type StackConfig } from "../infra/config";
 import { azureNames, type AzureNames } from "../infra/naming";
 import { main, parseDoctorArgs } from "../cli/doctor";
+import { onlineDeploymentVCpus } from "../infra/quota";
 import { REQUIRED_PROVIDERS, formatReport, requiredQuota, runDoctor, type Check, type DoctorResult, type VmSize } from "../lib/preflight";
 import { fakeClock, fakeCredential, routeHealthySubscription, startFakeArm, type FakeArm, type FakeClock, type FakeCredential } from "./helpers/fake-arm";
 
@@ -119,6 +120,17 @@ describe("parseDoctorArgs", () => {
     expect(() => parseDoctorArgs(["--stack", "--json"])).toThrow(/--stack needs a value/);
     expect(() => parseDoctorArgs(["--stack", "a/b"])).toThrow(/not a valid stack name/);
     expect(() => parseDoctorArgs(["--subscription", "my-sub"])).toThrow(/not a subscription id/);
+  });
+});
+
+describe("onlineDeploymentVCpus (the rule the preflight and the plan diff share)", () => {
+  it.each([
+    ["standardNCSv3Family", 6, 1, true, 8],
+    ["standardNCSv3Family", 6, 3, true, 22],
+    ["Standard NCADS A100 v4 Family", 24, 2, false, 48],
+    ["standardNCADSA100v4Family", 24, 1, false, 24],
+  ] as const)("%s, %i vCPUs × %i: reserved %s, %i vCPUs", (family, vCPUs, instances, reserved, total) => {
+    expect(onlineDeploymentVCpus({ family, vCPUs }, instances)).toEqual({ reserved, vCPUs: total });
   });
 });
 

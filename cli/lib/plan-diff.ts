@@ -25,7 +25,7 @@
  */
 import * as fs from "fs";
 import { formatMoney, hourlyPriceOf, loadPriceTable } from "../../infra/cost";
-import { requiredQuota } from "../../infra/quota";
+import { onlineDeploymentVCpus } from "../../infra/quota";
 import { isGpuSize, recordedVmSize } from "../../infra/vm-sizes";
 
 /** A resource as the plan records it (inputs with secrets as `[secret:<digest>]`). */
@@ -119,8 +119,7 @@ export const OVERLAP_HOURS = { gpu: 0.5, cpu: 0.25 };
 function deploymentVCpus(vmSize: string, instances: number): { family: string; vCPUs: number } | undefined {
   const size = recordedVmSize(vmSize);
   if (!size) return undefined;
-  const [need] = requiredQuota({ trainingCluster: { vmSize: size.name, maxNodes: 0 }, serving: { deployments: [{ name: "d", instanceType: size.name, instanceCount: instances }] } }, [size]);
-  return { family: size.family, vCPUs: need?.vCPUs ?? 0 };
+  return { family: size.family, vCPUs: onlineDeploymentVCpus(size, instances).vCPUs };
 }
 
 /**
