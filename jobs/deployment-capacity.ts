@@ -30,9 +30,9 @@ import {
   EXIT_DEADLINE,
   EXIT_OK,
   armClientFromEnv,
+  deadlineSecondsFromEnv,
   isArmNotFound,
   missingEnv,
-  positiveSecondsFromEnv,
   withApiVersion,
   workspacePath,
   type Env,
@@ -86,7 +86,7 @@ export async function runDeploymentCapacityFromEnv(env: Env, deps: ScriptDeps): 
   }
   let deadlineMs: number;
   try {
-    deadlineMs = positiveSecondsFromEnv(env, "CAPACITY_DEADLINE_SECONDS", CAPACITY_DEADLINE_SECONDS) * 1000;
+    deadlineMs = deadlineSecondsFromEnv(env, DEPLOYMENT_CAPACITY_COMMAND.deadline) * 1000;
   } catch (e) {
     error(`deployment-capacity: ${(e as Error).message}`);
     return EXIT_CONFIG;

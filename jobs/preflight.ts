@@ -16,7 +16,7 @@
  * cannot reach the account stops `pulumi up` with the remedy before anything is uploaded.
  */
 import type { TokenCredential } from "@azure/identity";
-import { DeadlineError, EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, positiveSecondsFromEnv, type Env, type ScriptDeps } from "../lib/arm";
+import { DeadlineError, EXIT_CONFIG, EXIT_DEADLINE, EXIT_FAILED, EXIT_OK, armEndpointFromEnv, defaultCredential, missingEnv, type Env, type ScriptDeps, deadlineSecondsFromEnv } from "../lib/arm";
 import { jobMain, runJobAsMain, type JobSpec } from "../lib/cli";
 import { checkStorageReach, DOCTOR_DEADLINE_SECONDS, formatReport, runDoctor, type PreflightInput } from "../lib/preflight";
 
@@ -41,7 +41,7 @@ export function parsePreflightInput(raw: string | undefined): PreflightInput | s
 function deadlineAndCredential(env: Env, deps: ScriptDeps): { deadlineSeconds: number; credential: TokenCredential } | number {
   try {
     return {
-      deadlineSeconds: positiveSecondsFromEnv(env, "PREFLIGHT_DEADLINE_SECONDS", DOCTOR_DEADLINE_SECONDS),
+      deadlineSeconds: deadlineSecondsFromEnv(env, PREFLIGHT_COMMAND.deadline),
       credential: deps.credential ?? defaultCredential(env),
     };
   } catch (e) {

@@ -35,11 +35,11 @@ import {
   EXIT_FAILED,
   EXIT_OK,
   armClientFromEnv,
+  deadlineSecondsFromEnv,
   armEndpointFromEnv,
   defaultCredential,
   isArmNotFound,
   missingEnv,
-  positiveSecondsFromEnv,
   withApiVersion,
   workspacePath,
   type ArmClient,
@@ -238,7 +238,7 @@ export async function runQualityGateFromEnv(env: Env, deps: ScriptDeps): Promise
     const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME", "MLFLOW_TRACKING_URI"]);
     if (missing.length) throw new Error(`missing environment variable(s): ${missing.join(", ")}`);
     trackingUri = checkTrackingUri(env.MLFLOW_TRACKING_URI!.trim());
-    deadlineMs = positiveSecondsFromEnv(env, "GATE_DEADLINE_SECONDS", GATE_DEADLINE_SECONDS) * 1000;
+    deadlineMs = deadlineSecondsFromEnv(env, QUALITY_GATE_COMMAND.deadline) * 1000;
     armEndpointFromEnv(env);
     o = {
       subscriptionId: env.AZURE_SUBSCRIPTION_ID!.trim(),

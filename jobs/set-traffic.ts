@@ -34,6 +34,7 @@ import {
   EXIT_FAILED,
   EXIT_OK,
   armClientFromEnv,
+  deadlineSecondsFromEnv,
   armEndpointFromEnv,
   missingEnv,
   positiveSecondsFromEnv,
@@ -671,7 +672,7 @@ export async function runSetTrafficFromEnv(
       workspace: env.AZUREML_WORKSPACE!.trim(),
       endpoint: env.AZUREML_ENDPOINT!.trim(),
       managedDeployments: (managed as string[] | undefined) ?? [],
-      deadlineMs: positiveSecondsFromEnv(env, "TRAFFIC_DEADLINE_SECONDS", 3600) * 1000,
+      deadlineMs: deadlineSecondsFromEnv(env, SET_TRAFFIC_COMMAND.deadline) * 1000,
       pollIntervalMs: positiveSecondsFromEnv(env, "TRAFFIC_POLL_SECONDS", 15) * 1000,
     };
     if (m === "apply") {

@@ -43,6 +43,7 @@ import {
   EXIT_OK,
   LongRunningOperationError,
   armClientFromEnv,
+  deadlineSecondsFromEnv,
   armEndpointFromEnv,
   missingEnv,
   positiveSecondsFromEnv,
@@ -57,7 +58,7 @@ import { CredentialConfigError } from "../lib/credential";
 import { isLoopbackHttp } from "../lib/mlflow";
 import { maskSecrets } from "../lib/secrets";
 import { parseTrafficRecord, type RecordedSplit } from "../lib/traffic-record";
-import { applyTraffic, formatMap, TrafficConfigError, TrafficError } from "./set-traffic";
+import { applyTraffic, formatMap, SET_TRAFFIC_COMMAND, TrafficConfigError, TrafficError } from "./set-traffic";
 
 /**
  * Default of SMOKE_DEADLINE_SECONDS: the prompts (each at most SMOKE_MAX_SECONDS + 5 s) and, in
@@ -305,7 +306,7 @@ export async function runSmokeTestFromEnv(mode: string | undefined, env: Env, de
     const s = (env.SMOKE_PAYLOAD_SHAPE ?? "prompt-list").trim();
     if (s !== "prompt-list" && s !== "chat-list") throw new Error(`SMOKE_PAYLOAD_SHAPE must be prompt-list or chat-list (got "${s}")`);
     shape = s;
-    deadlineMs = positiveSecondsFromEnv(env, "SMOKE_DEADLINE_SECONDS", SMOKE_DEADLINE_SECONDS) * 1000;
+    deadlineMs = deadlineSecondsFromEnv(env, SMOKE_TEST_COMMAND.deadline) * 1000;
     armEndpointFromEnv(env);
   } catch (e) {
     error(`smoke-test: ${(e as Error).message}`);
@@ -379,7 +380,7 @@ async function rollBack(env: Env, deps: ScriptDeps, ws: { subscriptionId: string
     // Within the program's one deadline (SMOKE_DEADLINE_SECONDS), which the process keeps.
     const left = deadlineAt - (deps.now ?? Date.now)();
     if (left <= 0) throw new DeadlineError("the deadline passed before the roll-back could start", 0);
-    const deadlineMs = Math.min(positiveSecondsFromEnv(env, "TRAFFIC_DEADLINE_SECONDS", 3600) * 1000, left);
+    const deadlineMs = Math.min(deadlineSecondsFromEnv(env, SET_TRAFFIC_COMMAND.deadline) * 1000, left);
     const pollIntervalMs = positiveSecondsFromEnv(env, "TRAFFIC_POLL_SECONDS", 15) * 1000;
     const client = armClientFromEnv(env, deps, "phi3-finetune/smoke-test-rollback", (deps.now ?? Date.now)() + deadlineMs);
     await applyTraffic(

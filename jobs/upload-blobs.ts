@@ -28,6 +28,7 @@ import type { HttpClient } from "@azure/core-rest-pipeline";
 import {
   ArmError,
   armClientFromEnv,
+  deadlineSecondsFromEnv,
   DeadlineError,
   defaultCredential,
   EXIT_ARM,
@@ -35,7 +36,6 @@ import {
   EXIT_DEADLINE,
   EXIT_OK,
   missingEnv,
-  positiveSecondsFromEnv,
   type Env,
   type ScriptDeps,
 } from "../lib/arm";
@@ -129,7 +129,7 @@ export async function main(
   let deadlineSeconds: number;
   try {
     uploads = parseUploads(env.UPLOADS);
-    deadlineSeconds = positiveSecondsFromEnv(env, "UPLOAD_DEADLINE_SECONDS", UPLOAD_DEADLINE_SECONDS);
+    deadlineSeconds = deadlineSecondsFromEnv(env, UPLOAD_BLOBS_COMMAND.deadline);
     if (!/^https:\/\/[^/]+/.test(env.BLOB_CONTAINER_URL!.trim())) throw new Error(`BLOB_CONTAINER_URL must be an https URL (got "${env.BLOB_CONTAINER_URL}"): tokens are sent over TLS only`);
   } catch (e) {
     say(`upload-blobs: ${(e as Error).message}`);

@@ -25,6 +25,7 @@ import {
   EXIT_FAILED,
   EXIT_OK,
   armClientFromEnv,
+  deadlineSecondsFromEnv,
   armEndpointFromEnv,
   missingEnv,
   positiveSecondsFromEnv,
@@ -323,7 +324,7 @@ export function parseWaitEnv(env: Env): WaitEnv | string {
   const missing = missingEnv(env, ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_JOB_NAME"]);
   if (missing.length > 0) return `missing environment variable(s): ${missing.join(", ")}`;
   try {
-    const deadlineSeconds = positiveSecondsFromEnv(env, "WAIT_DEADLINE_SECONDS", 86_400);
+    const deadlineSeconds = deadlineSecondsFromEnv(env, WAIT_FOR_JOB_COMMAND.deadline);
     const pollSeconds = positiveSecondsFromEnv(env, "WAIT_POLL_SECONDS", 30);
     armEndpointFromEnv(env);
     return {

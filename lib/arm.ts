@@ -856,6 +856,17 @@ export function positiveSecondsFromEnv(env: Env, name: string, dflt: number, min
 }
 
 /**
+ * The seconds of a program's deadline: {@link positiveSecondsFromEnv} of the variable and default
+ * its spec declares (lib/cli.ts `JobSpec.deadline`, which also ends the process at it), so each
+ * is written once.
+ *
+ * @throws Error `<VARIABLE> must be a positive number of seconds (got "...")`.
+ */
+export function deadlineSecondsFromEnv(env: Env, deadline: { variable: string; defaultSeconds: number }): number {
+  return positiveSecondsFromEnv(env, deadline.variable, deadline.defaultSeconds);
+}
+
+/**
  * Reads `ARM_ENDPOINT`: `undefined` when unset or blank (the client then uses
  * {@link DEFAULT_ARM_ENDPOINT}), else the trimmed value.
  *
